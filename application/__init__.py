@@ -1,0 +1,1 @@
+"""Use cases: load aggregates, let them decide, save events (with receipts) and answer queries."""

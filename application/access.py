@@ -1,0 +1,61 @@
+"""Who may do what: roles carried by API keys, and the rule that some roles only read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from application.errors import ApplicationError
+
+
+class Role(StrEnum):
+    CLERK = "clerk"
+    REVIEWER = "reviewer"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    COMPLIANCE = "compliance"
+    ADMIN = "admin"
+
+
+# Invoice lifecycle commands: clerks (and ERPs acting as clerks) and admins.
+INVOICE_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
+
+
+class ForbiddenError(ApplicationError):
+    def __init__(self, roles: frozenset[Role], needed: frozenset[Role]) -> None:
+        have = ", ".join(sorted(roles)) or "none"
+        need = " or ".join(sorted(needed))
+        super().__init__(f"this key's roles ({have}) may not do this; it needs {need}")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated API key: its tenant, roles, and the actor name stamped on events."""
+
+    tenant_id: str
+    key_id: str
+    roles: frozenset[Role]
+    user: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}" + (f"/user:{self.user}" if self.user else "")
+
+    def require(self, allowed: frozenset[Role]) -> None:
+        if not self.roles & allowed:
+            raise ForbiddenError(self.roles, allowed)
+
+
+def parse_roles(text: str) -> frozenset[Role]:
+    roles = set()
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            roles.add(Role(part))
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            raise ValueError(f"unknown role {part!r} (known: {known})") from None
+    if not roles:
+        raise ValueError("at least one role is needed")
+    return frozenset(roles)

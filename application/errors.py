@@ -1,0 +1,56 @@
+"""Errors raised by the application layer (not business rules: those are domain errors).
+
+Hierarchy::
+
+    ApplicationError
+    ├── InvoiceNotFoundError          no such invoice for this tenant (also: another tenant's)
+    ├── InvoiceAlreadyExistsError     the same tenant + key was issued before
+    ├── IdempotencyKeyReusedError     same Idempotency-Key, different request
+    ├── ConcurrencyConflictError      optimistic retries exhausted
+    ├── ProjectionLagError            a read could not catch up with `consistent_after` in time
+    └── UnknownProjectionError
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class ApplicationError(Exception):
+    """Base of the application layer's errors."""
+
+
+class InvoiceNotFoundError(ApplicationError):
+    def __init__(self, ref: UUID | str) -> None:
+        self.ref = ref
+        super().__init__(f"invoice {ref} not found")
+
+
+class InvoiceAlreadyExistsError(ApplicationError):
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        super().__init__(f"already issued: {', '.join(keys)}")
+
+
+class IdempotencyKeyReusedError(ApplicationError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Idempotency-Key {key!r} was used before with a different request")
+
+
+class ConcurrencyConflictError(ApplicationError):
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"the invoice kept changing underneath; gave up after {attempts} tries")
+
+
+class ProjectionLagError(ApplicationError):
+    def __init__(self, projection: str, position: int, reached: int) -> None:
+        self.projection, self.position, self.reached = projection, position, reached
+        super().__init__(
+            f"projection {projection} reached position {reached}, not {position}, in time"
+        )
+
+
+class UnknownProjectionError(ApplicationError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no projection named {name!r} (known: {', '.join(known)})")

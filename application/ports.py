@@ -1,0 +1,63 @@
+"""What the application needs from the outside, as Protocols; adapters live in infrastructure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """An aware UTC datetime."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredEventRow:
+    """One stored event with its log position and the database's `recorded_at`."""
+
+    position: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+    recorded_at: datetime
+
+
+class EventLog(Protocol):
+    """Extra reads our recorders offer beyond the library's (positions and recorded_at)."""
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None: ...
+
+    def select_stream(self, originator_id: UUID) -> Sequence[StoredEventRow]: ...
+
+
+@dataclass(frozen=True)
+class InvoiceFilter:
+    status: str | None = None
+    issued_from: date | None = None
+    issued_to: date | None = None
+    seller: str | None = None
+    buyer: str | None = None
+    min_total: Decimal | None = None
+    max_total: Decimal | None = None
+
+
+class InvoiceStatusReader(Protocol):
+    def get(self, tenant_id: str, invoice_id: UUID) -> dict[str, Any] | None: ...
+
+    def list(
+        self, tenant_id: str, filters: InvoiceFilter, limit: int, after: tuple[date, UUID] | None
+    ) -> tuple[list[dict[str, Any]], int]: ...
+
+    def counts(self, tenant_id: str) -> dict[str, int]: ...
+
+
+class ProjectionWaiter(Protocol):
+    def wait_for(self, projection: str, position: int, timeout: float) -> int:
+        """Block until `projection` has applied `position`; return the position it reached."""
+        ...

@@ -1,0 +1,1 @@
+"""Read models as pure folds: (current row, event, position) -> new row. No SQL here."""

@@ -1,0 +1,1 @@
+"""Adapters: stores, read models, the projection worker, settings and the composition root."""

@@ -1,0 +1,141 @@
+"""The composition root: the only place that builds concrete objects (STYLE.md 2)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from application.errors import ProjectionLagError, UnknownProjectionError
+from application.ledger import InvoiceLedger
+from application.ports import Clock
+from infrastructure.clock import SystemClock
+from infrastructure.database import create_read_engine
+from infrastructure.keys import ApiKeyStore
+from infrastructure.leadership import FileLeadership, PostgresLeadership
+from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
+from infrastructure.settings import Settings
+from infrastructure.worker import Leadership, ProgressBoard, ProjectionWorker, wait_for_position
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ledger: InvoiceLedger
+    engine: Engine
+    worker_engine: Engine
+    reader: SqlInvoiceStatusReader
+    keys: ApiKeyStore
+    board: ProgressBoard
+    workers: dict[str, ProjectionWorker]
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def worker(self, name: str) -> ProjectionWorker:
+        try:
+            return self.workers[name]
+        except KeyError:
+            raise UnknownProjectionError(name, sorted(self.workers)) from None
+
+    def start_workers(self) -> None:
+        """Run every projection's loop in a daemon thread (embedded mode, `fapiao worker`)."""
+        for worker in self.workers.values():
+            thread = threading.Thread(
+                target=worker.run,
+                args=(self._stop,),
+                name=f"projection-{worker.projection.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_for(self, projection: str, position: int, timeout: float) -> int:
+        """Read-your-writes: wait (bounded) until `projection` has applied `position`."""
+        worker = self.worker(projection)
+        reached = wait_for_position(worker, position, timeout, self.board)
+        if reached < position:
+            raise ProjectionLagError(projection, position, reached)
+        return reached
+
+    def check_database(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def projection_status(self) -> list[dict[str, Any]]:
+        head = int(self.ledger.recorder.max_notification_id() or 0)
+        rows = []
+        for name, worker in self.workers.items():
+            position = worker.position()
+            rows.append(
+                {
+                    "projection": name,
+                    "position": position,
+                    "head": head,
+                    "lag": max(head - position, 0),
+                    "dead_letters": worker.dead_letter_count(),
+                    "active_runner": self.active_runner(name),
+                }
+            )
+        return rows
+
+    def active_runner(self, name: str) -> str | None:
+        if self.settings.is_postgres:
+            pid = PostgresLeadership.holder_pid(_conninfo(self.settings), name)
+            return None if pid is None else f"postgres backend pid {pid}"
+        path = _lock_path(self.settings, name)
+        return "a local process (file lock held)" if FileLeadership.is_held(path) else None
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.ledger.close()
+        self.engine.dispose()
+        self.worker_engine.dispose()
+
+
+def _conninfo(settings: Settings) -> str:
+    return settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _lock_path(settings: Settings, projection: str) -> Any:
+    return settings.sqlite_path.with_name(f"{settings.sqlite_path.name}.{projection}.lock")
+
+
+def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
+    settings = settings or Settings()
+    ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
+    engine = create_read_engine(settings)
+    worker_engine = create_read_engine(settings, immediate=True)
+    board = ProgressBoard()
+    ledger.on_saved(board.saved)
+    workers: dict[str, ProjectionWorker] = {}
+    for projection in (InvoiceStatusProjection(),):
+        wake = board.new_waker()
+
+        def leadership(name: str = projection.name, wake: threading.Event = wake) -> Leadership:
+            if settings.is_postgres:
+                return PostgresLeadership(_conninfo(settings), name, "ledger_events")
+            return FileLeadership(_lock_path(settings, name), wake)
+
+        workers[projection.name] = ProjectionWorker(
+            ledger,
+            worker_engine,
+            projection,
+            leadership,
+            board,
+            batch_size=settings.projection_batch_size,
+            poll_seconds=settings.projection_poll_seconds,
+        )
+    return Services(
+        settings=settings,
+        ledger=ledger,
+        engine=engine,
+        worker_engine=worker_engine,
+        reader=SqlInvoiceStatusReader(engine),
+        keys=ApiKeyStore(engine),
+        board=board,
+        workers=workers,
+    )

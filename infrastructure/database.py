@@ -1,0 +1,41 @@
+"""SQLAlchemy engines for the read side, tuned per dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+from infrastructure.settings import Settings
+
+
+def create_read_engine(settings: Settings, *, immediate: bool = False) -> Engine:
+    """An engine on the configured store.
+
+    On SQLite, `immediate=True` begins every transaction with BEGIN IMMEDIATE: a projection
+    transaction reads rows and then writes them, and a deferred one could not upgrade its lock
+    when another writer got there first.
+    """
+    if settings.is_postgres:
+        return create_engine(
+            settings.url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_pre_ping=True,
+        )
+    engine = create_engine(settings.url, connect_args={"timeout": 30, "check_same_thread": False})
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (SQLAlchemy pysqlite recipe)
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine

@@ -1,0 +1,129 @@
+"""invoice_status in SQL: the projection's batch writer and the tenant-scoped reader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from application.ports import InvoiceFilter
+from application.projections import invoice_status as fold_module
+from infrastructure.tables import invoice_status
+
+COLUMNS = [c.name for c in invoice_status.columns]
+
+
+def upsert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """Insert or replace rows by primary key in one statement per batch, on either dialect."""
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
+    )
+    conn.execute(stmt, list(rows))
+
+
+class InvoiceStatusProjection:
+    """Writes a batch of invoice events into invoice_status (rows loaded once, written once)."""
+
+    name = fold_module.NAME
+
+    def handles(self, event: object) -> bool:
+        return fold_module.handles(event)
+
+    def apply_batch(
+        self, conn: Connection, items: Sequence[tuple[int, Any]]
+    ) -> list[tuple[int, Any, Exception]]:
+        ids = list({e.originator_id for _, e in items})
+        rows: dict[UUID, dict[str, Any]] = {}
+        if ids:
+            result = conn.execute(
+                select(invoice_status).where(invoice_status.c.invoice_id.in_(ids))
+            )
+            rows = {r.invoice_id: dict(r._mapping) for r in result}
+        changed: dict[UUID, dict[str, Any]] = {}
+        failures: list[tuple[int, Any, Exception]] = []
+        for position, event in items:
+            try:
+                row = fold_module.fold(rows.get(event.originator_id), event, position)
+            except Exception as e:  # noqa: BLE001 - a poison event is dead-lettered, not fatal
+                failures.append((position, event, e))
+                continue
+            rows[event.originator_id] = changed[event.originator_id] = row
+        upsert(conn, invoice_status, list(changed.values()), "invoice_id")
+        return failures
+
+    def reset(self, conn: Connection) -> None:
+        conn.execute(delete(invoice_status))
+
+
+def _cursor_filter(after: tuple[date, UUID]) -> Any:
+    issued_on, invoice_id = after
+    return or_(
+        invoice_status.c.issued_on < issued_on,
+        and_(invoice_status.c.issued_on == issued_on, invoice_status.c.invoice_id < invoice_id),
+    )
+
+
+class SqlInvoiceStatusReader:
+    """Tenant-scoped queries on invoice_status; newest issue date first, keyset-paginated."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, tenant_id: str, invoice_id: UUID) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(invoice_status).where(
+                    invoice_status.c.tenant_id == tenant_id,
+                    invoice_status.c.invoice_id == invoice_id,
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def list(
+        self, tenant_id: str, filters: InvoiceFilter, limit: int, after: tuple[date, UUID] | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        c = invoice_status.c
+        where = [c.tenant_id == tenant_id]
+        if filters.status:
+            where.append(c.status == filters.status)
+        if filters.issued_from:
+            where.append(c.issued_on >= filters.issued_from)
+        if filters.issued_to:
+            where.append(c.issued_on <= filters.issued_to)
+        if filters.seller:
+            where.append(c.seller_code == filters.seller)
+        if filters.buyer:
+            where.append(c.buyer_code == filters.buyer)
+        if filters.min_total is not None:
+            where.append(c.total >= filters.min_total)
+        if filters.max_total is not None:
+            where.append(c.total <= filters.max_total)
+        page = select(invoice_status).where(*where)
+        if after is not None:
+            page = page.where(_cursor_filter(after))
+        page = page.order_by(c.issued_on.desc(), c.invoice_id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(page)]
+            total = conn.execute(select(func.count()).select_from(invoice_status).where(*where))
+            count = int(total.scalar_one())
+        return rows, count
+
+    def counts(self, tenant_id: str) -> dict[str, int]:
+        c = invoice_status.c
+        query = (
+            select(c.status, func.count())
+            .where(c.tenant_id == tenant_id)
+            .group_by(c.status)
+            .order_by(c.status)
+        )
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}

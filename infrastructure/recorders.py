@@ -1,0 +1,101 @@
+"""Our event-store recorders: the library's, plus positions and the database's `recorded_at`.
+
+On SQLite the library inserts positionally, which breaks once alembic adds `recorded_at`
+(research note 4.3), so the insert names its columns here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from psycopg.sql import SQL, Identifier
+
+from application.ports import StoredEventRow
+
+# Table names below are the library's fixed names, never user input.
+# ruff: noqa: S608
+
+
+class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        self.insert_events_statement = (
+            f"INSERT INTO {events_table_name} "
+            "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} "
+                "WHERE originator_id=? AND originator_version=?",
+                (originator_id.hex, version),
+            )
+            row = c.fetchone()
+        return None if row is None else int(row[0])
+
+    def select_stream(self, originator_id: UUID) -> Sequence[StoredEventRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT rowid AS position, originator_version, topic, state, recorded_at "
+                f"FROM {self.events_table_name} WHERE originator_id=? "
+                "ORDER BY originator_version",
+                (originator_id.hex,),
+            )
+            rows = c.fetchall()
+        return [
+            StoredEventRow(
+                position=r["position"],
+                originator_id=originator_id,
+                originator_version=r["originator_version"],
+                topic=r["topic"],
+                state=bytes(r["state"]),
+                recorded_at=_sqlite_time(r["recorded_at"]),
+            )
+            for r in rows
+        ]
+
+
+def _sqlite_time(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(events_table_name))
+        self._position_sql = SQL(
+            "SELECT notification_id FROM {} WHERE originator_id=%s AND originator_version=%s"
+        ).format(table)
+        self._stream_sql = SQL(
+            "SELECT notification_id, originator_version, topic, state, recorded_at FROM {} "
+            "WHERE originator_id=%s ORDER BY originator_version"
+        ).format(table)
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._position_sql, (originator_id, version), prepare=True)
+            row: Any = curs.fetchone()
+        return None if row is None else int(row["notification_id"])
+
+    def select_stream(self, originator_id: UUID) -> Sequence[StoredEventRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._stream_sql, (originator_id,), prepare=True)
+            rows: Any = curs.fetchall()
+        return [
+            StoredEventRow(
+                position=r["notification_id"],
+                originator_id=originator_id,
+                originator_version=r["originator_version"],
+                topic=r["topic"],
+                state=bytes(r["state"]),
+                recorded_at=r["recorded_at"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,96 @@
+"""Settings: the only reader of the environment (FAPIAO_*), and the library's env built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+
+class Settings(BaseSettings):
+    """`FAPIAO_DATABASE_URL` picks the store; without it, SQLite in `FAPIAO_DATA_DIR`."""
+
+    model_config = SettingsConfigDict(env_prefix="FAPIAO_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path/to/ledger.db or postgresql://user:pw@host:5432/db",
+    )
+    data_dir: Path = Path(".fapiao")
+    pool_size: int = Field(default=4, ge=1, le=64)
+    max_overflow: int = Field(default=8, ge=0, le=128)
+    lock_timeout_seconds: int = Field(default=5, ge=1)
+    projection_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projection_poll_seconds: float = Field(default=2.0, gt=0)
+    consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
+    environment: Literal["development", "test", "production"] = "development"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        scheme = v.split(":", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(
+                f"FAPIAO_DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme}:"
+            )
+        return v
+
+    @property
+    def url(self) -> URL:
+        if self.database_url is None:
+            return make_url(f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}")
+        url = make_url(self.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path:
+        assert not self.is_postgres and self.url.database
+        return Path(self.url.database)
+
+    def describe(self) -> str:
+        """The store, safe to print (no password)."""
+        return self.url.render_as_string(hide_password=True)
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The library's environment. CREATE_TABLE is off everywhere: alembic owns the tables."""
+        env = {
+            "CREATE_TABLE": "no",
+            "SINGLE_ROW_TRACKING": "y",
+            "IS_SNAPSHOTTING_ENABLED": "no",
+        }
+        if self.is_postgres:
+            url = self.url
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                APPLICATION_RECORDER_TOPIC="infrastructure.recorders:LedgerPostgresRecorder",
+                POSTGRES_DBNAME=url.database or "",
+                POSTGRES_HOST=url.host or "127.0.0.1",
+                POSTGRES_PORT=str(url.port or 5432),
+                POSTGRES_USER=url.username or "postgres",
+                POSTGRES_PASSWORD=url.password or "",
+                POSTGRES_SCHEMA="public",
+                POSTGRES_POOL_SIZE=str(self.pool_size),
+                POSTGRES_MAX_OVERFLOW=str(self.max_overflow),
+                POSTGRES_LOCK_TIMEOUT=str(self.lock_timeout_seconds),
+                POSTGRES_CONNECT_TIMEOUT="10",
+                POSTGRES_PRE_PING="y",
+            )
+        else:
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                APPLICATION_RECORDER_TOPIC="infrastructure.recorders:LedgerSQLiteRecorder",
+                SQLITE_DBNAME=str(self.sqlite_path),
+                SQLITE_LOCK_TIMEOUT="30",
+            )
+        return env

@@ -1,0 +1,168 @@
+"""Read-model and admin tables as one SQLAlchemy Core metadata for both dialects.
+
+The migrations create these (they never import this module); tests/integration compare the
+migrated schema with this metadata so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.types import TypeEngine
+
+
+class Money(TypeDecorator[Decimal]):
+    """NUMERIC(18,2) on PostgreSQL; integer cents on SQLite, which has no exact decimal type."""
+
+    impl = Numeric(18, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(18, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return int((Decimal(value) * 100).to_integral_exact())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / 100).quantize(Decimal("0.01"))
+        return Decimal(value).quantize(Decimal("0.01"))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored in UTC on both dialects (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String, primary_key=True),
+    Column("tenant_id", String, ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("secret_hash", String, nullable=False, unique=True),
+    Column("roles", String, nullable=False),
+    Column("label", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+invoice_status = Table(
+    "invoice_status",
+    metadata,
+    Column("invoice_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("invoice_key", String, nullable=False),
+    Column("number", String, nullable=False),
+    Column("code", String, nullable=True),
+    Column("invoice_type", String, nullable=False),
+    Column("direction", String, nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("seller_code", String, nullable=False),
+    Column("seller_name", String, nullable=False),
+    Column("buyer_code", String, nullable=True),
+    Column("buyer_name", String, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("tax", Money, nullable=False),
+    Column("total", Money, nullable=False),
+    Column("tax_rate", String, nullable=True),
+    Column("status", String, nullable=False),
+    Column("submission_attempts", Integer, nullable=False),
+    Column("last_failure_reason", String, nullable=True),
+    Column("platform_ref", String, nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("acknowledged_late", Integer, nullable=False),
+    Column("rejection_code", String, nullable=True),
+    Column("rejection_message", Text, nullable=True),
+    Column("missing_detected_by", String, nullable=True),
+    Column("missing_since", UTCDateTime, nullable=True),
+    Column("reversed_amount", Money, nullable=False),
+    Column("red_invoice_keys", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("last_event", String, nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("invoice_status_tenant_issued", "tenant_id", "issued_on", "invoice_id"),
+    Index("invoice_status_tenant_status", "tenant_id", "status", "issued_on"),
+    Index("invoice_status_tenant_key", "tenant_id", "invoice_key", unique=True),
+)
+
+projection_dead_letters = Table(
+    "projection_dead_letters",
+    metadata,
+    Column("projection", String, primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("originator_id", String, nullable=False),
+    Column("originator_version", BigInteger, nullable=False),
+    Column("topic", String, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", UTCDateTime, nullable=False),
+)
+
+
+def tracking_table(projection: str) -> Table:
+    """The library's single-row tracking shape, one table per projection (research note 4.5)."""
+    name = f"{projection}_tracking"
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return Table(
+        name,
+        metadata,
+        Column("application_name", String, primary_key=True),
+        Column("notification_id", BigInteger),
+    )
+
+
+PROJECTIONS = ("invoice_status",)
+for _name in PROJECTIONS:
+    tracking_table(_name)
