@@ -1,0 +1,1 @@
+"""The edge: the HTTP API (FastAPI) and the `fapiao` CLI (typer)."""

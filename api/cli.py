@@ -1,0 +1,252 @@
+"""The `fapiao` command line: serve, migrate, worker, keys, projections.
+
+Errors print one readable line and exit non-zero; long work shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from application.demo import DEMO_NAME, DEMO_TENANT, load_demo
+from application.errors import ApplicationError
+from domain.errors import DomainError
+from infrastructure import migrate as migrations
+from infrastructure.bootstrap import Services, build_services
+from infrastructure.keys import KeyStoreError
+from infrastructure.settings import Settings
+
+app = typer.Typer(
+    help="fapiao-ledger: the trusted record of every invoice's journey to the tax platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+projections_app = typer.Typer(help="Projections: status and rebuild.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(projections_app, name="projections")
+console = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+@contextmanager
+def services_for(settings: Settings | None = None) -> Iterator[Services]:
+    settings = settings or Settings()
+    revision = migrations.current_revision(settings)
+    if revision != migrations.head_revision(settings):
+        raise CliError(
+            f"the database at {settings.describe()} is at migration {revision}; "
+            "run `fapiao migrate` first"
+        )
+    services = build_services(settings)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False,
+) -> None:
+    """Apply the alembic migrations (both stores)."""
+    settings = Settings()
+    if down:
+        migrations.downgrade(settings, revision)
+    else:
+        migrations.upgrade(settings, revision)
+    console.print(
+        f"{settings.describe()} is at migration {migrations.current_revision(settings) or 'base'}"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Load a demo tenant and print its API key")] = False,
+    worker: Annotated[bool, typer.Option(help="Run the projection worker in-process")] = True,
+) -> None:
+    """Migrate, then serve the API (SQLite in .fapiao/ unless FAPIAO_DATABASE_URL is set)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = Settings()
+    migrations.upgrade(settings)
+    services = build_services(settings)
+    if demo:
+        _load_demo(services, port)
+    console.print(f"store: {settings.describe()}")
+    console.print(f"API docs: http://{host}:{port}/docs")
+    try:
+        uvicorn.run(
+            create_app(settings, services=services, run_workers=worker),
+            host=host,
+            port=port,
+            log_level="info",
+        )
+    finally:
+        services.close()
+
+
+def _load_demo(services: Services, port: int) -> None:
+    tenant = services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
+    if services.reader.counts(tenant) or services.ledger.recorder.max_notification_id():
+        console.print("demo tenant already has data; not loading it again")
+    else:
+        with console.status("loading demo invoices..."):
+            report = load_demo(services.ledger, tenant)
+        services.worker("invoice_status").catch_up()
+        console.print(f"demo: {report.invoices} invoices for {DEMO_NAME} ({tenant})")
+    key_id, secret = services.keys.create_key(tenant, "clerk,auditor", "demo key")
+    console.print(f"demo API key (clerk, auditor): [bold]{secret}[/bold]")
+    console.print(
+        f"try: curl -H 'Authorization: Bearer {secret}' "
+        "'http://127.0.0.1:8000/v1/invoices?status=missing&limit=5'"
+    )
+
+
+@app.command()
+def worker(
+    projection: Annotated[list[str] | None, typer.Option(help="Only these projections")] = None,
+) -> None:
+    """Run the projection workers until interrupted (one active per projection; others wait)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with services_for() as services:
+        names = projection or sorted(services.workers)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        threads = [
+            threading.Thread(target=services.worker(n).run, args=(stop,), daemon=True)
+            for n in names
+        ]
+        for t in threads:
+            t.start()
+        console.print(f"projection workers running: {', '.join(names)} (Ctrl-C to stop)")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            stop.set()
+        for t in threads:
+            t.join(timeout=10)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant's unified social credit code")],
+    roles: Annotated[
+        str,
+        typer.Option(help="Comma-separated: clerk, reviewer, approver, auditor, compliance, admin"),
+    ],
+    tenant_name: Annotated[str, typer.Option(help="Name, when the tenant is new")] = "",
+    label: Annotated[str, typer.Option(help="What the key is for")] = "",
+) -> None:
+    """Create an API key (the tenant too, if new). The key is printed once."""
+    with services_for() as services:
+        tenant_id = services.keys.ensure_tenant(tenant, tenant_name)
+        key_id, secret = services.keys.create_key(tenant_id, roles, label)
+    console.print(f"key {key_id} for {tenant_id}: {secret}", soft_wrap=True, highlight=False)
+    console.print("store it now: only its hash is kept")
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
+    """List API keys (never their secrets)."""
+    with services_for() as services:
+        rows = services.keys.list_keys(tenant)
+    table = Table("key", "tenant", "roles", "label", "created (UTC)", "revoked")
+    for k in rows:
+        table.add_row(
+            k.key_id,
+            k.tenant_id,
+            k.roles,
+            k.label,
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; requests with it get 401 from now on."""
+    with services_for() as services:
+        services.keys.revoke(key_id)
+    console.print(f"revoked {key_id}")
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Position, lag, dead letters and the active runner of each projection."""
+    with services_for() as services:
+        rows = services.projection_status()
+    table = Table("projection", "position", "head", "lag", "dead letters", "active runner")
+    for r in rows:
+        table.add_row(
+            r["projection"],
+            str(r["position"]),
+            str(r["head"]),
+            str(r["lag"]),
+            str(r["dead_letters"]),
+            r["active_runner"] or "none",
+        )
+    console.print(table)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: str) -> None:
+    """Empty a projection and replay every event into it, with a progress bar."""
+    with services_for() as services:
+        worker_ = services.worker(name)
+        leadership = worker_.leadership()
+        if not leadership.try_acquire():
+            leadership.release()
+            raise CliError(f"a worker is running projection {name}; stop it first")
+        try:
+            worker_.reset()
+            head = worker_.head()
+            columns = (
+                TextColumn(f"rebuilding {name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(name, total=head or 1)
+                worker_.catch_up(
+                    lambda pos, total: progress.update(task, completed=pos, total=total or 1)
+                )
+        finally:
+            leadership.release()
+        console.print(
+            f"{name} rebuilt to position {worker_.position()}; "
+            f"{worker_.dead_letter_count()} dead letters"
+        )
+
+
+def main() -> None:
+    try:
+        app()
+    except (CliError, DomainError, ApplicationError, KeyStoreError, ValueError) as e:
+        err.print(f"error: {e}", highlight=False)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - one readable line, not a traceback
+        err.print(f"error: {type(e).__name__}: {e}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,382 @@
+"""Invoice commands and queries under /v1. Each route: parse, one application call, shape."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import ORJSONResponse
+
+from api.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency, provenance
+from api.schemas import (
+    AcknowledgeRequest,
+    BatchResponse,
+    CommandResponse,
+    EventOut,
+    InvoiceOut,
+    InvoicePage,
+    IssueBatchRequest,
+    IssueInvoiceRequest,
+    MissingReportRequest,
+    RedReversalRequest,
+    RejectRequest,
+    StatusCounts,
+    SubmissionFailureRequest,
+    SubmitRequest,
+    VoidRequest,
+)
+from application.access import INVOICE_WRITERS
+from application.dto import CommandResult
+from application.errors import InvoiceNotFoundError
+from application.ports import InvoiceFilter
+from domain.status import InvoiceStatus
+
+router = APIRouter(prefix="/v1", tags=["invoices"])
+PROJECTION = "invoice_status"
+
+ConsistentAfter = Annotated[
+    int | None,
+    Query(ge=0, description="Wait (bounded) until the view includes this log position"),
+]
+ERRORS = {
+    401: {"description": "No or bad API key"},
+    403: {"description": "Role may not do this"},
+    404: {"description": "No such invoice for this tenant"},
+    409: {"description": "Not allowed in the current status"},
+    422: {"description": "Invalid input; `errors` names each field and rule"},
+}
+
+
+def _out(result: CommandResult) -> CommandResponse:
+    return CommandResponse.model_validate(result, from_attributes=True)
+
+
+def _consistent(services: ServicesDep, position: int | None) -> None:
+    if position:
+        services.wait_for(PROJECTION, position, services.settings.consistent_read_timeout)
+
+
+@router.post(
+    "/invoices",
+    status_code=201,
+    response_model=CommandResponse,
+    responses=ERRORS,
+    summary="Issue (record) an invoice",
+)
+def issue_invoice(
+    body: IssueInvoiceRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> ORJSONResponse:
+    principal.require(INVOICE_WRITERS)
+    result = services.ledger.issue_invoice(
+        principal.tenant_id,
+        body.to_draft(),
+        provenance(principal, body.occurred_at, services),
+        idempotency(request, key, body),
+    )
+    return ORJSONResponse(
+        _out(result).model_dump(mode="json"),
+        status_code=201,
+        headers={"Location": f"/v1/invoices/{result.invoice_id}"},
+    )
+
+
+@router.post(
+    "/invoice-batches",
+    status_code=201,
+    response_model=BatchResponse,
+    responses=ERRORS,
+    summary="Issue many invoices atomically (all or none)",
+)
+def issue_batch(
+    body: IssueBatchRequest, principal: PrincipalDep, services: ServicesDep
+) -> BatchResponse:
+    principal.require(INVOICE_WRITERS)
+    by = provenance(principal, None, services)
+    results = services.ledger.issue_invoices(
+        principal.tenant_id, [inv.to_draft() for inv in body.invoices], by
+    )
+    return BatchResponse(
+        results=[_out(r) for r in results], position=max(r.position for r in results)
+    )
+
+
+def _command(name: str, summary: str):  # type: ignore[no-untyped-def]
+    return router.post(
+        f"/invoices/{{ref}}/{name}",
+        response_model=CommandResponse,
+        responses=ERRORS,
+        summary=summary,
+    )
+
+
+@_command("submissions", "Record an upload attempt to the tax platform")
+def submit(
+    ref: str,
+    body: SubmitRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.submit_invoice(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.channel,
+            body.batch_ref,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("submission-failures", "Record that an upload did not reach the platform")
+def fail_submission(
+    ref: str,
+    body: SubmissionFailureRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.record_submission_failure(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.reason_code,
+            body.detail,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("acknowledgements", "Record the platform's acknowledgement (late ones included)")
+def acknowledge(
+    ref: str,
+    body: AcknowledgeRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.acknowledge_invoice(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.platform_ref,
+            body.acknowledged_at,
+            body.learned_via,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("rejections", "Record the platform's rejection")
+def reject(
+    ref: str,
+    body: RejectRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.reject_invoice(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.reason_code,
+            body.message,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("missing-reports", "Mark an invoice missing from the platform")
+def report_missing(
+    ref: str,
+    body: MissingReportRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.report_missing(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.detected_by,
+            body.note,
+            body.evidence,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("voids", "Void a paper invoice")
+def void(
+    ref: str,
+    body: VoidRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    return _out(
+        ledger.void_invoice(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.reason,
+            idempotency(request, key, body),
+        )
+    )
+
+
+@_command("red-reversals", "Record a red-letter reversal (full or partial)")
+def red_reverse(
+    ref: str,
+    body: RedReversalRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
+) -> CommandResponse:
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    amount = (
+        body.amount if body.amount is None or isinstance(body.amount, float) else str(body.amount)
+    )
+    return _out(
+        ledger.red_reverse_invoice(
+            principal.tenant_id,
+            ledger.resolve_invoice_id(principal.tenant_id, ref),
+            provenance(principal, body.occurred_at, services),
+            body.confirmation_number,
+            body.red_invoice_key,
+            body.scope,
+            body.reason_code,
+            amount,  # type: ignore[arg-type]
+            idempotency(request, key, body),
+        )
+    )
+
+
+@router.get(
+    "/invoices/{ref}",
+    response_model=InvoiceOut,
+    responses=ERRORS,
+    summary="One invoice's current status (by id or canonical key)",
+)
+def get_invoice(
+    ref: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    consistent_after: ConsistentAfter = None,
+) -> InvoiceOut:
+    _consistent(services, consistent_after)
+    invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, ref)
+    row = services.reader.get(principal.tenant_id, invoice_id)
+    if row is None:
+        raise InvoiceNotFoundError(ref)
+    return InvoiceOut.from_row(row)
+
+
+def _encode_cursor(issued_on: date, invoice_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{issued_on.isoformat()}|{invoice_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[date, UUID]:
+    from domain.errors import InvalidFieldError
+
+    try:
+        issued_on, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return date.fromisoformat(issued_on), UUID(invoice_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidFieldError("cursor", "not a cursor this API returned", "cursor") from None
+
+
+@router.get(
+    "/invoices",
+    response_model=InvoicePage,
+    responses=ERRORS,
+    summary="List invoices, newest issue date first, with keyset pagination",
+)
+def list_invoices(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    status: InvoiceStatus | None = None,
+    issued_from: date | None = None,
+    issued_to: date | None = None,
+    seller: Annotated[str | None, Query(description="Seller's taxpayer code")] = None,
+    buyer: Annotated[str | None, Query(description="Buyer's taxpayer code")] = None,
+    min_total: Decimal | None = None,
+    max_total: Decimal | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+    consistent_after: ConsistentAfter = None,
+) -> InvoicePage:
+    _consistent(services, consistent_after)
+    filters = InvoiceFilter(
+        status.value if status else None,
+        issued_from,
+        issued_to,
+        seller.upper() if seller else None,
+        buyer.upper() if buyer else None,
+        min_total,
+        max_total,
+    )
+    after = _decode_cursor(cursor) if cursor else None
+    rows, total = services.reader.list(principal.tenant_id, filters, limit, after)
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = _encode_cursor(rows[-1]["issued_on"], rows[-1]["invoice_id"])
+    return InvoicePage(
+        items=[InvoiceOut.from_row(r) for r in rows], total=total, next_cursor=next_cursor
+    )
+
+
+@router.get("/invoice-counts", response_model=StatusCounts, summary="How many invoices per status")
+def counts(
+    principal: PrincipalDep, services: ServicesDep, consistent_after: ConsistentAfter = None
+) -> StatusCounts:
+    _consistent(services, consistent_after)
+    by_status = services.reader.counts(principal.tenant_id)
+    return StatusCounts(counts=by_status, total=sum(by_status.values()))
+
+
+@router.get(
+    "/invoices/{ref}/events",
+    response_model=list[EventOut],
+    responses=ERRORS,
+    summary="Every event of one invoice, oldest first, from the event store",
+)
+def invoice_events(ref: str, principal: PrincipalDep, services: ServicesDep) -> list[EventOut]:
+    invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, ref)
+    return [
+        EventOut.model_validate(e, from_attributes=True)
+        for e in services.ledger.list_invoice_events(principal.tenant_id, invoice_id)
+    ]
