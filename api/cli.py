@@ -250,3 +250,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - one readable line, not a traceback
         err.print(f"error: {type(e).__name__}: {e}", highlight=False)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+from datetime import date
+
+import pytest
+
+from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
+from domain.identity import (
+    DEFAULT_REGION_CODES,
+    invoice_id,
+    key_warnings,
+    parse_canonical_key,
+    parse_invoice_key,
+    parse_uscc,
+)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "91330100716105852F",
+        "91110108769914581E",
+        "91320621MA1MRHG205",
+        "91110000600037341L",
+        "914403001922038216",
+        " 9111-0108 7699 1458 1e ",
+    ],
+)
+def test_valid_unified_social_credit_codes_pass_both_checks(code: str) -> None:
+    normalised, warnings = parse_uscc("seller.taxpayer_code", code)
+    assert len(normalised) == 18 and warnings == []
+
+
+def test_a_wrong_check_character_is_refused_naming_the_expected_one() -> None:
+    with pytest.raises(InvalidTaxpayerCodeError) as e:
+        parse_uscc("buyer.taxpayer_code", "91320621MA1MRHG207")
+    assert e.value.field == "buyer.taxpayer_code" and e.value.rule == "taxpayer_code"
+    assert "'5'" in e.value.message
+
+
+def test_a_failing_embedded_organisation_code_is_only_a_warning() -> None:
+    code, warnings = parse_uscc("seller.taxpayer_code", "91110000100003662X")
+    assert code == "91110000100003662X"
+    assert [w.rule for w in warnings] == ["organisation_code"]
+
+
+@pytest.mark.parametrize(
+    "bad,why", [("9111010876991458", "18 characters"), ("9111010876991458IE", "not allowed")]
+)
+def test_malformed_codes_are_refused(bad: str, why: str) -> None:
+    with pytest.raises(InvalidTaxpayerCodeError, match=why):
+        parse_uscc("seller.taxpayer_code", bad)
+
+
+def test_codes_may_start_with_a_letter() -> None:
+    from domain.identity import uscc_check_character
+
+    body = "Y1110000" + "MA01ABCD" + "0"
+    code = body + uscc_check_character(body)
+    assert parse_uscc("seller.taxpayer_code", code)[0] == code
+
+
+def test_fully_digital_and_legacy_keys_have_their_canonical_forms() -> None:
+    assert parse_invoice_key("24112000000135114086", None).canonical == "24112000000135114086"
+    assert parse_invoice_key("00012345", "011002600104").canonical == "011002600104:00012345"
+    assert parse_canonical_key("011002600104:00012345").code == "011002600104"
+
+
+@pytest.mark.parametrize(
+    "number,code,field,message",
+    [
+        ("2.5112E+19", None, "number", "scientific notation"),
+        ("２４112000000135114086", None, "number", "ASCII digits"),
+        ("4112000000135114086", None, "number", "20 digits"),
+        ("12345678", "11002600104", "code", "10 or 12"),
+        ("1234567", "011002600104", "number", "8 digits"),
+        (24112000000135114086, None, "number", "not a number"),
+    ],
+)
+def test_keys_that_lost_information_are_refused(
+    number: object, code: str | None, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidInvoiceKeyError, match=message) as e:
+        parse_invoice_key(number, code)  # type: ignore[arg-type]
+    assert e.value.field == field
+
+
+def test_year_and_region_digits_are_warnings() -> None:
+    key = parse_invoice_key("25992000000135114086", None)
+    rules = [w.rule for w in key_warnings(key, date(2026, 1, 5), DEFAULT_REGION_CODES)]
+    assert rules == ["number_year", "number_region"]
+
+
+def test_invoice_ids_are_stable_per_tenant_and_differ_across_tenants() -> None:
+    key = parse_invoice_key("24112000000135114086", None)
+    assert invoice_id("A", key) == invoice_id("A", key) != invoice_id("B", key)
