@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException
 
+from api.responses import OrjsonResponse
 from application.access import ForbiddenError
 from application.errors import (
     ApplicationError,
@@ -56,7 +56,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> ORJSONResponse:
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> OrjsonResponse:
     body = {
         "type": f"urn:fapiao:problem:{slug}",
         "title": title,
@@ -67,7 +67,7 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> OR
     headers = {"Retry-After": "1"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return ORJSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return OrjsonResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _field_errors(exc: Exception) -> list[dict[str, str]]:
@@ -78,7 +78,7 @@ def _field_errors(exc: Exception) -> list[dict[str, str]]:
     return []
 
 
-def to_problem(exc: Exception) -> ORJSONResponse:
+def to_problem(exc: Exception) -> OrjsonResponse:
     for cls, status, slug in STATUS_BY_ERROR:
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}
@@ -105,7 +105,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    def _request_invalid(_r: Request, exc: RequestValidationError) -> ORJSONResponse:
+    def _request_invalid(_r: Request, exc: RequestValidationError) -> OrjsonResponse:
         errors = [
             {"field": _loc(tuple(e["loc"])), "rule": e["type"], "message": e["msg"]}
             for e in exc.errors()
@@ -114,11 +114,11 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation-failed", "Validation failed", detail, errors=errors)
 
     @app.exception_handler(HTTPException)
-    def _http(_r: Request, exc: HTTPException) -> ORJSONResponse:
+    def _http(_r: Request, exc: HTTPException) -> OrjsonResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail))
 
-    def _mapped(_r: Request, exc: Exception) -> ORJSONResponse:
+    def _mapped(_r: Request, exc: Exception) -> OrjsonResponse:
         return to_problem(exc)
 
     # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;

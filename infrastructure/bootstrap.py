@@ -12,7 +12,7 @@ from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
 from application.ports import Clock
 from infrastructure.clock import SystemClock
-from infrastructure.database import create_read_engine
+from infrastructure.database import create_engine_for
 from infrastructure.keys import ApiKeyStore
 from infrastructure.leadership import FileLeadership, PostgresLeadership
 from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
@@ -25,7 +25,7 @@ class Services:
     settings: Settings
     ledger: InvoiceLedger
     engine: Engine
-    worker_engine: Engine
+    write_engine: Engine
     reader: SqlInvoiceStatusReader
     keys: ApiKeyStore
     board: ProgressBoard
@@ -93,7 +93,7 @@ class Services:
             thread.join(timeout=10)
         self.ledger.close()
         self.engine.dispose()
-        self.worker_engine.dispose()
+        self.write_engine.dispose()
 
 
 def _conninfo(settings: Settings) -> str:
@@ -107,8 +107,8 @@ def _lock_path(settings: Settings, projection: str) -> Any:
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
     settings = settings or Settings()
     ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
-    engine = create_read_engine(settings)
-    worker_engine = create_read_engine(settings, immediate=True)
+    engine = create_engine_for(settings)
+    write_engine = create_engine_for(settings, immediate=True)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
     workers: dict[str, ProjectionWorker] = {}
@@ -122,7 +122,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
 
         workers[projection.name] = ProjectionWorker(
             ledger,
-            worker_engine,
+            write_engine,
+            engine,
             projection,
             leadership,
             board,
@@ -133,9 +134,9 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         settings=settings,
         ledger=ledger,
         engine=engine,
-        worker_engine=worker_engine,
+        write_engine=write_engine,
         reader=SqlInvoiceStatusReader(engine),
-        keys=ApiKeyStore(engine),
+        keys=ApiKeyStore(engine, write_engine),
         board=board,
         workers=workers,
     )

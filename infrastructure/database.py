@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from infrastructure.settings import Settings
 
 
-def create_read_engine(settings: Settings, *, immediate: bool = False) -> Engine:
+def create_engine_for(settings: Settings, *, immediate: bool = False) -> Engine:
     """An engine on the configured store.
 
     On SQLite, `immediate=True` begins every transaction with BEGIN IMMEDIATE: a projection

@@ -34,13 +34,14 @@ def _hash(secret: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, write_engine: Engine) -> None:
         self.engine = engine
+        self.write_engine = write_engine  # read-then-write transactions (IMMEDIATE on SQLite)
 
     def ensure_tenant(self, taxpayer_code: str, name: str) -> str:
         """Create the tenant if new; its id is its validated unified social credit code."""
         code, _ = parse_uscc("tenant", taxpayer_code)
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             exists = conn.execute(select(tenants.c.tenant_id).where(tenants.c.tenant_id == code))
             if exists.first() is None:
                 conn.execute(
@@ -62,7 +63,7 @@ class ApiKeyStore:
     ) -> tuple[str, str]:
         """A new key for the tenant; returns (key_id, secret). The secret is not kept."""
         role_set = parse_roles(roles) if isinstance(roles, str) else roles
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             if (
                 conn.execute(
                     select(tenants.c.tenant_id).where(tenants.c.tenant_id == tenant_id)
@@ -96,7 +97,7 @@ class ApiKeyStore:
             ]
 
     def revoke(self, key_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             result = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))

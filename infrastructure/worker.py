@@ -87,6 +87,7 @@ class ProjectionWorker:
         self,
         ledger: InvoiceLedger,
         engine: Engine,
+        read_engine: Engine,
         projection: Projection,
         leadership: Callable[[], Leadership],
         board: ProgressBoard,
@@ -94,7 +95,8 @@ class ProjectionWorker:
         poll_seconds: float = 2.0,
     ) -> None:
         self.ledger = ledger
-        self.engine = engine
+        self.engine = engine  # writes (BEGIN IMMEDIATE on SQLite)
+        self.read_engine = read_engine
         self.projection = projection
         self.leadership = leadership
         self.board = board
@@ -112,7 +114,7 @@ class ProjectionWorker:
         )
         if conn is not None:
             return int(conn.execute(query).scalar() or 0)
-        with self.engine.connect() as c:
+        with self.read_engine.connect() as c:
             return int(c.execute(query).scalar() or 0)
 
     def head(self) -> int:
@@ -207,7 +209,7 @@ class ProjectionWorker:
             )
 
     def dead_letter_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return int(
                 conn.execute(
                     select(func.count())

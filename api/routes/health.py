@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 
 from api.deps import ServicesDep
+from api.responses import OrjsonResponse
 
 router = APIRouter(tags=["health"])
 
@@ -19,13 +19,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Database reachable; projection lag reported")
-def readyz(services: ServicesDep) -> ORJSONResponse:
+def readyz(services: ServicesDep) -> OrjsonResponse:
     body: dict[str, Any] = {"store": "postgresql" if services.settings.is_postgres else "sqlite"}
     try:
         services.check_database()
         body["projections"] = services.projection_status()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
         body.update(status="unavailable", database=f"{type(e).__name__}")
-        return ORJSONResponse(body, status_code=503)
+        return OrjsonResponse(body, status_code=503)
     body.update(status="ready", database="ok")
-    return ORJSONResponse(body)
+    return OrjsonResponse(body)

@@ -9,9 +9,9 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import ORJSONResponse
 
 from api.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency, provenance
+from api.responses import OrjsonResponse
 from api.schemas import (
     AcknowledgeRequest,
     BatchResponse,
@@ -73,7 +73,7 @@ def issue_invoice(
     principal: PrincipalDep,
     services: ServicesDep,
     key: IdempotencyKey = None,
-) -> ORJSONResponse:
+) -> OrjsonResponse:
     principal.require(INVOICE_WRITERS)
     result = services.ledger.issue_invoice(
         principal.tenant_id,
@@ -81,7 +81,7 @@ def issue_invoice(
         provenance(principal, body.occurred_at, services),
         idempotency(request, key, body),
     )
-    return ORJSONResponse(
+    return OrjsonResponse(
         _out(result).model_dump(mode="json"),
         status_code=201,
         headers={"Location": f"/v1/invoices/{result.invoice_id}"},

@@ -99,7 +99,7 @@ def test_an_event_that_does_not_fit_the_view_is_dead_lettered(services: Services
     worker = services.worker("invoice_status")
     worker.catch_up()
     # Replaying from zero over an existing view makes Issued arrive for a known invoice.
-    with services.worker_engine.begin() as conn:
+    with services.write_engine.begin() as conn:
         conn.execute(worker.tracking.delete())
     worker.catch_up()
     assert worker.dead_letter_count() == 1
@@ -185,7 +185,8 @@ def test_two_workers_one_projects_and_the_other_waits(services: Services) -> Non
 
     twin = ProjectionWorker(
         services.ledger,
-        services.worker_engine,
+        services.write_engine,
+        services.engine,
         worker.projection,
         worker.leadership,
         services.board,
