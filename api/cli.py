@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -241,14 +242,26 @@ def projections_rebuild(name: str) -> None:
         )
 
 
+def _one_line(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        return "; ".join(
+            f"FAPIAO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in e.errors()
+        )
+    return str(e)
+
+
 def main() -> None:
     try:
         app()
+    except ValidationError as e:
+        err.print(f"error: {_one_line(e)}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
     except (CliError, DomainError, ApplicationError, KeyStoreError, ValueError) as e:
-        err.print(f"error: {e}", highlight=False)
+        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - one readable line, not a traceback
-        err.print(f"error: {type(e).__name__}: {e}", highlight=False)
+        err.print(f"error: {type(e).__name__}: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
 
 

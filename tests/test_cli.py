@@ -1,0 +1,109 @@
+"""The `fapiao` CLI as an operator runs it: a real process, real store, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from infrastructure.bootstrap import build_services
+from infrastructure.settings import Settings
+from tests.builders import SELLER, a_draft, by
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[str]:
+    url = (
+        settings
+        if isinstance(settings, str)
+        else settings.url.render_as_string(hide_password=False)
+    )
+    env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_a_fresh_sqlite_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'ledger.db'}"
+    r = fapiao(url, "migrate")
+    assert r.returncode == 0, r.stderr
+    assert "is at migration 0003" in r.stdout
+    down = fapiao(url, "migrate", "--down", "--revision", "base")
+    assert down.returncode == 0 and "is at migration base" in down.stdout
+
+
+def test_commands_refuse_an_unmigrated_store_in_one_line(tmp_path: Path) -> None:
+    r = fapiao(f"sqlite:///{tmp_path / 'ledger.db'}", "keys", "list")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "run `fapiao migrate` first" in r.stderr
+
+
+def test_keys_create_list_and_revoke(settings: Settings) -> None:
+    created = fapiao(
+        settings,
+        "keys",
+        "create",
+        "--tenant",
+        SELLER,
+        "--roles",
+        "clerk,auditor",
+        "--tenant-name",
+        "北京云帆",
+        "--label",
+        "erp",
+    )
+    assert created.returncode == 0, created.stderr
+    secret = next(w for w in created.stdout.split() if w.startswith("fpl_"))
+    key_id = secret.split("_")[1]
+    services = build_services(settings)
+    try:
+        principal = services.keys.authenticate(secret)
+        assert principal is not None and principal.tenant_id == SELLER
+    finally:
+        services.close()
+    listed = fapiao(settings, "keys", "list")
+    assert key_id in listed.stdout and "auditor,clerk" in listed.stdout
+    assert secret not in listed.stdout
+    assert fapiao(settings, "keys", "revoke", key_id).returncode == 0
+    again = fapiao(settings, "keys", "revoke", key_id)
+    assert again.returncode == 2 and again.stderr.strip() == f"error: no active key {key_id}"
+
+
+def test_bad_input_is_one_readable_line(settings: Settings) -> None:
+    bad_code = fapiao(
+        settings, "keys", "create", "--tenant", "91110108769914581X", "--roles", "clerk"
+    )
+    assert bad_code.returncode == 2
+    assert bad_code.stderr.strip() == (
+        "error: tenant: check character is 'X', GB 32100 gives 'E' [taxpayer_code]"
+    )
+    bad_role = fapiao(settings, "keys", "create", "--tenant", SELLER, "--roles", "boss")
+    assert bad_role.returncode == 2 and "unknown role 'boss'" in bad_role.stderr
+    bad_url = fapiao("mysql://x/y", "keys", "list")
+    assert bad_url.returncode == 2 and bad_url.stderr.strip().count("\n") == 0
+    assert "FAPIAO_DATABASE_URL must start with" in bad_url.stderr
+
+
+def test_projection_status_and_rebuild(settings: Settings) -> None:
+    services = build_services(settings)
+    try:
+        for _ in range(3):
+            services.ledger.issue_invoice(SELLER, a_draft(), by())
+    finally:
+        services.close()
+    status = fapiao(settings, "projections", "status")
+    assert status.returncode == 0 and "invoice_status" in status.stdout
+    rebuilt = fapiao(settings, "projections", "rebuild", "invoice_status")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt to position 3; 0 dead letters" in rebuilt.stdout
+    unknown = fapiao(settings, "projections", "rebuild", "nope")
+    assert unknown.returncode == 2 and "no projection named 'nope'" in unknown.stderr
