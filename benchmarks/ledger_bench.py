@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
