@@ -64,7 +64,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """Outermost, so the notice comes after pytest's own summary, beside the final counts."""
+    yield
     if _pg_error is not None:
         terminalreporter.write_line(
             "PostgreSQL suite SKIPPED: no server at "
