@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -95,9 +96,15 @@ class InvoiceLedger(Application[UUID]):
         return self._execute(tenant_id, by, idempotency, decide, new_key=facts.key.canonical)
 
     def issue_invoices(
-        self, tenant_id: str, drafts: Sequence[InvoiceDraft], by: Provenance
+        self,
+        tenant_id: str,
+        drafts: Sequence[InvoiceDraft],
+        by: Provenance,
+        idempotency: Idempotency | None = None,
     ) -> list[CommandResult]:
         """Issue many invoices in one atomic save: all are recorded, or none."""
+        if idempotency is not None and (replay := self._replay_batch(tenant_id, idempotency)):
+            return replay
         today = self.today()
         errors: list[InvalidFieldError] = []
         invoices: list[tuple[Invoice, list[FieldWarning]]] = []
@@ -110,26 +117,41 @@ class InvoiceLedger(Application[UUID]):
             invoices.append((Invoice.issue(tenant_id, facts, by), warnings))
         if errors:
             raise ValidationFailedError(errors)
-        ids = [inv.id for inv, _ in invoices]
-        if len(set(ids)) != len(ids):
-            keys = [inv.invoice_key for inv, _ in invoices]
+        keys = [inv.invoice_key for inv, _ in invoices]
+        if len(set(keys)) != len(keys):
             raise InvoiceAlreadyExistsError(sorted({k for k in keys if keys.count(k) > 1}))
-        try:
-            recordings = self.save(*(inv for inv, _ in invoices))
-        except IntegrityError:
-            existing = [inv.invoice_key for inv, _ in invoices if self._exists(inv.id)]
-            raise InvoiceAlreadyExistsError(existing) from None
-        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
-        return [
+        results = [
             CommandResult(
-                inv.id,
-                inv.invoice_key,
-                inv.status.value,
-                inv.version,
-                positions[inv.id],
-                warnings_as_dicts(w),
+                inv.id, inv.invoice_key, inv.status.value, inv.version, 0, warnings_as_dicts(w)
             )
             for inv, w in invoices
+        ]
+        aggregates: list[Aggregate] = [inv for inv, _ in invoices]
+        if idempotency is not None:
+            body = {"results": [r.receipt_body() for r in results]}
+            aggregates.append(
+                CommandReceipt.record(tenant_id, idempotency.key, idempotency.fingerprint, body, by)
+            )
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            if idempotency is not None and (replay := self._replay_batch(tenant_id, idempotency)):
+                return replay
+            existing = [inv.invoice_key for inv, _ in invoices if self._exists(inv.id)]
+            if not existing:
+                raise ConcurrencyConflictError(1) from None
+            raise InvoiceAlreadyExistsError(existing) from None
+        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
+        return [replace(r, position=positions[r.invoice_id]) for r in results]
+
+    def _replay_batch(self, tenant_id: str, idempotency: Idempotency) -> list[CommandResult]:
+        found = self._receipt(tenant_id, idempotency)
+        if found is None:
+            return []
+        body, _ = found
+        return [
+            CommandResult.from_receipt(r, self.event_log.position_of(UUID(r["invoice_id"]), 1) or 0)
+            for r in body["results"]
         ]
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -382,7 +404,10 @@ class InvoiceLedger(Application[UUID]):
             )
         raise ConcurrencyConflictError(MAX_ATTEMPTS)
 
-    def _replay(self, tenant_id: str, idempotency: Idempotency) -> CommandResult | None:
+    def _receipt(
+        self, tenant_id: str, idempotency: Idempotency
+    ) -> tuple[dict[str, Any], int] | None:
+        """The first answer to this Idempotency-Key and its position, if there was one."""
         rid = receipt_id(tenant_id, idempotency.key)
         try:
             receipt = cast(CommandReceipt, self.repository.get(rid))
@@ -390,8 +415,11 @@ class InvoiceLedger(Application[UUID]):
             return None
         if receipt.fingerprint != idempotency.fingerprint:
             raise IdempotencyKeyReusedError(idempotency.key)
-        position = self.event_log.position_of(rid, 1) or 0
-        return CommandResult.from_receipt(receipt.response, position)
+        return receipt.response, self.event_log.position_of(rid, 1) or 0
+
+    def _replay(self, tenant_id: str, idempotency: Idempotency) -> CommandResult | None:
+        found = self._receipt(tenant_id, idempotency)
+        return None if found is None else CommandResult.from_receipt(*found)
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return self.event_log.position_of(aggregate_id, 1) is not None

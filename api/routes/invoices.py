@@ -96,12 +96,19 @@ def issue_invoice(
     summary="Issue many invoices atomically (all or none)",
 )
 def issue_batch(
-    body: IssueBatchRequest, principal: PrincipalDep, services: ServicesDep
+    body: IssueBatchRequest,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    key: IdempotencyKey = None,
 ) -> BatchResponse:
     principal.require(INVOICE_WRITERS)
     by = provenance(principal, None, services)
     results = services.ledger.issue_invoices(
-        principal.tenant_id, [inv.to_draft() for inv in body.invoices], by
+        principal.tenant_id,
+        [inv.to_draft() for inv in body.invoices],
+        by,
+        idempotency(request, key, body),
     )
     return BatchResponse(
         results=[_out(r) for r in results], position=max(r.position for r in results)

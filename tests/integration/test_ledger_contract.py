@@ -154,3 +154,18 @@ def test_resolving_by_canonical_key_finds_the_same_invoice(services: Services) -
     assert services.ledger.resolve_invoice_id(T, draft.number) == issued.invoice_id
     with pytest.raises(InvoiceNotFoundError):
         services.ledger.resolve_invoice_id(T, "not-a-key")
+
+
+def test_a_repeated_batch_with_its_idempotency_key_writes_nothing(services: Services) -> None:
+    drafts = [a_draft() for _ in range(3)]
+    key = Idempotency("batch-9", "fp-batch")
+    first = services.ledger.issue_invoices(T, drafts, by(), key)
+    before = events_count(services)
+    again = services.ledger.issue_invoices(T, drafts, by(), key)
+    assert [r.replayed for r in again] == [True] * 3
+    assert [(r.invoice_id, r.position) for r in again] == [
+        (r.invoice_id, r.position) for r in first
+    ]
+    assert events_count(services) == before
+    with pytest.raises(IdempotencyKeyReusedError):
+        services.ledger.issue_invoices(T, drafts[:1], by(), Idempotency("batch-9", "other"))
