@@ -10,7 +10,7 @@ from infrastructure.settings import Settings
 
 
 def create_engine_for(settings: Settings, *, immediate: bool = False) -> Engine:
-    """An engine on the configured store.
+    """An engine on the configured store; `immediate=True` for one that writes.
 
     On SQLite, `immediate=True` begins every transaction with BEGIN IMMEDIATE: a projection
     transaction reads rows and then writes them, and a deferred one could not upgrade its lock
@@ -21,7 +21,11 @@ def create_engine_for(settings: Settings, *, immediate: bool = False) -> Engine:
             settings.url,
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per checkout; stale connections are recycled.
+            pool_recycle=1800,
+            # Reads are single statements: autocommit saves the BEGIN and ROLLBACK round trips
+            # (1.6-1.8x on this machine, research/perf-baselines.md 3). Writes keep transactions.
+            isolation_level="READ COMMITTED" if immediate else "AUTOCOMMIT",
         )
     engine = create_engine(settings.url, connect_args={"timeout": 30, "check_same_thread": False})
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
