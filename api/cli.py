@@ -92,7 +92,7 @@ def serve(
     migrations.upgrade(settings)
     services = build_services(settings)
     if demo:
-        _load_demo(services, port)
+        _load_demo(services, host, port)
     console.print(f"store: {settings.describe()}")
     console.print(f"API docs: http://{host}:{port}/docs")
     try:
@@ -106,7 +106,7 @@ def serve(
         services.close()
 
 
-def _load_demo(services: Services, port: int) -> None:
+def _load_demo(services: Services, host: str, port: int) -> None:
     tenant = services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
     if services.reader.counts(tenant) or services.ledger.recorder.max_notification_id():
         console.print("demo tenant already has data; not loading it again")
@@ -116,10 +116,12 @@ def _load_demo(services: Services, port: int) -> None:
         services.worker("invoice_status").catch_up()
         console.print(f"demo: {report.invoices} invoices for {DEMO_NAME} ({tenant})")
     key_id, secret = services.keys.create_key(tenant, "clerk,auditor", "demo key")
-    console.print(f"demo API key (clerk, auditor): [bold]{secret}[/bold]")
-    console.print(
+    # Plain print: a key must survive copy and paste, so no wrapping or markup.
+    print(f"demo API key (clerk, auditor): {secret}")
+    print(
         f"try: curl -H 'Authorization: Bearer {secret}' "
-        "'http://127.0.0.1:8000/v1/invoices?status=missing&limit=5'"
+        f"'http://{host}:{port}/v1/invoices?status=missing&limit=5'",
+        flush=True,
     )
 
 
@@ -163,7 +165,7 @@ def keys_create(
     with services_for() as services:
         tenant_id = services.keys.ensure_tenant(tenant, tenant_name)
         key_id, secret = services.keys.create_key(tenant_id, roles, label)
-    console.print(f"key {key_id} for {tenant_id}: {secret}", soft_wrap=True, highlight=False)
+    print(f"key {key_id} for {tenant_id}: {secret}", flush=True)
     console.print("store it now: only its hash is kept")
 
 

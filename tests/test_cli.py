@@ -107,3 +107,63 @@ def test_projection_status_and_rebuild(settings: Settings) -> None:
     assert "rebuilt to position 3; 0 dead letters" in rebuilt.stdout
     unknown = fapiao(settings, "projections", "rebuild", "nope")
     assert unknown.returncode == 2 and "no projection named 'nope'" in unknown.stderr
+
+
+def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: Path) -> None:
+    import json
+    import re
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "FAPIAO_DATABASE_URL"}
+    env["FAPIAO_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        key = None
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if m := re.search(r"demo API key \(clerk, auditor\): (fpl_\S+)$", line.strip()):
+                key = m.group(1)
+            if "Uvicorn running" in line or time.monotonic() > deadline:
+                break
+        assert key, "no key printed"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/invoice-counts", headers={"Authorization": f"Bearer {key}"}
+        )
+        counts = json.loads(urllib.request.urlopen(request, timeout=10).read())  # noqa: S310
+        assert counts["total"] == 300
+        assert set(counts["counts"]) == {
+            "issued",
+            "submitted",
+            "submission_failed",
+            "acknowledged",
+            "rejected",
+            "missing",
+            "voided",
+            "partially_reversed",
+            "reversed",
+        }
+        listed = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/invoices?status=missing&limit=5",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        page = json.loads(urllib.request.urlopen(listed, timeout=10).read())  # noqa: S310
+        assert len(page["items"]) == 5 and page["total"] == counts["counts"]["missing"]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        if proc.stdout:
+            proc.stdout.close()
+    assert (tmp_path / "data" / "ledger.db").exists()
