@@ -32,10 +32,9 @@ class PostgresLeadership:
         ).fetchone()
         return bool(row and row[0])
 
-    def wait_for_events(self, timeout: float) -> None:
+    def wait_for_events(self, timeout: float) -> bool:
         assert self.conn is not None
-        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-            pass
+        return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
 
     def release(self) -> None:
         if self.conn is not None:
@@ -70,9 +69,10 @@ class FileLeadership:
             return False
         return True
 
-    def wait_for_events(self, timeout: float) -> None:
-        self.wake.wait(timeout)
+    def wait_for_events(self, timeout: float) -> bool:
+        woken = self.wake.wait(timeout)
         self.wake.clear()
+        return woken
 
     def release(self) -> None:
         if self.fd is not None:

@@ -41,7 +41,9 @@ class Leadership(Protocol):
 
     def try_acquire(self) -> bool: ...
 
-    def wait_for_events(self, timeout: float) -> None: ...
+    def wait_for_events(self, timeout: float) -> bool:
+        """Block until a save is signalled (True) or `timeout` passes (False)."""
+        ...
 
     def release(self) -> None: ...
 
@@ -240,7 +242,7 @@ class ProjectionWorker:
                 log.info("projection %s: active", self.projection.name)
                 while not stop.is_set():
                     if self.process_batch() < self.batch_size:
-                        leadership.wait_for_events(self.poll_seconds)
+                        self._idle(leadership, stop)
                     backoff = 0.5
             except TrackingConflictError as e:
                 log.warning("%s", e)
@@ -254,6 +256,14 @@ class ProjectionWorker:
             finally:
                 leadership.release()
         self.state.role = "stopped"
+
+    def _idle(self, leadership: Leadership, stop: threading.Event) -> None:
+        """Sleep until a wake-up, the re-poll timer, or stop; in short slices so stop is prompt."""
+        deadline = time.monotonic() + self.poll_seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or leadership.wait_for_events(min(remaining, 0.5)):
+                return
 
 
 def wait_for_position(

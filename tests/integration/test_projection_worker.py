@@ -258,3 +258,18 @@ def _wait(condition: Any, timeout: float = 15) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
+
+
+def test_a_save_wakes_the_worker_without_waiting_for_the_poll_timer(services: Services) -> None:
+    """NOTIFY (PostgreSQL) or the in-process signal (SQLite) wakes it; the 30 s re-poll is a
+    fallback only."""
+    worker = services.worker("invoice_status")
+    worker.poll_seconds = 30
+    services.start_workers()
+    _wait(lambda: worker.state.role == "active")
+    time.sleep(0.3)  # let it finish its first (empty) read and go to sleep
+    for _ in range(3):
+        issued = services.ledger.issue_invoice(T, a_draft(), by())
+        started = time.monotonic()
+        services.wait_for("invoice_status", issued.position, timeout=5)
+        assert time.monotonic() - started < 2
