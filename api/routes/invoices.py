@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Annotated
@@ -15,6 +16,7 @@ from api.responses import OrjsonResponse
 from api.schemas import (
     AcknowledgeRequest,
     BatchResponse,
+    CommandBase,
     CommandResponse,
     EventOut,
     InvoiceOut,
@@ -29,11 +31,14 @@ from api.schemas import (
     SubmitRequest,
     VoidRequest,
 )
-from application.access import INVOICE_WRITERS
-from application.dto import CommandResult
+from application.access import INVOICE_WRITERS, Principal
+from application.dto import CommandResult, Idempotency
 from application.errors import InvoiceNotFoundError
+from application.ledger import InvoiceLedger
 from application.ports import InvoiceFilter
+from domain.base import Provenance
 from domain.status import InvoiceStatus
+from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 PROJECTION = "invoice_status"
@@ -124,6 +129,33 @@ def _command(name: str, summary: str):  # type: ignore[no-untyped-def]
     )
 
 
+Call = Callable[[InvoiceLedger, str, UUID, Provenance, Idempotency | None], CommandResult]
+
+
+def _lifecycle(
+    ref: str,
+    body: CommandBase,
+    request: Request,
+    principal: Principal,
+    services: Services,
+    key: str | None,
+    call: Call,
+) -> CommandResponse:
+    """The shared shape of every lifecycle command: authorise, resolve, stamp, call once."""
+    principal.require(INVOICE_WRITERS)
+    ledger = services.ledger
+    tenant = principal.tenant_id
+    return _out(
+        call(
+            ledger,
+            tenant,
+            ledger.resolve_invoice_id(tenant, ref),
+            provenance(principal, body.occurred_at, services),
+            idempotency(request, key, body),
+        )
+    )
+
+
 @_command("submissions", "Record an upload attempt to the tax platform")
 def submit(
     ref: str,
@@ -133,17 +165,14 @@ def submit(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.submit_invoice(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.channel,
-            body.batch_ref,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.submit_invoice(t, i, by, body.channel, body.batch_ref, idem),
     )
 
 
@@ -156,17 +185,16 @@ def fail_submission(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.record_submission_failure(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.reason_code,
-            body.detail,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.record_submission_failure(
+            t, i, by, body.reason_code, body.detail, idem
+        ),
     )
 
 
@@ -179,18 +207,16 @@ def acknowledge(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.acknowledge_invoice(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.platform_ref,
-            body.acknowledged_at,
-            body.learned_via,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.acknowledge_invoice(
+            t, i, by, body.platform_ref, body.acknowledged_at, body.learned_via, idem
+        ),
     )
 
 
@@ -203,17 +229,16 @@ def reject(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.reject_invoice(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.reason_code,
-            body.message,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.reject_invoice(
+            t, i, by, body.reason_code, body.message, idem
+        ),
     )
 
 
@@ -226,18 +251,16 @@ def report_missing(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.report_missing(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.detected_by,
-            body.note,
-            body.evidence,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.report_missing(
+            t, i, by, body.detected_by, body.note, body.evidence, idem
+        ),
     )
 
 
@@ -250,16 +273,14 @@ def void(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    return _out(
-        ledger.void_invoice(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
-            body.reason,
-            idempotency(request, key, body),
-        )
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.void_invoice(t, i, by, body.reason, idem),
     )
 
 
@@ -272,24 +293,29 @@ def red_reverse(
     services: ServicesDep,
     key: IdempotencyKey = None,
 ) -> CommandResponse:
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
+    # A float amount goes to the domain as is, so it is refused there with its rule.
     amount = (
         body.amount if body.amount is None or isinstance(body.amount, float) else str(body.amount)
     )
-    return _out(
-        ledger.red_reverse_invoice(
-            principal.tenant_id,
-            ledger.resolve_invoice_id(principal.tenant_id, ref),
-            provenance(principal, body.occurred_at, services),
+    return _lifecycle(
+        ref,
+        body,
+        request,
+        principal,
+        services,
+        key,
+        lambda lg, t, i, by, idem: lg.red_reverse_invoice(
+            t,
+            i,
+            by,
             body.confirmation_number,
             body.red_invoice_key,
             body.scope,
             body.reason_code,
-            amount,  # type: ignore[arg-type]
-            idempotency(request, key, body),
-        )
-    )
+            amount,
+            idem,
+        ),
+    )  # type: ignore[arg-type]
 
 
 @router.get(
