@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
@@ -239,6 +239,24 @@ class InvoiceLedger(Application[UUID]):
             by,
             idempotency,
             lambda inv: inv.mark_missing(by, detected_by, note, evidence),
+        )
+
+    def expire_acknowledgement_window(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        attempt: int,
+        window: timedelta,
+        due_at: datetime,
+    ) -> CommandResult:
+        """The timer's verdict; refused (InvalidTransitionError) if the wait already ended."""
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            None,
+            lambda inv: inv.expire_acknowledgement_window(by, attempt, window, due_at),
         )
 
     def void_invoice(

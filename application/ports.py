@@ -61,3 +61,19 @@ class ProjectionWaiter(Protocol):
     def wait_for(self, projection: str, position: int, timeout: float) -> int:
         """Block until `projection` has applied `position`; return the position it reached."""
         ...
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """An invoice awaiting acknowledgement of upload `attempt`, due at `due_at`."""
+
+    invoice_id: UUID
+    tenant_id: str
+    attempt: int
+    started_at: datetime
+    window_seconds: int
+    due_at: datetime
+
+
+class TimerReader(Protocol):
+    def due(self, now: datetime, limit: int) -> list[DueTimer]: ...

@@ -6,7 +6,7 @@ an event; each event's `apply` only assigns, because it is replayed forever on o
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -89,6 +89,7 @@ class Invoice(BaseAggregate[UUID]):
 
         def apply(self, inv: Invoice) -> None:
             inv.submission_attempts = self.attempt
+            inv.submitted_at = self.occurred_at
             inv.status = InvoiceStatus.SUBMITTED
 
     class SubmissionFailed(Event):
@@ -102,13 +103,22 @@ class Invoice(BaseAggregate[UUID]):
             inv.status = InvoiceStatus.SUBMISSION_FAILED
 
     class Acknowledged(Event):
-        """The platform confirmed it holds the invoice; `was_missing` marks a late one."""
+        """The platform confirmed it holds the invoice. `was_missing` marks a late one, and
+        `late_by_seconds` says how late: from the moment it was due (or reported missing).
+
+        v2 added `late_by_seconds`; v1 events read as unknown (None)."""
 
         TOPIC = "fapiao.invoice.acknowledged.v1"
+        class_version = 2
         platform_ref: str
         acknowledged_at: datetime
         learned_via: str
         was_missing: bool
+        late_by_seconds: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["late_by_seconds"] = None
 
         def apply(self, inv: Invoice) -> None:
             inv.platform_ref = self.platform_ref
@@ -125,15 +135,27 @@ class Invoice(BaseAggregate[UUID]):
             inv.status = InvoiceStatus.REJECTED
 
     class MarkedMissing(Event):
-        """Believed uploaded, not found on the platform: by timer, reconciliation or a person."""
+        """Believed uploaded, not found on the platform: by timer, reconciliation or a person.
+
+        A timer records the submission it waited on, the window and when it fell due; a
+        reconciliation names its run in `evidence`. v2 added the three timer fields."""
 
         TOPIC = "fapiao.invoice.marked_missing.v1"
+        class_version = 2
         detected_by: str
         note: str
         evidence: str | None
+        submitted_at: datetime | None
+        window_seconds: int | None
+        due_at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(submitted_at=None, window_seconds=None, due_at=None)
 
         def apply(self, inv: Invoice) -> None:
             inv.status = InvoiceStatus.MISSING
+            inv.missing_since = self.due_at or self.occurred_at
 
     class Voided(Event):
         """A paper invoice was voided (作废), all copies recovered."""
@@ -172,6 +194,8 @@ class Invoice(BaseAggregate[UUID]):
         self.submission_attempts = 0
         self.platform_ref: str | None = None
         self.reversed_amount = Decimal("0.00")
+        self.submitted_at: datetime | None = None
+        self.missing_since: datetime | None = None
 
     # ---- commands -------------------------------------------------------------------------
 
@@ -234,6 +258,7 @@ class Invoice(BaseAggregate[UUID]):
             )
         if acknowledged_at.tzinfo is None:
             raise InvalidCommandFieldError("acknowledged_at", "must carry a time zone", "aware")
+        late = self.status is InvoiceStatus.MISSING and self.missing_since is not None
         self.trigger_event(
             self.Acknowledged,
             **by.fields(),
@@ -241,6 +266,11 @@ class Invoice(BaseAggregate[UUID]):
             acknowledged_at=acknowledged_at,
             learned_via=learned_via,
             was_missing=self.status is InvoiceStatus.MISSING,
+            late_by_seconds=(
+                max(0, int((acknowledged_at - self.missing_since).total_seconds()))
+                if late and self.missing_since
+                else None
+            ),
         )
 
     def reject(self, by: Provenance, reason_code: str, message: str = "") -> None:
@@ -261,7 +291,38 @@ class Invoice(BaseAggregate[UUID]):
                 "detected_by", f"must be one of {', '.join(DETECTED_BY)}", rule="enum"
             )
         self.trigger_event(
-            self.MarkedMissing, **by.fields(), detected_by=detected_by, note=note, evidence=evidence
+            self.MarkedMissing,
+            **by.fields(),
+            detected_by=detected_by,
+            note=note,
+            evidence=evidence,
+            submitted_at=None,
+            window_seconds=None,
+            due_at=None,
+        )
+
+    def is_overdue_for(self, attempt: int) -> bool:
+        """Still waiting on the same upload a timer was started for."""
+        return self.status is InvoiceStatus.SUBMITTED and self.submission_attempts == attempt
+
+    def expire_acknowledgement_window(
+        self, by: Provenance, attempt: int, window: timedelta, due_at: datetime
+    ) -> None:
+        """The timer's verdict: no acknowledgement within the window (maintenance excluded)."""
+        self._require(Step.MARK_MISSING)
+        if not self.is_overdue_for(attempt):
+            raise InvalidTransitionError(self.status.value, Step.MARK_MISSING.value)
+        hours = window.total_seconds() / 3600
+        self.trigger_event(
+            self.MarkedMissing,
+            **by.fields(),
+            detected_by="timer",
+            note=f"no acknowledgement within {hours:g} h of upload attempt {attempt} "
+            "(maintenance windows excluded)",
+            evidence=None,
+            submitted_at=self.submitted_at,
+            window_seconds=int(window.total_seconds()),
+            due_at=due_at,
         )
 
     def void(self, by: Provenance, reason: str) -> None:

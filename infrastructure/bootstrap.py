@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,14 +11,25 @@ from sqlalchemy import Engine, text
 
 from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
+from application.policy import PolicyService
 from application.ports import Clock
+from application.timers import AckTimerTicker
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_engine_for
 from infrastructure.keys import ApiKeyStore
 from infrastructure.leadership import FileLeadership, PostgresLeadership
 from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
 from infrastructure.settings import Settings
-from infrastructure.worker import Leadership, ProgressBoard, ProjectionWorker, wait_for_position
+from infrastructure.timers import AckTimersProjection, SqlTimerReader
+from infrastructure.worker import (
+    Leadership,
+    ProgressBoard,
+    Projection,
+    ProjectionWorker,
+    wait_for_position,
+)
+
+log = logging.getLogger("fapiao.services")
 
 
 @dataclass
@@ -30,6 +42,9 @@ class Services:
     keys: ApiKeyStore
     board: ProgressBoard
     workers: dict[str, ProjectionWorker]
+    policies: PolicyService
+    timers: SqlTimerReader
+    ticker: AckTimerTicker
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -50,6 +65,16 @@ class Services:
             )
             thread.start()
             self._threads.append(thread)
+        ticker = threading.Thread(target=self._tick_forever, name="ack-ticker", daemon=True)
+        ticker.start()
+        self._threads.append(ticker)
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(self.settings.timer_tick_seconds):
+            try:
+                self.ticker.tick()
+            except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
+                log.exception("acknowledgement ticker failed; retrying next tick")
 
     def wait_for(self, projection: str, position: int, timeout: float) -> int:
         """Read-your-writes: wait (bounded) until `projection` has applied `position`."""
@@ -112,7 +137,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
     workers: dict[str, ProjectionWorker] = {}
-    for projection in (InvoiceStatusProjection(),):
+    projections: list[Projection] = [InvoiceStatusProjection(), AckTimersProjection()]
+    for projection in projections:
         wake = board.new_waker()
 
         def leadership(name: str = projection.name, wake: threading.Event = wake) -> Leadership:
@@ -130,7 +156,12 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             batch_size=settings.projection_batch_size,
             poll_seconds=settings.projection_poll_seconds,
         )
+    policies = PolicyService(ledger)
+    timers = SqlTimerReader(engine)
     return Services(
+        policies=policies,
+        timers=timers,
+        ticker=AckTimerTicker(ledger, timers, policies),
         settings=settings,
         ledger=ledger,
         engine=engine,

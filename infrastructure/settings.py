@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(default=500, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
+    timer_tick_seconds: float = Field(
+        default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
+    )
     environment: Literal["development", "test", "production"] = "development"
 
     @field_validator("database_url")

@@ -150,6 +150,38 @@ projection_dead_letters = Table(
 )
 
 
+ack_timers = Table(
+    "ack_timers",
+    metadata,
+    Column("invoice_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("window_seconds", Integer, nullable=True),
+    Column("due_at", UTCDateTime, nullable=True),
+    Index("ack_timers_due", "due_at"),
+    Index("ack_timers_tenant_due", "tenant_id", "due_at"),
+)
+
+tenant_policies = Table(
+    "tenant_policies",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("policy_id", Uuid, nullable=False, unique=True),
+    Column("ack_window_seconds", Integer, nullable=False),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("window_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False, index=True),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -163,6 +195,6 @@ def tracking_table(projection: str) -> Table:
     )
 
 
-PROJECTIONS = ("invoice_status",)
+PROJECTIONS = ("invoice_status", "ack_timers")
 for _name in PROJECTIONS:
     tracking_table(_name)

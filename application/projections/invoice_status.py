@@ -91,7 +91,7 @@ def _apply(row: Row, event: Invoice.Event) -> None:
     elif isinstance(event, Invoice.MarkedMissing):
         row["status"] = "missing"
         row["missing_detected_by"] = event.detected_by
-        row["missing_since"] = event.occurred_at
+        row["missing_since"] = event.due_at or event.occurred_at
     elif isinstance(event, Invoice.Voided):
         row["status"] = "voided"
     elif isinstance(event, Invoice.RedReversed):

@@ -1,0 +1,118 @@
+"""A tenant's policy for finding missing invoices: the acknowledgement window and the platform
+maintenance windows it has declared. Event-sourced, so an auditor can see which policy was in
+force when an invoice was marked missing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import AggregateCreated, BaseAggregate
+
+from domain.base import LedgerEvent, Provenance
+from domain.errors import InvalidCommandFieldError
+
+POLICY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:tenant-policy:v1")
+DEFAULT_ACK_WINDOW = timedelta(hours=24)
+MIN_WINDOW, MAX_WINDOW = timedelta(minutes=1), timedelta(days=60)
+
+
+def policy_id(tenant_id: str) -> UUID:
+    return uuid5(POLICY_NAMESPACE, tenant_id)
+
+
+class TenantPolicy(BaseAggregate[UUID]):
+    """One per tenant; created on first change, with the defaults before that."""
+
+    TOPIC = "fapiao.tenant_policy"
+
+    class Event(LedgerEvent):
+        pass
+
+    class Created(Event, AggregateCreated):
+        """The tenant's policy starts with the default acknowledgement window."""
+
+        TOPIC = "fapiao.tenant_policy.created.v1"
+        tenant_id: str
+        ack_window_seconds: int
+
+        def apply(self, policy: TenantPolicy) -> None:
+            policy.tenant_id = self.tenant_id
+            policy.ack_window_seconds = self.ack_window_seconds
+
+    class AckWindowSet(Event):
+        """From now on, an invoice is missing if not acknowledged this long after submission."""
+
+        TOPIC = "fapiao.tenant_policy.ack_window_set.v1"
+        ack_window_seconds: int
+
+        def apply(self, policy: TenantPolicy) -> None:
+            policy.ack_window_seconds = self.ack_window_seconds
+
+    class MaintenanceWindowDeclared(Event):
+        """The platform is (or was) down from `starts_at` to `ends_at`: that time does not count."""
+
+        TOPIC = "fapiao.tenant_policy.maintenance_window_declared.v1"
+        window_id: UUID
+        starts_at: datetime
+        ends_at: datetime
+        note: str
+
+        def apply(self, policy: TenantPolicy) -> None:
+            policy.windows[self.window_id] = (self.starts_at, self.ends_at)
+
+    class MaintenanceWindowWithdrawn(Event):
+        """A window declared by mistake no longer pauses the clock."""
+
+        TOPIC = "fapiao.tenant_policy.maintenance_window_withdrawn.v1"
+        window_id: UUID
+
+        def apply(self, policy: TenantPolicy) -> None:
+            policy.windows.pop(self.window_id, None)
+
+    def __init__(self) -> None:
+        self.tenant_id = ""
+        self.ack_window_seconds = int(DEFAULT_ACK_WINDOW.total_seconds())
+        self.windows: dict[UUID, tuple[datetime, datetime]] = {}
+
+    @classmethod
+    def start(cls, tenant_id: str, by: Provenance) -> TenantPolicy:
+        return cls._create(
+            cls.Created,
+            id=policy_id(tenant_id),
+            **by.fields(),
+            tenant_id=tenant_id,
+            ack_window_seconds=int(DEFAULT_ACK_WINDOW.total_seconds()),
+        )
+
+    def set_ack_window(self, by: Provenance, window: timedelta) -> None:
+        if not MIN_WINDOW <= window <= MAX_WINDOW:
+            raise InvalidCommandFieldError(
+                "ack_window_hours", f"must be between {MIN_WINDOW} and {MAX_WINDOW}", "range"
+            )
+        self.trigger_event(
+            self.AckWindowSet, **by.fields(), ack_window_seconds=int(window.total_seconds())
+        )
+
+    def declare_maintenance(
+        self, by: Provenance, window_id: UUID, starts_at: datetime, ends_at: datetime, note: str
+    ) -> None:
+        if starts_at.tzinfo is None or ends_at.tzinfo is None:
+            raise InvalidCommandFieldError("starts_at", "must carry a time zone", "aware")
+        if ends_at <= starts_at:
+            raise InvalidCommandFieldError("ends_at", "must be after starts_at", "order")
+        if ends_at - starts_at > timedelta(days=14):
+            raise InvalidCommandFieldError("ends_at", "a window may last 14 days at most", "range")
+        self.trigger_event(
+            self.MaintenanceWindowDeclared,
+            **by.fields(),
+            window_id=window_id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            note=note,
+        )
+
+    def withdraw_maintenance(self, by: Provenance, window_id: UUID) -> None:
+        if window_id not in self.windows:
+            raise InvalidCommandFieldError("window_id", f"no window {window_id}", "not_found")
+        self.trigger_event(self.MaintenanceWindowWithdrawn, **by.fields(), window_id=window_id)
