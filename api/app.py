@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, invoices
+from api.routes import health, invoices, policy, queues
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 
@@ -53,4 +53,6 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(invoices.router)
+    app.include_router(queues.router)
+    app.include_router(policy.router)
     return app

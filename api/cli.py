@@ -5,13 +5,17 @@ Errors print one readable line and exit non-zero; long work shows a progress bar
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +25,9 @@ from rich.table import Table
 
 from application.demo import DEMO_NAME, DEMO_TENANT, load_demo
 from application.errors import ApplicationError
+from application.ledger import SHANGHAI
+from application.policy import PolicyView
+from domain.base import Provenance, Source
 from domain.errors import DomainError
 from infrastructure import migrate as migrations
 from infrastructure.bootstrap import Services, build_services
@@ -36,6 +43,10 @@ keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=T
 projections_app = typer.Typer(help="Projections: status and rebuild.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(projections_app, name="projections")
+policy_app = typer.Typer(
+    help="Tenant policy: acknowledgement window, maintenance windows.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
 console = Console()
 err = Console(stderr=True)
 
@@ -251,6 +262,80 @@ def _one_line(e: Exception) -> str:
             for err in e.errors()
         )
     return str(e)
+
+
+def _cli_actor() -> Provenance:
+    user = os.environ.get("USER") or getpass.getuser()
+    return Provenance(f"cli:{user}", Source.CLI, datetime.now(UTC))
+
+
+def _aware(field: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{field}: {text!r} is not an ISO 8601 time") from None
+    # A time without an offset is Beijing time: that is what clerks read on the platform.
+    return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+
+
+def _print_policy(view: PolicyView) -> None:
+    console.print(
+        f"{view.tenant_id}: acknowledgement window {view.ack_window.total_seconds() / 3600:g} h"
+    )
+    table = Table("window", "starts (Beijing)", "ends (Beijing)", "note")
+    for w in view.windows:
+        table.add_row(
+            str(w.window_id),
+            f"{w.starts_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+            f"{w.ends_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+            w.note,
+        )
+    console.print(table)
+
+
+Tenant = Annotated[str, typer.Option(help="The tenant's unified social credit code")]
+
+
+@policy_app.command("show")
+def policy_show(tenant: Tenant) -> None:
+    """The acknowledgement window and maintenance windows in force."""
+    with services_for() as services:
+        _print_policy(services.policies.get_policy(tenant))
+
+
+@policy_app.command("ack-window")
+def policy_ack_window(tenant: Tenant, hours: Annotated[float, typer.Option(help="Hours")]) -> None:
+    """Set the acknowledgement window for uploads from now on."""
+    with services_for() as services:
+        _print_policy(
+            services.policies.set_ack_window(tenant, timedelta(hours=hours), _cli_actor())
+        )
+
+
+@policy_app.command("maintenance-add")
+def policy_maintenance_add(
+    tenant: Tenant,
+    starts: Annotated[str, typer.Option(help="ISO time; no offset means Beijing time")],
+    ends: Annotated[str, typer.Option(help="ISO time; no offset means Beijing time")],
+    note: Annotated[str, typer.Option(help="What the platform announced")] = "",
+) -> None:
+    """Declare a platform maintenance window: its time does not count toward any window."""
+    with services_for() as services:
+        _, view = services.policies.declare_maintenance(
+            tenant, _aware("starts", starts), _aware("ends", ends), note, _cli_actor()
+        )
+        _print_policy(view)
+
+
+@policy_app.command("maintenance-withdraw")
+def policy_maintenance_withdraw(tenant: Tenant, window_id: str) -> None:
+    """Withdraw a maintenance window declared by mistake."""
+    try:
+        wid = UUID(window_id)
+    except ValueError:
+        raise CliError(f"window_id: {window_id!r} is not a window id") from None
+    with services_for() as services:
+        _print_policy(services.policies.withdraw_maintenance(tenant, wid, _cli_actor()))
 
 
 def main() -> None:

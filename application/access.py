@@ -19,6 +19,8 @@ class Role(StrEnum):
 
 # Invoice lifecycle commands: clerks (and ERPs acting as clerks) and admins.
 INVOICE_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
+# Tenant policy (acknowledgement window, maintenance windows): clerks notice outages too.
+POLICY_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
 
 
 class ForbiddenError(ApplicationError):

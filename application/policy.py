@@ -23,6 +23,7 @@ class MaintenanceWindow:
     window_id: UUID
     starts_at: datetime
     ends_at: datetime
+    note: str
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,13 @@ class PolicyService:
         """The policy in force (the defaults if the tenant never changed it)."""
         policy = self._load(tenant_id)
         windows = sorted(
-            (MaintenanceWindow(w, a, b) for w, (a, b) in policy.windows.items()),
+            (MaintenanceWindow(w, a, b, note) for w, (a, b, note) in policy.windows.items()),
             key=lambda w: w.starts_at,
         )
         return PolicyView(tenant_id, timedelta(seconds=policy.ack_window_seconds), windows, 0)
 
     def maintenance_spans(self, tenant_id: str) -> list[tuple[datetime, datetime]]:
-        return list(self._load(tenant_id).windows.values())
+        return [(a, b) for a, b, _ in self._load(tenant_id).windows.values()]
 
     def set_ack_window(self, tenant_id: str, window: timedelta, by: Provenance) -> PolicyView:
         """Applies to uploads from now on; running timers keep the window they started with."""

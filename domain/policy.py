@@ -59,7 +59,7 @@ class TenantPolicy(BaseAggregate[UUID]):
         note: str
 
         def apply(self, policy: TenantPolicy) -> None:
-            policy.windows[self.window_id] = (self.starts_at, self.ends_at)
+            policy.windows[self.window_id] = (self.starts_at, self.ends_at, self.note)
 
     class MaintenanceWindowWithdrawn(Event):
         """A window declared by mistake no longer pauses the clock."""
@@ -73,7 +73,7 @@ class TenantPolicy(BaseAggregate[UUID]):
     def __init__(self) -> None:
         self.tenant_id = ""
         self.ack_window_seconds = int(DEFAULT_ACK_WINDOW.total_seconds())
-        self.windows: dict[UUID, tuple[datetime, datetime]] = {}
+        self.windows: dict[UUID, tuple[datetime, datetime, str]] = {}
 
     @classmethod
     def start(cls, tenant_id: str, by: Provenance) -> TenantPolicy:

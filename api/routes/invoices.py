@@ -60,9 +60,9 @@ def _out(result: CommandResult) -> CommandResponse:
     return CommandResponse.model_validate(result, from_attributes=True)
 
 
-def _consistent(services: ServicesDep, position: int | None) -> None:
+def _consistent(services: ServicesDep, position: int | None, projection: str = PROJECTION) -> None:
     if position:
-        services.wait_for(PROJECTION, position, services.settings.consistent_read_timeout)
+        services.wait_for(projection, position, services.settings.consistent_read_timeout)
 
 
 @router.post(

@@ -56,7 +56,8 @@ def test_no_acknowledgement_within_the_window_marks_missing_once(
 
 def test_a_maintenance_window_pauses_the_clock(services: Services, clock: SettableClock) -> None:
     services.policies.declare_maintenance(
-        T, START + timedelta(hours=10), START + timedelta(hours=12), "platform upgrade", by())
+        T, START + timedelta(hours=10), START + timedelta(hours=12), "platform upgrade", by()
+    )
     (invoice_id,) = submitted(services)
     timer = services.timers.timer(invoice_id)
     assert timer is not None and timer.due_at == START + timedelta(hours=26)
@@ -72,7 +73,8 @@ def test_a_window_declared_after_the_upload_moves_the_due_time(
     (invoice_id,) = submitted(services)
     clock.set(START + timedelta(hours=25))
     window_id, _ = services.policies.declare_maintenance(
-        T, START + timedelta(hours=3), START + timedelta(hours=6), "outage, announced late", by())
+        T, START + timedelta(hours=3), START + timedelta(hours=6), "outage, announced late", by()
+    )
     # Before the view catches up, the ticker checks the policy itself and holds back.
     report = services.ticker.tick()
     assert report.marked == [] and report.not_yet_due == 1
@@ -107,8 +109,9 @@ def test_a_late_acknowledgement_is_accepted_and_says_how_late(
     clock.set(START + timedelta(hours=25))
     services.ticker.tick()
     ack_at = START + timedelta(hours=30)
-    result = services.ledger.acknowledge_invoice(T, invoice_id, by(at=ack_at), "ACK-LATE",
-                                                 acknowledged_at=ack_at, learned_via="callback")
+    result = services.ledger.acknowledge_invoice(
+        T, invoice_id, by(at=ack_at), "ACK-LATE", acknowledged_at=ack_at, learned_via="callback"
+    )
     assert result.status == "acknowledged"
     ack = services.ledger.events.get(invoice_id, desc=True, limit=1)
     (event,) = list(ack)

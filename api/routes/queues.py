@@ -1,0 +1,99 @@
+"""Work queues: the lists people act on (missing, rejected, awaiting acknowledgement)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import PrincipalDep, ServicesDep
+from api.routes.invoices import ConsistentAfter, _consistent, list_invoices
+from api.schemas import InvoicePage, shown
+from domain.status import InvoiceStatus
+
+router = APIRouter(prefix="/v1/queues", tags=["queues"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get(
+    "/missing",
+    response_model=InvoicePage,
+    summary="Invoices the platform does not have (newest issue date first)",
+)
+def missing(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    consistent_after: ConsistentAfter = None,
+) -> InvoicePage:
+    return list_invoices(
+        principal,
+        services,
+        status=InvoiceStatus.MISSING,
+        limit=limit,
+        cursor=cursor,
+        consistent_after=consistent_after,
+    )
+
+
+@router.get("/rejected", response_model=InvoicePage, summary="Invoices the platform refused")
+def rejected(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    consistent_after: ConsistentAfter = None,
+) -> InvoicePage:
+    return list_invoices(
+        principal,
+        services,
+        status=InvoiceStatus.REJECTED,
+        limit=limit,
+        cursor=cursor,
+        consistent_after=consistent_after,
+    )
+
+
+class AwaitingOut(BaseModel):
+    invoice_id: UUID
+    attempt: int
+    uploaded_at: str
+    window_hours: float
+    due_at: str
+
+
+class AwaitingPage(BaseModel):
+    items: list[AwaitingOut]
+    total: int
+
+
+@router.get(
+    "/overdue",
+    response_model=AwaitingPage,
+    summary="Uploaded, no acknowledgement yet: soonest due first",
+)
+def overdue(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Limit = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    consistent_after: ConsistentAfter = None,
+) -> AwaitingPage:
+    _consistent(services, consistent_after, "ack_timers")
+    rows, total = services.timers.awaiting(principal.tenant_id, limit, offset)
+    return AwaitingPage(
+        total=total,
+        items=[
+            AwaitingOut(
+                invoice_id=r.invoice_id,
+                attempt=r.attempt,
+                uploaded_at=shown(r.started_at) or "",
+                window_hours=r.window_seconds / 3600,
+                due_at=shown(r.due_at) or "",
+            )
+            for r in rows
+        ],
+    )
