@@ -295,6 +295,12 @@ class InvoiceLedger(Application[UUID]):
             ),
         )
 
+    def apply_to_invoice(
+        self, tenant_id: str, invoice_id: UUID, by: Provenance, action: Callable[[Invoice], None]
+    ) -> CommandResult:
+        """Run a decision made elsewhere in the application (reconciliation) with retries."""
+        return self._change(tenant_id, invoice_id, by, None, action)
+
     # ---- reads from the event store --------------------------------------------------------
 
     def get_invoice_state(self, tenant_id: str, invoice_id: UUID) -> Invoice:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -77,3 +77,54 @@ class DueTimer:
 
 class TimerReader(Protocol):
     def due(self, now: datetime, limit: int) -> list[DueTimer]: ...
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One classified row or ledger invoice of a reconciliation run."""
+
+    cls: str
+    line: int | None
+    invoice_key: str | None
+    invoice_id: UUID | None = None
+    differences: tuple[dict[str, str], ...] = ()
+    event: str | None = None
+    position: int | None = None
+    note: str = ""
+
+
+class ReconciliationStore(Protocol):
+    """Staging of export rows, the ledger side of the merge, and the findings of a run."""
+
+    def clear(self, run_id: UUID) -> None: ...
+
+    def stage(self, run_id: UUID, rows: Sequence[Any]) -> None: ...
+
+    def staged(self, run_id: UUID) -> Iterator[Any]:
+        """Staged PlatformRows, ordered by invoice key (bytewise) then line."""
+        ...
+
+    def ledger(self, tenant_id: str, direction: str) -> Iterator[Any]:
+        """The tenant's LedgerViews in that direction, ordered by invoice key (bytewise)."""
+        ...
+
+    def add_findings(
+        self, run_id: UUID, tenant_id: str, first_seq: int, findings: Sequence[Finding]
+    ) -> None: ...
+
+    def findings(self, run_id: UUID, cls: str | None = None) -> Iterator[Finding]: ...
+
+
+class ExportSource(Protocol):
+    """A platform export being read: rows with their line numbers, and progress so far."""
+
+    file_type: str
+    encoding: str | None
+    size: int
+    consumed: int
+
+    def rows(self) -> Iterator[tuple[int, list[object]]]: ...
+
+    def check_row(self, values: list[object]) -> None:
+        """Raise RowError if the row's bytes did not decode in the file's encoding."""
+        ...

@@ -39,7 +39,8 @@ ALLOWED_FROM: dict[Step, frozenset[InvoiceStatus]] = {
     # The ledger records what happened: a late or unexpected acknowledgement is accepted.
     Step.ACKNOWLEDGE: frozenset({S.SUBMITTED, S.SUBMISSION_FAILED, S.MISSING}),
     Step.REJECT: frozenset({S.SUBMITTED, S.SUBMISSION_FAILED, S.MISSING}),
-    Step.MARK_MISSING: frozenset({S.SUBMITTED}),
+    # An acknowledged invoice can go missing too: the platform's own export lacks it.
+    Step.MARK_MISSING: frozenset({S.SUBMITTED, S.ACKNOWLEDGED}),
     Step.VOID: frozenset({S.ISSUED, S.SUBMISSION_FAILED, S.REJECTED, S.ACKNOWLEDGED}),
     Step.RED_REVERSE: frozenset({S.ACKNOWLEDGED, S.PARTIALLY_REVERSED}),
 }

@@ -13,12 +13,14 @@ from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
 from application.policy import PolicyService
 from application.ports import Clock
+from application.reconciliation import ReconciliationService
 from application.timers import AckTimerTicker
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_engine_for
 from infrastructure.keys import ApiKeyStore
 from infrastructure.leadership import FileLeadership, PostgresLeadership
 from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
+from infrastructure.reconciliation_store import SqlReconciliationStore
 from infrastructure.settings import Settings
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
 from infrastructure.worker import (
@@ -45,6 +47,8 @@ class Services:
     policies: PolicyService
     timers: SqlTimerReader
     ticker: AckTimerTicker
+    reconciliation_store: SqlReconciliationStore
+    reconciliation: ReconciliationService
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -83,6 +87,22 @@ class Services:
         if reached < position:
             raise ProjectionLagError(projection, position, reached)
         return reached
+
+    def bring_up_to_date(self, name: str, timeout: float = 120.0) -> None:
+        """Make projection `name` current with the log: catch up here if no runner is active,
+        else wait for the one that is."""
+        worker = self.worker(name)
+        head = worker.head()
+        if worker.position() >= head:
+            return
+        leadership = worker.leadership()
+        try:
+            if leadership.try_acquire():
+                worker.catch_up()
+                return
+        finally:
+            leadership.release()
+        self.wait_for(name, head, timeout)
 
     def check_database(self) -> None:
         with self.engine.connect() as conn:
@@ -158,7 +178,14 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         )
     policies = PolicyService(ledger)
     timers = SqlTimerReader(engine)
-    return Services(
+    store = SqlReconciliationStore(engine, write_engine)
+    holder: list[Services] = []
+    reconciliation = ReconciliationService(
+        ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
+    )
+    services = Services(
+        reconciliation_store=store,
+        reconciliation=reconciliation,
         policies=policies,
         timers=timers,
         ticker=AckTimerTicker(ledger, timers, policies),
@@ -171,3 +198,5 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         board=board,
         workers=workers,
     )
+    holder.append(services)
+    return services

@@ -182,6 +182,41 @@ maintenance_windows = Table(
 )
 
 
+reconciliation_rows = Table(
+    "reconciliation_rows",
+    metadata,
+    Column("run_id", Uuid, primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("invoice_key", String, nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("tax", Money, nullable=False),
+    Column("total", Money, nullable=False),
+    Column("seller_code", String, nullable=True),
+    Column("buyer_code", String, nullable=True),
+    Column("platform_status", String, nullable=False),
+    Column("raw", Text, nullable=False),
+    Index("reconciliation_rows_key", "run_id", "invoice_key", "line"),
+)
+
+reconciliation_findings = Table(
+    "reconciliation_findings",
+    metadata,
+    Column("run_id", Uuid, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("class", String, nullable=False),
+    Column("line", Integer, nullable=True),
+    Column("invoice_key", String, nullable=True),
+    Column("invoice_id", Uuid, nullable=True),
+    Column("differences", Text, nullable=False),
+    Column("event", String, nullable=True),
+    Column("position", BigInteger, nullable=True),
+    Column("note", Text, nullable=False),
+    Index("reconciliation_findings_class", "tenant_id", "class"),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"

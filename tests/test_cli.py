@@ -174,16 +174,39 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
 def test_policy_commands(settings: Settings) -> None:
     shown = fapiao(settings, "policy", "show", "--tenant", SELLER)
     assert shown.returncode == 0 and "acknowledgement window 24 h" in shown.stdout
-    assert fapiao(settings, "policy", "ack-window", "--tenant", SELLER, "--hours",
-                  "36").returncode == 0
-    added = fapiao(settings, "policy", "maintenance-add", "--tenant", SELLER, "--starts",
-                   "2026-11-28 22:00", "--ends", "2026-11-29 06:00", "--note", "升级")
+    assert (
+        fapiao(settings, "policy", "ack-window", "--tenant", SELLER, "--hours", "36").returncode
+        == 0
+    )
+    added = fapiao(
+        settings,
+        "policy",
+        "maintenance-add",
+        "--tenant",
+        SELLER,
+        "--starts",
+        "2026-11-28 22:00",
+        "--ends",
+        "2026-11-29 06:00",
+        "--note",
+        "升级",
+    )
     assert added.returncode == 0, added.stderr
     assert "2026-11-28 22:00" in added.stdout and "acknowledgement window 36 h" in added.stdout
     window_id = next(w for w in added.stdout.split() if w.count("-") == 4)
-    bad = fapiao(settings, "policy", "maintenance-add", "--tenant", SELLER, "--starts",
-                 "tomorrow", "--ends", "2026-11-29 06:00")
+    bad = fapiao(
+        settings,
+        "policy",
+        "maintenance-add",
+        "--tenant",
+        SELLER,
+        "--starts",
+        "tomorrow",
+        "--ends",
+        "2026-11-29 06:00",
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: starts: 'tomorrow' is not an ISO 8601 time")
+        "error: starts: 'tomorrow' is not an ISO 8601 time"
+    )
     gone = fapiao(settings, "policy", "maintenance-withdraw", "--tenant", SELLER, window_id)
     assert gone.returncode == 0 and window_id not in gone.stdout
