@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, invoices, policy, queues
+from api.routes import health, invoices, policy, queues, reconciliations
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 
@@ -55,4 +55,5 @@ def create_app(
     app.include_router(invoices.router)
     app.include_router(queues.router)
     app.include_router(policy.router)
+    app.include_router(reconciliations.router)
     return app

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from domain.base import Provenance, Source
 from domain.errors import DomainError
 from infrastructure import migrate as migrations
 from infrastructure.bootstrap import Services, build_services
+from infrastructure.exports import ExportReader, sha256_of
 from infrastructure.keys import KeyStoreError
 from infrastructure.settings import Settings
 
@@ -262,6 +264,110 @@ def _one_line(e: Exception) -> str:
             for err in e.errors()
         )
     return str(e)
+
+
+@app.command()
+def reconcile(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The platform's export (CSV or XLSX)", exists=True, dir_okay=False, readable=True
+        ),
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant's unified social credit code")],
+    direction: Annotated[
+        str, typer.Option(help="outbound (issued) or inbound (received)")
+    ] = "outbound",
+    encoding: Annotated[str | None, typer.Option(help="Override detection: utf-8, gb18030")] = None,
+    columns: Annotated[Path | None, typer.Option(help="JSON file {header text: field}")] = None,
+    findings: Annotated[
+        Path | None, typer.Option(help="Write the findings here (.csv/.json)")
+    ] = None,
+) -> None:
+    """Reconcile a platform export against the ledger; the same file again changes nothing."""
+    import json
+
+    mapping = None
+    if columns:
+        try:
+            mapping = json.loads(columns.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CliError(f"columns: cannot read {columns}: {e}") from None
+    with services_for() as services:
+        try:
+            reader = ExportReader(file, encoding)
+        except LookupError:
+            raise CliError(f"encoding: {encoding!r} is not an encoding") from None
+        columns_ = (TextColumn(f"reconciling {file.name}"), BarColumn(), TimeRemainingColumn())
+        with Progress(*columns_, console=console) as progress:
+            task = progress.add_task("rows", total=reader.size or 1)
+            result = services.reconciliation.reconcile(
+                tenant,
+                reader,
+                sha256_of(file),
+                file.name,
+                _cli_actor(),
+                direction,
+                mapping,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        table = Table("class", "count")
+        for cls, n in sorted(result.counts.items()):
+            table.add_row(cls, str(n))
+        console.print(table)
+        replay = " (this file was reconciled before: nothing changed)" if result.replayed else ""
+        console.print(
+            f"run {result.run_id}: {result.rows} rows, period {result.period_from} to "
+            f"{result.period_to}, {result.events_caused} events caused{replay}"
+        )
+        if findings:
+            _write_findings(services, result.run_id, findings)
+            console.print(f"findings written to {findings}")
+
+
+def _write_findings(services: Services, run_id: UUID, path: Path) -> None:
+    import csv
+    import json
+
+    rows = services.reconciliation_store.findings(run_id)
+    with path.open(
+        "w", encoding="utf-8-sig" if path.suffix == ".csv" else "utf-8", newline=""
+    ) as f:
+        if path.suffix == ".csv":
+            writer = csv.writer(f)
+            writer.writerow(
+                ["class", "line", "invoice_key", "differences", "event", "position", "note"]
+            )
+            for r in rows:
+                writer.writerow(
+                    [
+                        r.cls,
+                        r.line or "",
+                        r.invoice_key or "",
+                        json.dumps(list(r.differences), ensure_ascii=False),
+                        r.event or "",
+                        r.position or "",
+                        r.note,
+                    ]
+                )
+        else:
+            json.dump(
+                [
+                    {
+                        "class": r.cls,
+                        "line": r.line,
+                        "invoice_key": r.invoice_key,
+                        "differences": list(r.differences),
+                        "event": r.event,
+                        "position": r.position,
+                        "note": r.note,
+                    }
+                    for r in rows
+                ],
+                f,
+                ensure_ascii=False,
+                indent=1,
+            )
 
 
 def _cli_actor() -> Provenance:

@@ -18,8 +18,10 @@ from application.errors import (
     InvoiceAlreadyExistsError,
     InvoiceNotFoundError,
     ProjectionLagError,
+    RunNotFoundError,
     UnknownProjectionError,
 )
+from application.reconciliation import ReconciliationFileError
 from domain.errors import (
     CorrectionNotAllowedError,
     DomainError,
@@ -41,6 +43,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ForbiddenError, 403, "forbidden"),
     (InvoiceNotFoundError, 404, "not-found"),
     (UnknownProjectionError, 404, "not-found"),
+    (RunNotFoundError, 404, "not-found"),
     (InvoiceAlreadyExistsError, 409, "already-exists"),
     (ConcurrencyConflictError, 409, "concurrency-conflict"),
     (InvalidTransitionError, 409, "invalid-transition"),
@@ -49,6 +52,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ValidationFailedError, 422, "validation-failed"),
     (InvalidFieldError, 422, "validation-failed"),
     (ProjectionLagError, 503, "projection-lagging"),
+    (ReconciliationFileError, 422, "unreadable-export"),
     (DomainError, 409, "business-rule"),
     (ApplicationError, 400, "bad-request"),
 ]

@@ -7,6 +7,7 @@ Hierarchy::
     ├── InvoiceAlreadyExistsError     the same tenant + key was issued before
     ├── IdempotencyKeyReusedError     same Idempotency-Key, different request
     ├── ConcurrencyConflictError      optimistic retries exhausted
+    ├── RunNotFoundError              no such reconciliation run for this tenant
     ├── ProjectionLagError            a read could not catch up with `consistent_after` in time
     └── UnknownProjectionError
 """
@@ -54,3 +55,8 @@ class ProjectionLagError(ApplicationError):
 class UnknownProjectionError(ApplicationError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"no projection named {name!r} (known: {', '.join(known)})")
+
+
+class RunNotFoundError(ApplicationError):
+    def __init__(self, run_id: object) -> None:
+        super().__init__(f"reconciliation run {run_id} not found")

@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.errors import ApplicationError
+from application.errors import ApplicationError, RunNotFoundError
 from application.ledger import InvoiceLedger
 from application.ports import ExportSource, Finding, ReconciliationStore
 from domain.base import Provenance
@@ -135,9 +135,13 @@ class ReconciliationService:
         try:
             aggregate = cast(ReconciliationRun, self.ledger.repository.get(run))
         except AggregateNotFoundError:
-            raise ReconciliationFileError(f"no reconciliation run {run}") from None
-        if not isinstance(aggregate, ReconciliationRun) or aggregate.tenant_id != tenant_id:
-            raise ReconciliationFileError(f"no reconciliation run {run}")
+            raise RunNotFoundError(run) from None
+        if (
+            not isinstance(aggregate, ReconciliationRun)
+            or aggregate.tenant_id != tenant_id
+            or not aggregate.completed
+        ):
+            raise RunNotFoundError(run)
         return self._result(aggregate, replayed=True)
 
     def reconcile(

@@ -97,3 +97,41 @@ def overdue(
             for r in rows
         ],
     )
+
+
+class MismatchOut(BaseModel):
+    invoice_key: str | None
+    invoice_id: UUID | None
+    line: int | None
+    differences: list[dict[str, str]]
+
+
+class MismatchPage(BaseModel):
+    items: list[MismatchOut]
+    total: int
+
+
+@router.get(
+    "/mismatched",
+    response_model=MismatchPage,
+    summary="Invoices the platform holds with other amounts, dates, parties or status",
+)
+def mismatched(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Limit = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> MismatchPage:
+    rows, total = services.reconciliation_store.mismatched(principal.tenant_id, limit, offset)
+    return MismatchPage(
+        total=total,
+        items=[
+            MismatchOut(
+                invoice_key=f.invoice_key,
+                invoice_id=f.invoice_id,
+                line=f.line,
+                differences=list(f.differences),
+            )
+            for f in rows
+        ],
+    )
