@@ -46,6 +46,8 @@ class ExportReader:
     consumed: int = 0  # bytes (CSV) or rows (XLSX) read so far, for progress bars
 
     def __post_init__(self) -> None:
+        if self.encoding is not None:
+            codecs.lookup(self.encoding)  # LookupError now, not half-way through the file
         self.size = self.path.stat().st_size
         with self.path.open("rb") as f:
             head = f.read(SAMPLE)
