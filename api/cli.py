@@ -139,6 +139,79 @@ def _load_demo(services: Services, host: str, port: int) -> None:
 
 
 @app.command()
+def demo(
+    days: Annotated[int, typer.Option(min=5, max=31, help="Days of October 2026 to simulate")] = 30,
+    seed: Annotated[int, typer.Option(help="Same seed, same month")] = 7,
+    loss: Annotated[
+        float, typer.Option(min=0, max=0.5, help="Share of uploads the platform silently loses")
+    ] = 0.03,
+    reject: Annotated[float, typer.Option(min=0, max=0.5, help="Share it rejects")] = 0.02,
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the demo's database in this folder")
+    ] = None,
+) -> None:
+    """A month of invoices through a lossy simulated tax platform, and what the ledger found."""
+    import tempfile
+
+    from infrastructure.demo_platform import run_demo
+
+    with tempfile.TemporaryDirectory(prefix="fapiao-demo-") as tmp:
+        workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        columns_ = (
+            TextColumn("simulating the month hour by hour"),
+            BarColumn(),
+            MofNCompleteColumn(),
+        )
+        with Progress(*columns_, console=console) as progress:
+            task = progress.add_task("hours", total=(days + 3) * 24)
+            report = run_demo(
+                workdir,
+                days=days,
+                seed=seed,
+                loss_rate=loss,
+                reject_rate=reject,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    _print_demo(report)
+    if report.undetected or report.false_alarms:
+        raise CliError("the ledger's findings differ from the platform's truth")
+
+
+def _print_demo(report: object) -> None:
+    from application.simulation import SimulationReport
+
+    assert isinstance(report, SimulationReport)
+    last = report.first_day + timedelta(days=report.days - 1)
+    console.print(
+        f"\n北京的发票北京系统里没有: {report.first_day} to {last} through a lossy platform"
+    )
+    table = Table("", "count")
+    for label, n in [
+        ("invoices issued", report.invoices),
+        ("uploads", report.uploads),
+        ("refused during maintenance, re-uploaded", report.refused_in_maintenance),
+        ("acknowledged by the platform", report.acknowledged),
+        ("rejected by the platform", report.rejected),
+        ("silently lost by the platform (its own truth)", len(report.lost)),
+        ("marked missing by the ledger", len(report.missing)),
+    ]:
+        table.add_row(label, str(n))
+    console.print(table)
+    lost = Table("lost invoice", "found by the ledger", title="what the platform lost")
+    for key in sorted(report.lost):
+        lost.add_row(key, report.missing.get(key, "NOT FOUND"))
+    console.print(lost)
+    if report.reconciliation:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(report.reconciliation.counts.items()))
+        console.print(f"month-end reconciliation with the platform's export: {counts}")
+    console.print(
+        f"detected {len(report.lost) - len(report.undetected)} of {len(report.lost)} "
+        f"lost invoices; {len(report.false_alarms)} false alarms"
+    )
+
+
+@app.command()
 def worker(
     projection: Annotated[list[str] | None, typer.Option(help="Only these projections")] = None,
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -64,6 +64,42 @@ def demo_uscc(rng: random.Random, region: str = "110105") -> str:
                     return code
 
 
+def make_draft(
+    rng: random.Random,
+    buyers: list[tuple[str, str]],
+    seller_name: str,
+    seller_code: str,
+    issued_on: date,
+    number: str,
+    paper: bool = False,
+) -> InvoiceDraft:
+    """A plausible one-line invoice of a Beijing IT company."""
+    name, rate = rng.choice(SERVICES)
+    quantity = rng.randint(1, 20)
+    price = Decimal(rng.randint(50, 5000))
+    amount = (price * quantity).quantize(Decimal("0.01"))
+    tax = (amount * Decimal(rate)).quantize(Decimal("0.01"))
+    buyer_name, buyer_code = rng.choice(buyers)
+    return InvoiceDraft(
+        number=number,
+        code="011002600104" if paper else None,
+        invoice_type="legacy_ordinary_paper"
+        if paper
+        else rng.choice(["digital_special", "digital_ordinary"]),
+        issued_on=issued_on,
+        seller=PartyDraft(seller_name, seller_code),
+        buyer=PartyDraft(buyer_name, buyer_code),
+        amount=str(amount),
+        tax=str(tax),
+        total=str(amount + tax),
+        lines=(
+            LineDraft(
+                name, str(amount), str(tax), rate, quantity=str(quantity), unit_price=str(price)
+            ),
+        ),
+    )
+
+
 @dataclass
 class DemoReport:
     invoices: int
@@ -84,41 +120,11 @@ def load_demo(
     for i in range(count):
         target = plan[i % len(plan)]
         issued_on = today - timedelta(days=rng.randint(0, 59))
-        name, rate = rng.choice(SERVICES)
-        quantity = rng.randint(1, 20)
-        price = Decimal(rng.randint(50, 5000))
-        amount = (price * quantity).quantize(Decimal("0.01"))
-        tax = (amount * Decimal(rate)).quantize(Decimal("0.01"))
-        buyer_name, buyer_code = rng.choice(buyers)
         paper = target == "voided"
         number = (
             f"{issued_on.year % 100:02d}112{seed % 100:02d}{i:013d}" if not paper else f"{i:08d}"
         )
-        drafts.append(
-            InvoiceDraft(
-                number=number,
-                code="011002600104" if paper else None,
-                invoice_type="legacy_ordinary_paper"
-                if paper
-                else rng.choice(["digital_special", "digital_ordinary"]),
-                issued_on=issued_on,
-                seller=PartyDraft(DEMO_NAME, tenant_id),
-                buyer=PartyDraft(buyer_name, buyer_code),
-                amount=str(amount),
-                tax=str(tax),
-                total=str(amount + tax),
-                lines=(
-                    LineDraft(
-                        name,
-                        str(amount),
-                        str(tax),
-                        rate,
-                        quantity=str(quantity),
-                        unit_price=str(price),
-                    ),
-                ),
-            )
-        )
+        drafts.append(make_draft(rng, buyers, DEMO_NAME, tenant_id, issued_on, number, paper))
         targets.append(target)
     # One batch per issue date, recorded as issued at 09:00 Beijing time on that date.
     results = []

@@ -128,3 +128,41 @@ class ExportSource(Protocol):
     def check_row(self, values: list[object]) -> None:
         """Raise RowError if the row's bytes did not decode in the file's encoding."""
         ...
+
+
+@dataclass(frozen=True)
+class PlatformNotice:
+    """What the platform says about an upload, once it says it: acknowledged or rejected."""
+
+    invoice_key: str
+    kind: str  # "acknowledged" | "rejected"
+    at: datetime
+    platform_ref: str = ""
+    reason_code: str = ""
+    message: str = ""
+
+
+class PlatformRefusedError(Exception):
+    """The platform refused the upload outright (maintenance, outage): nothing was received."""
+
+    def __init__(self, reason_code: str, detail: str) -> None:
+        self.reason_code, self.detail = reason_code, detail
+        super().__init__(f"{reason_code}: {detail}")
+
+
+class TaxPlatform(Protocol):
+    """The tax authority's e-invoice platform, as the enterprise experiences it."""
+
+    def submit(self, tenant_id: str, invoice: dict[str, Any], at: datetime) -> None:
+        """Upload; raises PlatformRefusedError when refused. Acceptance is not acknowledgement."""
+        ...
+
+    def notices(self, until: datetime) -> list[PlatformNotice]:
+        """Acknowledgements and rejections that became available up to `until`, once each."""
+        ...
+
+    def export(
+        self, tenant_id: str, period: tuple[date, date], path: Any, file_type: str = "csv"
+    ) -> Any:
+        """The platform's own export of the invoices it holds, in its real format."""
+        ...
