@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, invoices, policy, queues, reconciliations
+from api.routes import callbacks, health, invoices, policy, queues, reconciliations
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 
@@ -56,4 +56,5 @@ def create_app(
     app.include_router(queues.router)
     app.include_router(policy.router)
     app.include_router(reconciliations.router)
+    app.include_router(callbacks.router)
     return app

@@ -443,6 +443,15 @@ def _write_findings(services: Services, run_id: UUID, path: Path) -> None:
             )
 
 
+@app.command("callback-secret")
+def callback_secret(tenant: Annotated[str, typer.Option(help="The tenant's code")]) -> None:
+    """Issue a new HMAC secret for the tenant's provider callbacks (the old one stops working)."""
+    with services_for() as services:
+        code = services.keys.ensure_tenant(tenant, "")
+        secret = services.callbacks.rotate_secret(code)
+    print(f"callback secret for {code}: {secret}", flush=True)
+
+
 def _cli_actor() -> Provenance:
     user = os.environ.get("USER") or getpass.getuser()
     return Provenance(f"cli:{user}", Source.CLI, datetime.now(UTC))

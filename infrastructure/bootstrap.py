@@ -22,6 +22,7 @@ from infrastructure.leadership import FileLeadership, PostgresLeadership
 from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
 from infrastructure.reconciliation_store import SqlReconciliationStore
 from infrastructure.settings import Settings
+from infrastructure.signing import CallbackVerifier
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
 from infrastructure.worker import (
     Leadership,
@@ -49,6 +50,7 @@ class Services:
     ticker: AckTimerTicker
     reconciliation_store: SqlReconciliationStore
     reconciliation: ReconciliationService
+    callbacks: CallbackVerifier
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -184,6 +186,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
     )
     services = Services(
+        callbacks=CallbackVerifier(engine, write_engine),
         reconciliation_store=store,
         reconciliation=reconciliation,
         policies=policies,

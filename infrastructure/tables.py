@@ -217,6 +217,23 @@ reconciliation_findings = Table(
 )
 
 
+callback_secrets = Table(
+    "callback_secrets",
+    metadata,
+    Column("tenant_id", String, ForeignKey("tenants.tenant_id"), primary_key=True),
+    Column("secret", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+callback_signatures = Table(
+    "callback_signatures",
+    metadata,
+    Column("signature", String, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
