@@ -1,4 +1,4 @@
-"""Signed platform callbacks: accepted when signed, fresh and new; otherwise 401, nothing changed."""
+"""Signed platform callbacks: accepted when signed, fresh and new; else 401, nothing changed."""
 
 from __future__ import annotations
 
