@@ -8,7 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import callbacks, health, invoices, policy, queues, reconciliations
+from api.routes import (
+    callbacks,
+    health,
+    invoices,
+    policy,
+    queues,
+    reconciliations,
+    webhooks,
+)
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 
@@ -57,4 +65,5 @@ def create_app(
     app.include_router(policy.router)
     app.include_router(reconciliations.router)
     app.include_router(callbacks.router)
+    app.include_router(webhooks.router)
     return app

@@ -29,6 +29,7 @@ from domain.errors import (
     InvalidTransitionError,
     ValidationFailedError,
 )
+from infrastructure.webhooks import WebhookError
 
 log = logging.getLogger("fapiao.api")
 
@@ -53,6 +54,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (InvalidFieldError, 422, "validation-failed"),
     (ProjectionLagError, 503, "projection-lagging"),
     (ReconciliationFileError, 422, "unreadable-export"),
+    (WebhookError, 422, "webhook"),
     (DomainError, 409, "business-rule"),
     (ApplicationError, 400, "bad-request"),
 ]
@@ -127,5 +129,5 @@ def install(app: FastAPI) -> None:
 
     # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;
     # only what is left reaches the catch-all and becomes a logged 500.
-    for base in (DomainError, ApplicationError, UnauthenticatedError, Exception):
+    for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
         app.add_exception_handler(base, _mapped)

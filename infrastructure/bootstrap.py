@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -24,6 +25,7 @@ from infrastructure.reconciliation_store import SqlReconciliationStore
 from infrastructure.settings import Settings
 from infrastructure.signing import CallbackVerifier
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
+from infrastructure.webhooks import AlertsProjection, WebhookService
 from infrastructure.worker import (
     Leadership,
     ProgressBoard,
@@ -51,6 +53,7 @@ class Services:
     reconciliation_store: SqlReconciliationStore
     reconciliation: ReconciliationService
     callbacks: CallbackVerifier
+    webhooks: WebhookService
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -71,9 +74,20 @@ class Services:
             )
             thread.start()
             self._threads.append(thread)
-        ticker = threading.Thread(target=self._tick_forever, name="ack-ticker", daemon=True)
-        ticker.start()
-        self._threads.append(ticker)
+        for target, name in (
+            (self._tick_forever, "ack-ticker"),
+            (self._deliver_forever, "webhooks"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _deliver_forever(self) -> None:
+        while not self._stop.wait(self.settings.webhook_poll_seconds):
+            try:
+                self.webhooks.deliver_due()
+            except Exception:  # noqa: BLE001 - keep delivering; the next round retries
+                log.exception("webhook delivery failed; retrying")
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):
@@ -159,7 +173,11 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
     workers: dict[str, ProjectionWorker] = {}
-    projections: list[Projection] = [InvoiceStatusProjection(), AckTimersProjection()]
+    projections: list[Projection] = [
+        InvoiceStatusProjection(),
+        AckTimersProjection(),
+        AlertsProjection(ledger),
+    ]
     for projection in projections:
         wake = board.new_waker()
 
@@ -187,6 +205,13 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     )
     services = Services(
         callbacks=CallbackVerifier(engine, write_engine),
+        webhooks=WebhookService(
+            engine,
+            write_engine,
+            ledger.clock,
+            settings.webhook_max_attempts,
+            timedelta(seconds=settings.webhook_backoff_seconds),
+        ),
         reconciliation_store=store,
         reconciliation=reconciliation,
         policies=policies,

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
     )
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    webhook_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="First retry delay; doubles each failure"
+    )
     environment: Literal["development", "test", "production"] = "development"
 
     @field_validator("database_url")

@@ -234,6 +234,38 @@ callback_signatures = Table(
 )
 
 
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("subscription_id", Uuid, primary_key=True),
+    Column("tenant_id", String, ForeignKey("tenants.tenant_id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String, nullable=False),
+    Column("events", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("subscription_id", Uuid, nullable=False),
+    Column("event_type", String, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index("webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("webhook_deliveries_tenant", "tenant_id", "status"),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -247,6 +279,6 @@ def tracking_table(projection: str) -> Table:
     )
 
 
-PROJECTIONS = ("invoice_status", "ack_timers")
+PROJECTIONS = ("invoice_status", "ack_timers", "alerts")
 for _name in PROJECTIONS:
     tracking_table(_name)
