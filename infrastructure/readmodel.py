@@ -10,9 +10,10 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from application.ledger import SHANGHAI
 from application.ports import InvoiceFilter
 from application.projections import invoice_status as fold_module
-from infrastructure.tables import invoice_status
+from infrastructure.tables import invoice_status, status_daily
 
 COLUMNS = [c.name for c in invoice_status.columns]
 
@@ -50,18 +51,39 @@ class InvoiceStatusProjection:
             rows = {r.invoice_id: dict(r._mapping) for r in result}
         changed: dict[UUID, dict[str, Any]] = {}
         failures: list[tuple[int, Any, Exception]] = []
+        entered: dict[tuple[str, date, str], int] = {}
         for position, event in items:
+            before = rows.get(event.originator_id)
             try:
-                row = fold_module.fold(rows.get(event.originator_id), event, position)
+                row = fold_module.fold(before, event, position)
             except Exception as e:  # noqa: BLE001 - a poison event is dead-lettered, not fatal
                 failures.append((position, event, e))
                 continue
             rows[event.originator_id] = changed[event.originator_id] = row
+            if before is None or before["status"] != row["status"]:
+                day = event.occurred_at.astimezone(SHANGHAI).date()
+                cell = (row["tenant_id"], day, row["status"])
+                entered[cell] = entered.get(cell, 0) + 1
         upsert(conn, invoice_status, list(changed.values()), "invoice_id")
+        if entered:
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(status_daily)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "day", "status"],
+                set_={"entered": status_daily.c.entered + stmt.excluded.entered},
+            )
+            conn.execute(
+                stmt,
+                [
+                    {"tenant_id": t, "day": d, "status": s, "entered": n}
+                    for (t, d, s), n in entered.items()
+                ],
+            )
         return failures
 
     def reset(self, conn: Connection) -> None:
         conn.execute(delete(invoice_status))
+        conn.execute(delete(status_daily))
 
 
 def _cursor_filter(after: tuple[date, UUID]) -> Any:
@@ -116,6 +138,16 @@ class SqlInvoiceStatusReader:
             total = conn.execute(select(func.count()).select_from(invoice_status).where(*where))
             count = int(total.scalar_one())
         return rows, count
+
+    def daily(self, tenant_id: str, first: date, last: date) -> list[tuple[date, str, int]]:
+        c = status_daily.c
+        query = (
+            select(c.day, c.status, c.entered)
+            .where(c.tenant_id == tenant_id, c.day >= first, c.day <= last)
+            .order_by(c.day, c.status)
+        )
+        with self.engine.connect() as conn:
+            return [(d, s, int(n)) for d, s, n in conn.execute(query)]
 
     def counts(self, tenant_id: str) -> dict[str, int]:
         c = invoice_status.c

@@ -137,6 +137,15 @@ invoice_status = Table(
     Index("invoice_status_tenant_key", "tenant_id", "invoice_key", unique=True),
 )
 
+status_daily = Table(
+    "status_daily",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("status", String, primary_key=True),
+    Column("entered", Integer, nullable=False),
+)
+
 projection_dead_letters = Table(
     "projection_dead_letters",
     metadata,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -135,3 +136,31 @@ def mismatched(
             for f in rows
         ],
     )
+
+
+class DayCounts(BaseModel):
+    day: date
+    entered: dict[str, int]
+
+
+@router.get(
+    "/trend",
+    response_model=list[DayCounts],
+    summary="How many invoices entered each status, per Beijing day",
+)
+def trend(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    since: date,
+    until: date,
+    consistent_after: ConsistentAfter = None,
+) -> list[DayCounts]:
+    from domain.errors import InvalidFieldError
+
+    if until < since or (until - since).days > 366:
+        raise InvalidFieldError("until", "must be on or after since, within a year", "range")
+    _consistent(services, consistent_after)
+    days: dict[date, dict[str, int]] = {}
+    for day, status, n in services.reader.daily(principal.tenant_id, since, until):
+        days.setdefault(day, {})[status] = n
+    return [DayCounts(day=d, entered=days[d]) for d in sorted(days)]

@@ -95,3 +95,27 @@ def test_policy_input_and_roles_are_checked(api: Api) -> None:
     assert missing_window.status_code == 422
     assert api.get("/v1/policy", api.other).json()["maintenance_windows"] == []
     assert SELLER and issue_json()
+
+
+def test_the_trend_counts_status_entries_per_beijing_day(api: Api, clock: SettableClock) -> None:
+    day1 = "2026-11-18T23:30:00+08:00"
+    day2 = "2026-11-19T00:30:00+08:00"  # the next Beijing day, the same UTC day
+    a = api.post("/v1/invoices", issue_json(occurred_at=day1)).json()
+    b = api.post("/v1/invoices", issue_json(occurred_at=day1)).json()
+    api.post(f"/v1/invoices/{a['invoice_id']}/submissions", {"occurred_at": day1})
+    last = api.post(f"/v1/invoices/{b['invoice_id']}/submissions", {"occurred_at": day2})
+    trend = api.get(
+        "/v1/queues/trend",
+        since="2026-11-18",
+        until="2026-11-30",
+        consistent_after=last.json()["position"],
+    ).json()
+    assert trend == [
+        {"day": "2026-11-18", "entered": {"issued": 2, "submitted": 1}},
+        {"day": "2026-11-19", "entered": {"submitted": 1}},
+    ]
+    bad = api.get("/v1/queues/trend", since="2026-11-30", until="2026-11-01")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "until"
+    assert (
+        api.get("/v1/queues/trend", api.other, since="2026-11-01", until="2026-11-30").json() == []
+    )
