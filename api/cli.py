@@ -1,4 +1,4 @@
-"""The `fapiao` command line: serve, migrate, worker, keys, projections.
+"""The `fapiao` command line: serve, migrate, worker, keys, projections, reconcile, demo, policy.
 
 Errors print one readable line and exit non-zero; long work shows a progress bar.
 """
@@ -213,21 +213,30 @@ def _print_demo(report: object) -> None:
 
 @app.command()
 def worker(
-    projection: Annotated[list[str] | None, typer.Option(help="Only these projections")] = None,
+    projection: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these projections (then no ticker or webhook deliverer)"),
+    ] = None,
 ) -> None:
-    """Run the projection workers until interrupted (one active per projection; others wait)."""
+    """Run projection workers, the acknowledgement ticker and the webhook deliverer until
+    interrupted. Start several: one is active per projection, the others stand by."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with services_for() as services:
-        names = projection or sorted(services.workers)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        threads = [
-            threading.Thread(target=services.worker(n).run, args=(stop,), daemon=True)
-            for n in names
-        ]
-        for t in threads:
-            t.start()
-        console.print(f"projection workers running: {', '.join(names)} (Ctrl-C to stop)")
+        if projection:
+            threads = [
+                threading.Thread(target=services.worker(n).run, args=(stop,), daemon=True)
+                for n in projection
+            ]
+            for t in threads:
+                t.start()
+            running = ", ".join(projection)
+        else:
+            services.start_workers()
+            threads = []
+            running = ", ".join(sorted(services.workers)) + ", ack ticker, webhook deliverer"
+        console.print(f"running: {running} (Ctrl-C to stop)")
         try:
             while not stop.wait(0.5):
                 pass
