@@ -35,6 +35,7 @@ class InvoiceStatusProjection:
     """Writes a batch of invoice events into invoice_status (rows loaded once, written once)."""
 
     name = fold_module.NAME
+    topics = fold_module.TOPICS
 
     def handles(self, event: object) -> bool:
         return fold_module.handles(event)

@@ -20,6 +20,7 @@ from infrastructure.tables import ack_timers, maintenance_windows, tenant_polici
 
 class AckTimersProjection:
     name = fold_module.NAME
+    topics = fold_module.TOPICS
 
     def handles(self, event: object) -> bool:
         return fold_module.handles(event)

@@ -51,6 +51,7 @@ class AlertsProjection:
     """Queues a delivery per matching subscription for each alert-worthy event."""
 
     name = alerts_module.NAME
+    topics = alerts_module.TOPICS
 
     def __init__(self, ledger: InvoiceLedger) -> None:
         self.ledger = ledger

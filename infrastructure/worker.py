@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from eventsourcing.utils import TopicError, resolve_topic
 from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -26,6 +27,7 @@ log = logging.getLogger("fapiao.worker")
 
 class Projection(Protocol):
     name: str
+    topics: frozenset[str]  # stored topics it folds; other events are not even decoded
 
     def handles(self, event: object) -> bool: ...
 
@@ -107,6 +109,7 @@ class ProjectionWorker:
         self.tracking = tracking_table(projection.name)
         self.app_name = ledger.name
         self.state = WorkerState()
+        self._topics_seen: dict[str, bool] = {}
 
     # ---- positions ---------------------------------------------------------------------------
 
@@ -146,7 +149,12 @@ class ProjectionWorker:
             return 0
         items: list[tuple[int, Any]] = []
         dead: list[tuple[int, Any, Exception]] = []
+        topics = self.projection.topics
         for n in notifications:
+            if n.topic not in topics:
+                if not self._known(n.topic):  # no code knows it: that is worth a dead letter
+                    dead.append((n.id, n, LookupError(f"unknown topic {n.topic!r}")))
+                continue
             try:
                 event = self.ledger.mapper.to_domain_event(n)
             except Exception as e:  # noqa: BLE001 - undecodable: dead-letter and go on
@@ -161,6 +169,15 @@ class ProjectionWorker:
             self._advance(conn, notifications[-1].id)
         self.board.posted()
         return len(notifications)
+
+    def _known(self, topic: str) -> bool:
+        if topic not in self._topics_seen:
+            try:
+                resolve_topic(topic)
+                self._topics_seen[topic] = True
+            except (TopicError, ImportError, AttributeError):
+                self._topics_seen[topic] = False
+        return self._topics_seen[topic]
 
     def _dead_letter(self, conn: Connection, dead: list[tuple[int, Any, Exception]]) -> None:
         now = datetime.now(UTC)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from application.projections import topics_of
 from domain.invoice import Invoice
 from domain.reconciliation import ReconciliationRun
 
@@ -14,8 +15,12 @@ NAME = "alerts"
 EVENT_TYPES = ("invoice.missing", "invoice.rejected", "reconciliation.mismatch")
 
 
+EVENTS = (Invoice.MarkedMissing, Invoice.Rejected, ReconciliationRun.Completed)
+TOPICS = topics_of(EVENTS)
+
+
 def handles(event: object) -> bool:
-    return isinstance(event, Invoice.MarkedMissing | Invoice.Rejected | ReconciliationRun.Completed)
+    return isinstance(event, EVENTS)
 
 
 def alert(event: Any, position: int, subject: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

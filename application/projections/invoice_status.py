@@ -9,14 +9,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from application.projections import events_of, topics_of
 from domain.invoice import Invoice
 
 NAME = "invoice_status"
 Row = dict[str, Any]
 
 
+EVENTS = events_of(Invoice)
+TOPICS = topics_of(EVENTS)
+
+
 def handles(event: object) -> bool:
-    return isinstance(event, Invoice.Event)
+    return isinstance(event, EVENTS)
 
 
 def fold(row: Row | None, event: Invoice.Event, position: int) -> Row:
@@ -92,6 +97,9 @@ def _apply(row: Row, event: Invoice.Event) -> None:
         row["status"] = "missing"
         row["missing_detected_by"] = event.detected_by
         row["missing_since"] = event.due_at or event.occurred_at
+    elif isinstance(event, Invoice.ReEntered):
+        row["status"] = "re_entered"
+        row["submission_attempts"] = event.attempt
     elif isinstance(event, Invoice.Voided):
         row["status"] = "voided"
     elif isinstance(event, Invoice.RedReversed):

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from application.projections import events_of, topics_of
 from domain.invoice import Invoice
 from domain.policy import DEFAULT_ACK_WINDOW, TenantPolicy
 from domain.sla import deadline
@@ -24,11 +25,15 @@ ENDS_WAIT = (
     Invoice.MarkedMissing,
     Invoice.Voided,
 )
-INVOICE_EVENTS = (Invoice.Issued, Invoice.Submitted, *ENDS_WAIT)
+INVOICE_EVENTS = (Invoice.Issued, Invoice.Submitted, Invoice.ReEntered, *ENDS_WAIT)
+
+
+EVENTS = (*INVOICE_EVENTS, *events_of(TenantPolicy))
+TOPICS = topics_of(EVENTS)
 
 
 def handles(event: object) -> bool:
-    return isinstance(event, INVOICE_EVENTS) or isinstance(event, TenantPolicy.Event)
+    return isinstance(event, EVENTS)
 
 
 Window = tuple[datetime, datetime, str]
@@ -61,7 +66,7 @@ class TimerState:
                 "due_at": None,
             }
             self.changed_timers.add(event.originator_id)
-        elif isinstance(event, Invoice.Submitted):
+        elif isinstance(event, Invoice.Submitted | Invoice.ReEntered):
             row = self.timers[event.originator_id]
             window = self.policies.get(row["tenant_id"], int(DEFAULT_ACK_WINDOW.total_seconds()))
             row.update(
