@@ -16,7 +16,8 @@ Hierarchy::
     │   └── InvalidCommandFieldError   a field of a lifecycle command (reason code, ...)
     ├── ValidationFailedError          several InvalidFieldErrors reported together
     ├── InvalidTransitionError         the step is not allowed from the current status
-    └── CorrectionNotAllowedError      void/red-reversal refused by the correction rules
+    ├── CorrectionNotAllowedError      void/red-reversal refused by the correction rules
+    └── SeparationOfDutiesError        the same person may not apply, review and approve
 """
 
 from __future__ import annotations
@@ -106,3 +107,11 @@ class CorrectionNotAllowedError(DomainError):
     def __init__(self, rule: str, message: str) -> None:
         self.rule = rule
         super().__init__(message)
+
+
+class SeparationOfDutiesError(DomainError):
+    """Applicant, reviewer and approver of a case must be three different people."""
+
+    def __init__(self, person: str, step: str, earlier: str) -> None:
+        self.person, self.step, self.earlier = person, step, earlier
+        super().__init__(f"{person} may not {step}: they are this case's {earlier}")

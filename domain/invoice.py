@@ -184,6 +184,20 @@ class Invoice(BaseAggregate[UUID]):
                 else InvoiceStatus.PARTIALLY_REVERSED
             )
 
+    class ReEntered(Event):
+        """An approved supplementary-entry application (补录) re-entered the invoice: the
+        platform receives it again as upload `attempt`, and its acknowledgement closes it."""
+
+        TOPIC = "fapiao.invoice.re_entered.v1"
+        application_id: UUID
+        application_number: str
+        attempt: int
+
+        def apply(self, inv: Invoice) -> None:
+            inv.submission_attempts = self.attempt
+            inv.submitted_at = self.occurred_at
+            inv.status = InvoiceStatus.RE_ENTERED
+
     def __init__(self) -> None:
         self.tenant_id = ""
         self.invoice_key = ""
@@ -303,7 +317,18 @@ class Invoice(BaseAggregate[UUID]):
 
     def is_overdue_for(self, attempt: int) -> bool:
         """Still waiting on the same upload a timer was started for."""
-        return self.status is InvoiceStatus.SUBMITTED and self.submission_attempts == attempt
+        waiting = self.status in (InvoiceStatus.SUBMITTED, InvoiceStatus.RE_ENTERED)
+        return waiting and self.submission_attempts == attempt
+
+    def re_enter(self, by: Provenance, application_id: UUID, application_number: str) -> None:
+        self._require(Step.RE_ENTER)
+        self.trigger_event(
+            self.ReEntered,
+            **by.fields(),
+            application_id=application_id,
+            application_number=application_number,
+            attempt=self.submission_attempts + 1,
+        )
 
     def expire_acknowledgement_window(
         self, by: Provenance, attempt: int, window: timedelta, due_at: datetime
