@@ -15,6 +15,7 @@ from api.routes import (
     policy,
     queues,
     reconciliations,
+    reentry,
     webhooks,
 )
 from infrastructure.bootstrap import Services, build_services
@@ -66,4 +67,5 @@ def create_app(
     app.include_router(reconciliations.router)
     app.include_router(callbacks.router)
     app.include_router(webhooks.router)
+    app.include_router(reentry.router)
     return app

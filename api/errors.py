@@ -22,11 +22,13 @@ from application.errors import (
     UnknownProjectionError,
 )
 from application.reconciliation import ReconciliationFileError
+from application.reentry import CaseNotFoundError
 from domain.errors import (
     CorrectionNotAllowedError,
     DomainError,
     InvalidFieldError,
     InvalidTransitionError,
+    SeparationOfDutiesError,
     ValidationFailedError,
 )
 from infrastructure.webhooks import WebhookError
@@ -42,6 +44,8 @@ class UnauthenticatedError(Exception):
 STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (UnauthenticatedError, 401, "unauthenticated"),
     (ForbiddenError, 403, "forbidden"),
+    (SeparationOfDutiesError, 403, "separation-of-duties"),
+    (CaseNotFoundError, 404, "not-found"),
     (InvoiceNotFoundError, 404, "not-found"),
     (UnknownProjectionError, 404, "not-found"),
     (RunNotFoundError, 404, "not-found"),

@@ -19,6 +19,9 @@ class Role(StrEnum):
 
 # Invoice lifecycle commands: clerks (and ERPs acting as clerks) and admins.
 INVOICE_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
+REVIEWERS = frozenset({Role.REVIEWER})
+APPROVERS = frozenset({Role.APPROVER})
+DECIDERS = REVIEWERS | APPROVERS  # may return an application with reasons
 # Tenant policy (acknowledgement window, maintenance windows): clerks notice outages too.
 POLICY_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
 
@@ -38,6 +41,11 @@ class Principal:
     key_id: str
     roles: frozenset[Role]
     user: str | None = None
+
+    @property
+    def person(self) -> str:
+        """Who, for separation of duties: the named user an ERP acts for, else the key."""
+        return f"user:{self.user}" if self.user else f"key:{self.key_id}"
 
     @property
     def actor(self) -> str:

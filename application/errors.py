@@ -41,7 +41,7 @@ class IdempotencyKeyReusedError(ApplicationError):
 
 class ConcurrencyConflictError(ApplicationError):
     def __init__(self, attempts: int) -> None:
-        super().__init__(f"the invoice kept changing underneath; gave up after {attempts} tries")
+        super().__init__(f"it kept changing underneath; gave up after {attempts} tries")
 
 
 class ProjectionLagError(ApplicationError):

@@ -15,7 +15,9 @@ from application.ledger import InvoiceLedger
 from application.policy import PolicyService
 from application.ports import Clock
 from application.reconciliation import ReconciliationService
+from application.reentry import ReEntryService
 from application.timers import AckTimerTicker
+from infrastructure.attachments import FileAttachmentStore
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_engine_for
 from infrastructure.keys import ApiKeyStore
@@ -54,6 +56,8 @@ class Services:
     reconciliation: ReconciliationService
     callbacks: CallbackVerifier
     webhooks: WebhookService
+    attachments: FileAttachmentStore
+    reentry: ReEntryService
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -204,6 +208,11 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
     )
     services = Services(
+        attachments=FileAttachmentStore(
+            settings.attachments_dir or settings.data_dir / "attachments",
+            settings.attachment_limit_mb * 1024 * 1024,
+        ),
+        reentry=ReEntryService(ledger),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(
             engine,

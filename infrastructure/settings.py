@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
     )
+    attachments_dir: Path | None = Field(
+        default=None, description="Where attachments are kept (default: <data dir>/attachments)"
+    )
+    attachment_limit_mb: int = Field(default=20, ge=1, le=1024)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     webhook_backoff_seconds: float = Field(

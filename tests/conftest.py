@@ -107,7 +107,7 @@ _counter = iter(range(1_000_000))
 
 
 @pytest.fixture
-def pg_settings(pg_template: str) -> Iterator[Settings]:
+def pg_settings(pg_template: str, tmp_path: Path) -> Iterator[Settings]:
     name = f"fapiao_t_{RUN_ID}_{next(_counter)}"
     _admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     yield Settings(
@@ -116,6 +116,7 @@ def pg_settings(pg_template: str) -> Iterator[Settings]:
         max_overflow=4,
         projection_poll_seconds=0.2,
         environment="test",
+        data_dir=tmp_path,
     )
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -125,7 +126,10 @@ def sqlite_settings(sqlite_template: Path, tmp_path: Path) -> Settings:
     path = tmp_path / "ledger.db"
     shutil.copy(sqlite_template, path)
     return Settings(
-        database_url=f"sqlite:///{path}", projection_poll_seconds=0.2, environment="test"
+        database_url=f"sqlite:///{path}",
+        projection_poll_seconds=0.2,
+        environment="test",
+        data_dir=tmp_path,
     )
 
 
