@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 from uuid import UUID
@@ -32,6 +32,7 @@ class PolicyView:
     ack_window: timedelta
     windows: list[MaintenanceWindow]
     position: int
+    review_working_days: int = 3
 
 
 class PolicyService:
@@ -45,7 +46,20 @@ class PolicyService:
             (MaintenanceWindow(w, a, b, note) for w, (a, b, note) in policy.windows.items()),
             key=lambda w: w.starts_at,
         )
-        return PolicyView(tenant_id, timedelta(seconds=policy.ack_window_seconds), windows, 0)
+        return PolicyView(
+            tenant_id,
+            timedelta(seconds=policy.ack_window_seconds),
+            windows,
+            0,
+            policy.review_working_days,
+        )
+
+    def review_days(self, tenant_id: str) -> int:
+        return self._load(tenant_id).review_working_days
+
+    def set_review_days(self, tenant_id: str, days: int, by: Provenance) -> PolicyView:
+        """Working days within which a supplementary-entry application must be decided."""
+        return self._change(tenant_id, by, lambda p: p.set_review_days(by, days))
 
     def maintenance_spans(self, tenant_id: str) -> list[tuple[datetime, datetime]]:
         return [(a, b) for a, b, _ in self._load(tenant_id).windows.values()]
@@ -90,10 +104,5 @@ class PolicyService:
             except IntegrityError:
                 continue
             view = self.get_policy(tenant_id)
-            return PolicyView(
-                view.tenant_id,
-                view.ack_window,
-                view.windows,
-                max(r.notification.id for r in recordings),
-            )
+            return replace(view, position=max(r.notification.id for r in recordings))
         raise ConcurrencyConflictError(MAX_ATTEMPTS)

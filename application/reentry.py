@@ -20,13 +20,14 @@ from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.errors import ApplicationError, ConcurrencyConflictError
-from application.ledger import MAX_ATTEMPTS, InvoiceLedger
+from application.ledger import MAX_ATTEMPTS, SHANGHAI, InvoiceLedger
 from domain.attachments import AttachmentRef
 from domain.base import Provenance
 from domain.errors import InvalidTransitionError
 from domain.invoice import Invoice
 from domain.numbering import CaseNumbering, counter_id
 from domain.reentry import ReEntryApplication
+from domain.sla import add_working_days
 
 ELIGIBLE = ("missing", "rejected")
 
@@ -92,8 +93,9 @@ def only(call: Callable[[ReEntryApplication], None]) -> Action:
 
 
 class ReEntryService:
-    def __init__(self, ledger: InvoiceLedger) -> None:
+    def __init__(self, ledger: InvoiceLedger, review_days: Callable[[str], int]) -> None:
         self.ledger = ledger
+        self.review_days = review_days
 
     def get(self, tenant_id: str, application_id: UUID) -> ReEntryApplication:
         try:
@@ -169,7 +171,9 @@ class ReEntryService:
         self, tenant_id: str, application_id: UUID, person: str, by: Provenance
     ) -> CaseResult:
         """Send for review; if anything is missing, every missing item is reported at once."""
-        return self._change(tenant_id, application_id, only(lambda a: a.submit(by, person)))
+        days = self.review_days(tenant_id)
+        due = add_working_days(by.occurred_at, days, SHANGHAI)
+        return self._change(tenant_id, application_id, only(lambda a: a.submit(by, person, due)))
 
     def review(
         self, tenant_id: str, application_id: UUID, person: str, comment: str, by: Provenance

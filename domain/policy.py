@@ -15,6 +15,7 @@ from domain.errors import InvalidCommandFieldError
 POLICY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:tenant-policy:v1")
 DEFAULT_ACK_WINDOW = timedelta(hours=24)
 MIN_WINDOW, MAX_WINDOW = timedelta(minutes=1), timedelta(days=60)
+DEFAULT_REVIEW_DAYS = 3
 
 
 def policy_id(tenant_id: str) -> UUID:
@@ -49,6 +50,15 @@ class TenantPolicy(BaseAggregate[UUID]):
         def apply(self, policy: TenantPolicy) -> None:
             policy.ack_window_seconds = self.ack_window_seconds
 
+    class ReviewDaysSet(Event):
+        """Supplementary-entry applications must be decided within this many working days."""
+
+        TOPIC = "fapiao.tenant_policy.review_days_set.v1"
+        review_working_days: int
+
+        def apply(self, policy: TenantPolicy) -> None:
+            policy.review_working_days = self.review_working_days
+
     class MaintenanceWindowDeclared(Event):
         """The platform is (or was) down from `starts_at` to `ends_at`: that time does not count."""
 
@@ -74,6 +84,7 @@ class TenantPolicy(BaseAggregate[UUID]):
         self.tenant_id = ""
         self.ack_window_seconds = int(DEFAULT_ACK_WINDOW.total_seconds())
         self.windows: dict[UUID, tuple[datetime, datetime, str]] = {}
+        self.review_working_days = DEFAULT_REVIEW_DAYS
 
     @classmethod
     def start(cls, tenant_id: str, by: Provenance) -> TenantPolicy:
@@ -93,6 +104,11 @@ class TenantPolicy(BaseAggregate[UUID]):
         self.trigger_event(
             self.AckWindowSet, **by.fields(), ack_window_seconds=int(window.total_seconds())
         )
+
+    def set_review_days(self, by: Provenance, days: int) -> None:
+        if not 1 <= days <= 60:
+            raise InvalidCommandFieldError("review_working_days", "between 1 and 60", "range")
+        self.trigger_event(self.ReviewDaysSet, **by.fields(), review_working_days=days)
 
     def declare_maintenance(
         self, by: Provenance, window_id: UUID, starts_at: datetime, ends_at: datetime, note: str

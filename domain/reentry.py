@@ -79,10 +79,18 @@ class ReEntryApplication(BaseAggregate[UUID]):
             app.attachments.append(dict(self.attachment))
 
     class Submitted(Event):
-        """The applicant sent the complete application for review (submission `round`)."""
+        """The applicant sent the complete application for review (submission `round`); it
+        must be decided by `review_due_at` (the tenant's review deadline when submitted).
+        v2 added `review_due_at`; v1 events read as having none."""
 
         TOPIC = "fapiao.reentry_application.submitted.v1"
+        class_version = 2
         round: int
+        review_due_at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["review_due_at"] = None
 
         def apply(self, app: ReEntryApplication) -> None:
             app.status, app.round, app.reviewer = "submitted", self.round, None
@@ -230,12 +238,14 @@ class ReEntryApplication(BaseAggregate[UUID]):
                 )
         return missing
 
-    def submit(self, by: Provenance, person: str) -> None:
+    def submit(self, by: Provenance, person: str, review_due_at: datetime) -> None:
         self._by_applicant(person, "submit")
         missing = self.missing_items()
         if missing:
             raise ValidationFailedError(missing)
-        self.trigger_event(self.Submitted, **by.fields(), round=self.round + 1)
+        self.trigger_event(
+            self.Submitted, **by.fields(), round=self.round + 1, review_due_at=review_due_at
+        )
 
     def withdraw(self, by: Provenance, person: str, reason: str) -> None:
         if person != self.applicant:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from application.complaints import ComplaintService
 from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
 from application.policy import PolicyService
@@ -58,6 +59,7 @@ class Services:
     webhooks: WebhookService
     attachments: FileAttachmentStore
     reentry: ReEntryService
+    complaints: ComplaintService
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -212,7 +214,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             settings.attachments_dir or settings.data_dir / "attachments",
             settings.attachment_limit_mb * 1024 * 1024,
         ),
-        reentry=ReEntryService(ledger),
+        reentry=ReEntryService(ledger, policies.review_days),
+        complaints=ComplaintService(ledger),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(
             engine,
