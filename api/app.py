@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api import errors
 from api.routes import (
     callbacks,
+    complaints,
     health,
     invoices,
     policy,
@@ -68,4 +69,5 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(webhooks.router)
     app.include_router(reentry.router)
+    app.include_router(complaints.router)
     return app

@@ -150,3 +150,18 @@ class ComplaintService:
             c.resolve(by, outcome, text, still)
 
         return self._change(tenant_id, complaint_id, call)
+
+    def remind(
+        self, tenant_id: str, complaint_id: UUID, due_on: date, by: Provenance
+    ) -> CaseResult:
+        return self._change(tenant_id, complaint_id, lambda c: c.remind(by, due_on))
+
+    def flag_reply_overdue(
+        self, tenant_id: str, complaint_id: UUID, due_on: date, by: Provenance
+    ) -> CaseResult:
+        return self._change(tenant_id, complaint_id, lambda c: c.flag_reply_overdue(by, due_on))
+
+    def flag_escalation_overdue(
+        self, tenant_id: str, complaint_id: UUID, index: int, by: Provenance
+    ) -> CaseResult:
+        return self._change(tenant_id, complaint_id, lambda c: c.flag_escalation_overdue(by, index))

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -211,3 +212,11 @@ class ReEntryService:
             return invoices
 
         return self._change(tenant_id, application_id, action)
+
+    def flag_overdue(
+        self, tenant_id: str, application_id: UUID, round_: int, due_at: datetime, by: Provenance
+    ) -> CaseResult:
+        """The timer's verdict on a review deadline; refused if already flagged or decided."""
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.flag_review_overdue(by, round_, due_at))
+        )

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+SHANGHAI_ZONE = ZoneInfo("Asia/Shanghai")  # business dates and deadlines are Beijing's
 
 
 def merged(windows: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from application.case_timers import CaseTicker
 from application.complaints import ComplaintService
 from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
@@ -19,6 +20,7 @@ from application.reconciliation import ReconciliationService
 from application.reentry import ReEntryService
 from application.timers import AckTimerTicker
 from infrastructure.attachments import FileAttachmentStore
+from infrastructure.cases import CasesProjection, SqlCaseReader
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_engine_for
 from infrastructure.keys import ApiKeyStore
@@ -60,6 +62,8 @@ class Services:
     attachments: FileAttachmentStore
     reentry: ReEntryService
     complaints: ComplaintService
+    cases: SqlCaseReader
+    case_ticker: CaseTicker
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -97,10 +101,11 @@ class Services:
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):
-            try:
-                self.ticker.tick()
-            except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
-                log.exception("acknowledgement ticker failed; retrying next tick")
+            for ticker in (self.ticker, self.case_ticker):
+                try:
+                    ticker.tick()
+                except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
+                    log.exception("%s failed; retrying next tick", type(ticker).__name__)
 
     def wait_for(self, projection: str, position: int, timeout: float) -> int:
         """Read-your-writes: wait (bounded) until `projection` has applied `position`."""
@@ -183,6 +188,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         InvoiceStatusProjection(),
         AckTimersProjection(),
         AlertsProjection(ledger),
+        CasesProjection(),
     ]
     for projection in projections:
         wake = board.new_waker()
@@ -205,6 +211,9 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     policies = PolicyService(ledger)
     timers = SqlTimerReader(engine)
     store = SqlReconciliationStore(engine, write_engine)
+    reentry = ReEntryService(ledger, policies.review_days)
+    complaints = ComplaintService(ledger)
+    case_reader = SqlCaseReader(engine)
     holder: list[Services] = []
     reconciliation = ReconciliationService(
         ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
@@ -214,8 +223,10 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             settings.attachments_dir or settings.data_dir / "attachments",
             settings.attachment_limit_mb * 1024 * 1024,
         ),
-        reentry=ReEntryService(ledger, policies.review_days),
-        complaints=ComplaintService(ledger),
+        reentry=reentry,
+        complaints=complaints,
+        cases=case_reader,
+        case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(
             engine,

@@ -275,6 +275,34 @@ webhook_deliveries = Table(
 )
 
 
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("case_type", String, nullable=False),
+    Column("number", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("owner", String, nullable=False),
+    Column("invoice_ids", Text, nullable=False),
+    Column("review_round", Integer, nullable=False),
+    Column("review_due_at", UTCDateTime, nullable=True),
+    Column("reply_due_on", Date, nullable=True),
+    Column("reminder_days", Integer, nullable=False),
+    Column("reply_remind_at", UTCDateTime, nullable=True),
+    Column("reply_due_at", UTCDateTime, nullable=True),
+    Column("escalations", Text, nullable=False),
+    Column("escalation_index", Integer, nullable=True),
+    Column("escalation_due_at", UTCDateTime, nullable=True),
+    Column("flagged", Integer, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("cases_tenant_status", "tenant_id", "case_type", "status"),
+    Index("cases_number", "tenant_id", "number", unique=True),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -288,6 +316,6 @@ def tracking_table(projection: str) -> Table:
     )
 
 
-PROJECTIONS = ("invoice_status", "ack_timers", "alerts")
+PROJECTIONS = ("invoice_status", "ack_timers", "alerts", "cases")
 for _name in PROJECTIONS:
     tracking_table(_name)

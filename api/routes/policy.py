@@ -29,6 +29,9 @@ class PolicyOut(BaseModel):
         "was sent (maintenance excluded) is marked missing"
     )
     maintenance_windows: list[WindowOut]
+    review_working_days: int = Field(
+        description="Supplementary-entry applications must be decided within this many working days"
+    )
     position: int = Field(description="Log position of the change (0 on reads)")
 
     @classmethod
@@ -44,6 +47,7 @@ class PolicyOut(BaseModel):
                 )
                 for w in view.windows
             ],
+            review_working_days=view.review_working_days,
             position=view.position,
         )
 
@@ -114,5 +118,26 @@ def withdraw(window_id: UUID, principal: PrincipalDep, services: ServicesDep) ->
     return PolicyOut.of(
         services.policies.withdraw_maintenance(
             principal.tenant_id, window_id, provenance(principal, None, services)
+        )
+    )
+
+
+class ReviewDaysIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 3}]})
+    days: int
+
+
+@router.put(
+    "/review-days",
+    response_model=PolicyOut,
+    summary="Working days within which applications must be decided",
+)
+def set_review_days(
+    body: ReviewDaysIn, principal: PrincipalDep, services: ServicesDep
+) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.set_review_days(
+            principal.tenant_id, body.days, provenance(principal, None, services)
         )
     )
