@@ -13,6 +13,7 @@ from api.routes import (
     complaints,
     health,
     invoices,
+    lost_invoices,
     policy,
     queues,
     reconciliations,
@@ -70,4 +71,5 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(reentry.router)
     app.include_router(complaints.router)
+    app.include_router(lost_invoices.router)
     return app

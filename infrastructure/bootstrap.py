@@ -14,6 +14,7 @@ from application.case_timers import CaseTicker
 from application.complaints import ComplaintService
 from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
+from application.lost_invoices import LostInvoiceService
 from application.policy import PolicyService
 from application.ports import Clock
 from application.reconciliation import ReconciliationService
@@ -62,6 +63,7 @@ class Services:
     attachments: FileAttachmentStore
     reentry: ReEntryService
     complaints: ComplaintService
+    lost_invoices: LostInvoiceService
     cases: SqlCaseReader
     case_ticker: CaseTicker
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -225,6 +227,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         ),
         reentry=reentry,
         complaints=complaints,
+        lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),
