@@ -95,6 +95,9 @@ class IssueInvoiceRequest(Strict):
         default=None,
         description="For a red-letter invoice: the canonical key of the invoice it reverses",
     )
+    replaces_key: str | None = Field(
+        default=None, description="For a reissued invoice: the reversed invoice it replaces"
+    )
     occurred_at: AwareDatetime | None = None
 
     def to_draft(self) -> InvoiceDraft:
@@ -113,6 +116,7 @@ class IssueInvoiceRequest(Strict):
             lines=tuple(LineDraft(**ln.model_dump()) for ln in self.lines),
             remarks=self.remarks,
             reverses_key=self.reverses_key,
+            replaces_key=self.replaces_key,
         )
 
 
@@ -253,7 +257,10 @@ class InvoiceOut(BaseModel):
     missing_detected_by: str | None
     missing_since: str | None
     reversed_amount: str
-    red_invoice_keys: list[str]
+    red_invoice_keys: list[str] = Field(description="Red-letter invoices reversing this one")
+    reverses_key: str | None = Field(description="For a red invoice: the invoice it reverses")
+    replaces_key: str | None = Field(description="For a reissued invoice: the one it replaces")
+    replaced_by: str | None = Field(description="The invoice that replaced this one")
     version: int
     last_position: int
     last_event: str
@@ -288,6 +295,9 @@ class InvoiceOut(BaseModel):
             missing_since=shown(r["missing_since"]),
             reversed_amount=str(r["reversed_amount"]),
             red_invoice_keys=[k for k in r["red_invoice_keys"].split(",") if k],
+            reverses_key=r["reverses_key"],
+            replaces_key=r["replaces_key"],
+            replaced_by=r["replaced_by"],
             version=r["version"],
             last_position=r["last_position"],
             last_event=r["last_event"],

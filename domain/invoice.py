@@ -49,9 +49,12 @@ class Invoice(BaseAggregate[UUID]):
         pass
 
     class Issued(Event, AggregateCreated):
-        """The enterprise issued (or received) this invoice; the facts were valid when stated."""
+        """The enterprise issued (or received) this invoice; the facts were valid when stated.
+        A red-letter invoice names the invoice it reverses (`reverses_key`); a reissued one
+        names the reversed invoice it replaces (`replaces_key`)."""
 
         TOPIC = "fapiao.invoice.issued.v1"
+        class_version = 2
         tenant_id: str
         invoice_key: str
         number: str
@@ -70,6 +73,11 @@ class Invoice(BaseAggregate[UUID]):
         lines: list[dict[str, Any]]
         remarks: str
         reverses_key: str | None
+        replaces_key: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["replaces_key"] = None  # v2: the reversed invoice this one replaces
 
         def apply(self, inv: Invoice) -> None:
             inv.tenant_id = self.tenant_id
@@ -237,6 +245,7 @@ class Invoice(BaseAggregate[UUID]):
             lines=[line.to_dict() for line in facts.lines],
             remarks=facts.remarks,
             reverses_key=facts.reverses_key,
+            replaces_key=facts.replaces_key,
         )
 
     def _require(self, step: Step) -> None:

@@ -86,6 +86,7 @@ class InvoiceDraft:
     lines: tuple[LineDraft, ...] = ()
     remarks: str = ""
     reverses_key: str | None = None
+    replaces_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class InvoiceFacts:
     lines: tuple[LineItem, ...]
     remarks: str
     reverses_key: str | None
+    replaces_key: str | None = None
 
 
 @dataclass
@@ -241,6 +243,14 @@ def _decimal(field_name: str, value: object) -> Decimal:
     return d
 
 
+def _other_key(field_name: str, text: str) -> InvoiceKey:
+    """Another invoice's canonical key; errors name the field that held it."""
+    try:
+        return parse_canonical_key(text)
+    except InvalidFieldError as e:
+        raise type(e)(field_name, e.message, e.rule) from None
+
+
 def validate_draft(
     draft: InvoiceDraft,
     today: date,
@@ -332,7 +342,10 @@ def validate_draft(
     red = draft.reverses_key is not None
     reverses = None
     if red:
-        reverses = c.run(parse_canonical_key, draft.reverses_key)
+        reverses = c.run(_other_key, "reverses_key", draft.reverses_key)
+    replaces = None
+    if draft.replaces_key is not None:
+        replaces = c.run(_other_key, "replaces_key", draft.replaces_key)
     if amount is not None and tax is not None and total is not None:
         if amount + tax != total:
             c.fail(
@@ -420,5 +433,6 @@ def validate_draft(
         lines=lines,
         remarks=draft.remarks,
         reverses_key=reverses.canonical if reverses else None,
+        replaces_key=replaces.canonical if replaces else None,
     )
     return facts, c.warnings

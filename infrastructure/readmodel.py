@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from application.ledger import SHANGHAI
 from application.ports import InvoiceFilter
 from application.projections import invoice_status as fold_module
+from domain.identity import invoice_id, parse_canonical_key
+from domain.invoice import Invoice
 from infrastructure.tables import invoice_status, status_daily
 
 COLUMNS = [c.name for c in invoice_status.columns]
@@ -43,7 +45,14 @@ class InvoiceStatusProjection:
     def apply_batch(
         self, conn: Connection, items: Sequence[tuple[int, Any]]
     ) -> list[tuple[int, Any, Exception]]:
-        ids = list({e.originator_id for _, e in items})
+        wanted = {e.originator_id for _, e in items}
+        for _, e in items:  # a correcting invoice also touches the original's row
+            if isinstance(e, Invoice.Issued):
+                wanted |= {
+                    invoice_id(e.tenant_id, parse_canonical_key(k))
+                    for k in fold_module.originals(e)
+                }
+        ids = list(wanted)
         rows: dict[UUID, dict[str, Any]] = {}
         if ids:
             result = conn.execute(
@@ -61,6 +70,13 @@ class InvoiceStatusProjection:
                 failures.append((position, event, e))
                 continue
             rows[event.originator_id] = changed[event.originator_id] = row
+            if isinstance(event, Invoice.Issued):
+                for key in fold_module.originals(event):
+                    original_id = invoice_id(event.tenant_id, parse_canonical_key(key))
+                    if original_id in rows:  # the original may not be in this ledger
+                        rows[original_id] = changed[original_id] = fold_module.link_original(
+                            rows[original_id], event
+                        )
             if before is None or before["status"] != row["status"]:
                 day = event.occurred_at.astimezone(SHANGHAI).date()
                 cell = (row["tenant_id"], day, row["status"])

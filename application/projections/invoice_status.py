@@ -58,6 +58,9 @@ def fold(row: Row | None, event: Invoice.Event, position: int) -> Row:
             "missing_since": None,
             "reversed_amount": Decimal("0.00"),
             "red_invoice_keys": "",
+            "reverses_key": event.reverses_key,
+            "replaces_key": event.replaces_key,
+            "replaced_by": None,
             "issued_at": event.occurred_at,
         }
     else:
@@ -111,3 +114,20 @@ def _apply(row: Row, event: Invoice.Event) -> None:
         row["status"] = "reversed" if full else "partially_reversed"
     else:
         raise ValueError(f"no fold for {type(event).__name__}")
+
+
+def originals(event: Invoice.Issued) -> list[str]:
+    """Keys of other invoices this new one corrects: the one it reverses or replaces."""
+    return [k for k in (event.reverses_key, event.replaces_key) if k]
+
+
+def link_original(original: Row, event: Invoice.Issued) -> Row:
+    """The original's side of a correction: which red invoice reversed it, which replaced it."""
+    row = dict(original)
+    if event.replaces_key == row["invoice_key"]:
+        row["replaced_by"] = event.invoice_key
+    if event.reverses_key == row["invoice_key"]:
+        keys = [k for k in row["red_invoice_keys"].split(",") if k]
+        if event.invoice_key not in keys:
+            row["red_invoice_keys"] = ",".join([*keys, event.invoice_key])
+    return row

@@ -1,4 +1,4 @@
-"""Lost paper invoice cases over HTTP."""
+"""Lost paper invoice cases and correction links over HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.integration.test_attachments import JPEG, PDF
 
 @pytest.fixture
 def api(services: Services) -> Iterator[Api]:
-    with TestClient(create_app(services=services)) as client:
+    with TestClient(create_app(services=services, run_workers=True)) as client:
         yield Api(client, services)
 
 
@@ -93,3 +93,58 @@ def test_only_paper_invoices_can_be_lost_and_input_is_checked(api: Api) -> None:
         ).status_code
         == 403
     )
+
+
+def test_a_reversed_invoice_and_its_red_and_replacement_invoices_link_both_ways(
+    api: Api,
+) -> None:
+    from tests.builders import issue_json
+
+    original = api.issue()
+    ref = original["invoice_id"]
+    api.post(f"/v1/invoices/{ref}/submissions", {})
+    api.post(f"/v1/invoices/{ref}/acknowledgements", {"platform_ref": "SW1"})
+    red_key, new_key = a_number(), a_number()
+    reversal = api.post(
+        f"/v1/invoices/{ref}/red-reversals",
+        {
+            "confirmation_number": "11010826112001615708",
+            "red_invoice_key": red_key,
+            "scope": "full",
+            "reason_code": "01",
+        },
+    )
+    assert reversal.status_code == 200
+    red = api.post(
+        "/v1/invoices",
+        issue_json(
+            number=red_key,
+            amount="-1000.00",
+            tax="-130.00",
+            total="-1130.00",
+            reverses_key=original["invoice_key"],
+            lines=[
+                {
+                    "name": "*信息技术服务*软件维护",
+                    "amount": "-1000.00",
+                    "tax": "-130.00",
+                    "rate": "0.13",
+                }
+            ],
+        ),
+    )
+    assert red.status_code == 201, red.text
+    replacement = api.post(
+        "/v1/invoices", issue_json(number=new_key, replaces_key=original["invoice_key"])
+    )
+    assert replacement.status_code == 201
+    position = replacement.json()["position"]
+    view = api.get(f"/v1/invoices/{ref}", consistent_after=position).json()
+    assert view["status"] == "reversed"
+    assert view["red_invoice_keys"] == [red_key] and view["replaced_by"] == new_key
+    assert api.get(f"/v1/invoices/{red_key}").json()["reverses_key"] == original["invoice_key"]
+    assert api.get(f"/v1/invoices/{new_key}").json()["replaces_key"] == original["invoice_key"]
+    (event,) = [
+        e for e in api.get(f"/v1/invoices/{ref}/events").json() if e["type"] == "RedReversed"
+    ]
+    assert event["data"]["confirmation_number"] == "11010826112001615708"

@@ -117,9 +117,10 @@ RULES: list[tuple[dict[str, Any], str, str]] = [
             "total": "-1130.00",
             "lines": (LineDraft("x", "-1000.00", "-130.00", "0.13"),),
         },
-        "number",
+        "reverses_key",
         "invoice_key",
     ),
+    ({"replaces_key": "2.6E+19"}, "replaces_key", "invoice_key"),
 ]
 
 
