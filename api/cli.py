@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_cases import complaint_app, lost_app, queue_app, reentry_app
 from application.demo import DEMO_NAME, DEMO_TENANT, load_demo
 from application.errors import ApplicationError
 from application.ledger import SHANGHAI
@@ -45,6 +46,10 @@ keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=T
 projections_app = typer.Typer(help="Projections: status and rebuild.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(projections_app, name="projections")
+app.add_typer(reentry_app, name="reentry")
+app.add_typer(complaint_app, name="complaint")
+app.add_typer(lost_app, name="lost")
+app.add_typer(queue_app, name="queue")
 policy_app = typer.Typer(
     help="Tenant policy: acknowledgement window, maintenance windows.", no_args_is_help=True
 )
