@@ -514,6 +514,17 @@ def policy_ack_window(tenant: Tenant, hours: Annotated[float, typer.Option(help=
         )
 
 
+@policy_app.command("review-days")
+def policy_review_days(
+    tenant: Tenant, days: Annotated[int, typer.Option(help="Working days")]
+) -> None:
+    """Working days within which supplementary-entry applications must be decided."""
+    with services_for() as services:
+        view = services.policies.set_review_days(tenant, days, _cli_actor())
+        _print_policy(view)
+        console.print(f"review deadline: {view.review_working_days} working days")
+
+
 @policy_app.command("maintenance-add")
 def policy_maintenance_add(
     tenant: Tenant,

@@ -166,3 +166,15 @@ class TaxPlatform(Protocol):
     ) -> Any:
         """The platform's own export of the invoices it holds, in its real format."""
         ...
+
+
+class AttachmentStore(Protocol):
+    """Content-addressed file storage: a file is kept once under its SHA-256."""
+
+    def put(self, stream: Any, name: str) -> Any:
+        """Store (if new) and return an AttachmentRef; refuse bad files, keeping nothing."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def read(self, sha256: str) -> bytes: ...

@@ -178,6 +178,8 @@ def test_policy_commands(settings: Settings) -> None:
         fapiao(settings, "policy", "ack-window", "--tenant", SELLER, "--hours", "36").returncode
         == 0
     )
+    days = fapiao(settings, "policy", "review-days", "--tenant", SELLER, "--days", "5")
+    assert days.returncode == 0 and "5 working days" in days.stdout
     added = fapiao(
         settings,
         "policy",
