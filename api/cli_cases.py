@@ -43,6 +43,12 @@ def _act(services: Services, key: str) -> tuple[Principal, Provenance]:
     return principal, Provenance(principal.actor, Source.CLI, datetime.now(UTC))
 
 
+def _store(services: Services, file: Path) -> Any:
+    """Keep the file in the attachment store (refused by content, leaving nothing)."""
+    with file.open("rb") as f:
+        return services.attachments.put(f, file.name)
+
+
 def _done(result: CaseResult) -> None:
     print(f"{result.number} {result.status} (case {result.case_id}, position {result.position})")
 
@@ -119,8 +125,7 @@ def reentry_attach(
         p.require(INVOICE_WRITERS)
         app_id = _uuid("application", application)
         s.reentry.get(p.tenant_id, app_id)
-        with file.open("rb") as f:
-            ref = s.attachments.put(f, file.name)
+        ref = _store(s, file)
         _done(s.reentry.attach(p.tenant_id, app_id, p.person, ref, by))
 
 
@@ -305,8 +310,7 @@ def complaint_evidence(
         p.require(INVOICE_WRITERS)
         cid = _uuid("complaint", complaint)
         s.complaints.get(p.tenant_id, cid)
-        with file.open("rb") as f:
-            ref = s.attachments.put(f, file.name)
+        ref = _store(s, file)
         _done(s.complaints.add_evidence(p.tenant_id, cid, ref, by))
 
 
@@ -391,8 +395,7 @@ def lost_attach(
         p.require(INVOICE_WRITERS)
         cid = _uuid("case", case)
         s.lost_invoices.get(p.tenant_id, cid)
-        with file.open("rb") as f:
-            ref = s.attachments.put(f, file.name)
+        ref = _store(s, file)
         _done(s.lost_invoices.attach(p.tenant_id, cid, step, ref, by))
 
 

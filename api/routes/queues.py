@@ -18,44 +18,33 @@ router = APIRouter(prefix="/v1/queues", tags=["queues"])
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-@router.get(
-    "/missing",
-    response_model=InvoicePage,
-    summary="Invoices the platform does not have (newest issue date first)",
-)
-def missing(
-    principal: PrincipalDep,
-    services: ServicesDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
-    consistent_after: ConsistentAfter = None,
-) -> InvoicePage:
-    return list_invoices(
-        principal,
-        services,
-        status=InvoiceStatus.MISSING,
-        limit=limit,
-        cursor=cursor,
-        consistent_after=consistent_after,
-    )
+def _by_status(status: InvoiceStatus, summary: str):  # type: ignore[no-untyped-def]
+    def route(
+        principal: PrincipalDep,
+        services: ServicesDep,
+        limit: Limit = 50,
+        cursor: str | None = None,
+        consistent_after: ConsistentAfter = None,
+    ) -> InvoicePage:
+        return list_invoices(
+            principal,
+            services,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            consistent_after=consistent_after,
+        )
+
+    router.get(
+        f"/{status.value}",
+        response_model=InvoicePage,
+        summary=summary,
+        name=f"{status.value}_queue",
+    )(route)
 
 
-@router.get("/rejected", response_model=InvoicePage, summary="Invoices the platform refused")
-def rejected(
-    principal: PrincipalDep,
-    services: ServicesDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
-    consistent_after: ConsistentAfter = None,
-) -> InvoicePage:
-    return list_invoices(
-        principal,
-        services,
-        status=InvoiceStatus.REJECTED,
-        limit=limit,
-        cursor=cursor,
-        consistent_after=consistent_after,
-    )
+_by_status(InvoiceStatus.MISSING, "Invoices the platform does not have (newest issue date first)")
+_by_status(InvoiceStatus.REJECTED, "Invoices the platform refused")
 
 
 class AwaitingOut(BaseModel):

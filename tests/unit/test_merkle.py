@@ -1,0 +1,58 @@
+"""The Merkle tree against the RFC 6962/9162 reference vectors: roots for sizes 0-8, every
+inclusion and consistency proof among them, and their verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domain import merkle
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[3] / "shared/testdata/rfc6962-merkle-vectors.json").read_text(
+        encoding="utf-8"
+    )
+)
+LEAVES = [merkle.leaf_hash(bytes.fromhex(h)) for h in VECTORS["leaves_hex"]]
+
+
+@pytest.mark.parametrize("size", range(9))
+def test_roots(size: int) -> None:
+    assert merkle.root(LEAVES[:size]).hex() == VECTORS["roots_by_size"][str(size)]
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["inclusion"], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
+)
+def test_inclusion_proofs(case: dict[str, object]) -> None:
+    index, size = int(case["leaf_index"]), int(case["tree_size"])  # type: ignore[call-overload]
+    proof = merkle.inclusion_proof(index, LEAVES[:size])
+    assert [p.hex() for p in proof] == case["proof"]
+    root = bytes.fromhex(VECTORS["roots_by_size"][str(size)])
+    assert merkle.verify_inclusion(index, size, LEAVES[index], proof, root)
+    assert not merkle.verify_inclusion(
+        index, size, LEAVES[index - 1 if index else 1] if size > 1 else b"x" * 32, proof, root
+    )
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["consistency"], ids=lambda c: f"{c['first_size']}-to-{c['second_size']}"
+)
+def test_consistency_proofs(case: dict[str, object]) -> None:
+    first, second = int(case["first_size"]), int(case["second_size"])  # type: ignore[call-overload]
+    proof = merkle.consistency_proof(first, LEAVES[:second])
+    assert [p.hex() for p in proof] == case["proof"]
+    roots = VECTORS["roots_by_size"]
+    assert merkle.verify_consistency(
+        first, second, bytes.fromhex(roots[str(first)]), bytes.fromhex(roots[str(second)]), proof
+    )
+    if first < second:
+        assert not merkle.verify_consistency(
+            first,
+            second,
+            bytes.fromhex(roots[str(second)]),
+            bytes.fromhex(roots[str(second)]),
+            proof,
+        )
