@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api import errors
 from api.routes import (
     callbacks,
+    checkpoints,
     complaints,
     health,
     invoices,
@@ -72,4 +73,5 @@ def create_app(
     app.include_router(reentry.router)
     app.include_router(complaints.router)
     app.include_router(lost_invoices.router)
+    app.include_router(checkpoints.router)
     return app

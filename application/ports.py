@@ -35,6 +35,8 @@ class EventLog(Protocol):
 
     def select_stream(self, originator_id: UUID) -> Sequence[StoredEventRow]: ...
 
+    def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]: ...
+
 
 @dataclass(frozen=True)
 class InvoiceFilter:

@@ -28,7 +28,9 @@ from infrastructure.keys import ApiKeyStore
 from infrastructure.leadership import FileLeadership, PostgresLeadership
 from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
 from infrastructure.reconciliation_store import SqlReconciliationStore
+from infrastructure.sealing import MerkleLog, SealProjection
 from infrastructure.settings import Settings
+from infrastructure.signer import CheckpointSigner
 from infrastructure.signing import CallbackVerifier
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
 from infrastructure.webhooks import AlertsProjection, WebhookService
@@ -65,6 +67,7 @@ class Services:
     complaints: ComplaintService
     lost_invoices: LostInvoiceService
     cases: SqlCaseReader
+    merkle: MerkleLog
     case_ticker: CaseTicker
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -186,11 +189,19 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
     workers: dict[str, ProjectionWorker] = {}
+    signer = CheckpointSigner(
+        settings.keys_dir or settings.data_dir / "keys",
+        settings.log_origin,
+        create_if_missing=settings.environment != "production",
+    )
     projections: list[Projection] = [
         InvoiceStatusProjection(),
         AckTimersProjection(),
         AlertsProjection(ledger),
         CasesProjection(),
+        SealProjection(
+            signer, settings.checkpoint_every, timedelta(minutes=settings.checkpoint_minutes)
+        ),
     ]
     for projection in projections:
         wake = board.new_waker()
@@ -229,6 +240,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         complaints=complaints,
         lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
+        merkle=MerkleLog(engine, write_engine, signer),
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(

@@ -60,6 +60,28 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             for r in rows
         ]
 
+    def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]:
+        """Stored events after a position, in log order, with recorded_at (for sealing)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT rowid AS position, originator_id, originator_version, topic, state, "
+                f"recorded_at FROM {self.events_table_name} WHERE rowid > ? "
+                "ORDER BY rowid LIMIT ?",
+                (after, limit),
+            )
+            rows = c.fetchall()
+        return [
+            StoredEventRow(
+                position=r["position"],
+                originator_id=UUID(r["originator_id"]),
+                originator_version=r["originator_version"],
+                topic=r["topic"],
+                state=bytes(r["state"]),
+                recorded_at=_sqlite_time(r["recorded_at"]),
+            )
+            for r in rows
+        ]
+
 
 def _sqlite_time(text: str) -> datetime:
     parsed = datetime.fromisoformat(text)
@@ -73,10 +95,31 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._position_sql = SQL(
             "SELECT notification_id FROM {} WHERE originator_id=%s AND originator_version=%s"
         ).format(table)
+        self._rows_sql = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state, "
+            "recorded_at FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(table)
         self._stream_sql = SQL(
             "SELECT notification_id, originator_version, topic, state, recorded_at FROM {} "
             "WHERE originator_id=%s ORDER BY originator_version"
         ).format(table)
+
+    def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]:
+        """Stored events after a position, in log order, with recorded_at (for sealing)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._rows_sql, (after, limit), prepare=True)
+            rows: Any = curs.fetchall()
+        return [
+            StoredEventRow(
+                position=r["notification_id"],
+                originator_id=r["originator_id"],
+                originator_version=r["originator_version"],
+                topic=r["topic"],
+                state=bytes(r["state"]),
+                recorded_at=r["recorded_at"],
+            )
+            for r in rows
+        ]
 
     def position_of(self, originator_id: UUID, version: int) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

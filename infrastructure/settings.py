@@ -33,6 +33,17 @@ class Settings(BaseSettings):
         default=None, description="Where attachments are kept (default: <data dir>/attachments)"
     )
     attachment_limit_mb: int = Field(default=20, ge=1, le=1024)
+    keys_dir: Path | None = Field(
+        default=None, description="Checkpoint signing keys (default: <data dir>/keys)"
+    )
+    log_origin: str = Field(
+        default="fapiao-ledger.local/ledger",
+        description="The log's name in checkpoints (C2SP origin)",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="Sign a checkpoint every N sealed events"
+    )
+    checkpoint_minutes: float = Field(default=10.0, gt=0, description="... or after M minutes")
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     webhook_backoff_seconds: float = Field(

@@ -306,6 +306,27 @@ cases = Table(
 )
 
 
+merkle_leaves = Table(
+    "merkle_leaves",
+    metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False, unique=True),
+    Column("stream_id", String, nullable=False),
+    Column("stream_version", BigInteger, nullable=False),
+    Column("leaf_hash", String, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", String, nullable=False),
+    Column("signed_at", UTCDateTime, nullable=False),
+    Column("key_name", String, nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -319,6 +340,6 @@ def tracking_table(projection: str) -> Table:
     )
 
 
-PROJECTIONS = ("invoice_status", "ack_timers", "alerts", "cases")
+PROJECTIONS = ("invoice_status", "ack_timers", "alerts", "cases", "seal")
 for _name in PROJECTIONS:
     tracking_table(_name)

@@ -28,6 +28,7 @@ log = logging.getLogger("fapiao.worker")
 class Projection(Protocol):
     name: str
     topics: frozenset[str]  # stored topics it folds; other events are not even decoded
+    # (a projection with `raw = True` gets stored rows instead, every one: the seal)
 
     def handles(self, event: object) -> bool: ...
 
@@ -142,6 +143,8 @@ class ProjectionWorker:
     def process_batch(self) -> int:
         """Apply the next page of events; returns how many notifications it consumed."""
         start = self.position()
+        if getattr(self.projection, "raw", False):
+            return self._process_raw(start)
         notifications = self.ledger.recorder.select_notifications(
             start=start, limit=self.batch_size, inclusive_of_start=False
         )
@@ -169,6 +172,17 @@ class ProjectionWorker:
             self._advance(conn, notifications[-1].id)
         self.board.posted()
         return len(notifications)
+
+    def _process_raw(self, start: int) -> int:
+        """For projections over stored rows (the seal): no decoding, rows as stored."""
+        rows = self.ledger.event_log.select_rows(start, self.batch_size)
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            self.projection.apply_batch(conn, [(r.position, r) for r in rows])
+            self._advance(conn, rows[-1].position)
+        self.board.posted()
+        return len(rows)
 
     def _known(self, topic: str) -> bool:
         if topic not in self._topics_seen:

@@ -22,6 +22,8 @@ def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[
         else settings.url.render_as_string(hide_password=False)
     )
     env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200"}
+    if not isinstance(settings, str):
+        env["FAPIAO_DATA_DIR"] = str(settings.data_dir)
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         cwd=ROOT,
