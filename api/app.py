@@ -13,6 +13,7 @@ from api.routes import (
     checkpoints,
     complaints,
     health,
+    history,
     invoices,
     lost_invoices,
     policy,
@@ -74,4 +75,5 @@ def create_app(
     app.include_router(complaints.router)
     app.include_router(lost_invoices.router)
     app.include_router(checkpoints.router)
+    app.include_router(history.router)
     return app

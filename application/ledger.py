@@ -324,6 +324,23 @@ class InvoiceLedger(Application[UUID]):
         except InvalidFieldError:
             raise InvoiceNotFoundError(ref) from None
 
+    def get_invoice_as_of(
+        self, tenant_id: str, invoice_id: UUID, at: datetime
+    ) -> tuple[Invoice | None, int]:
+        """What the ledger knew at `at`: the invoice replayed from the events recorded at or
+        before then (the database's `recorded_at`), and that version (0: not yet known)."""
+        self.get_invoice_state(tenant_id, invoice_id)
+        known = [
+            r.originator_version
+            for r in self.event_log.select_stream(invoice_id)
+            if r.recorded_at <= at
+        ]
+        if not known:
+            return None, 0
+        version = max(known)
+        invoice = cast(Invoice, self.repository.get(invoice_id, version=version))
+        return invoice, version
+
     def list_invoice_events(self, tenant_id: str, invoice_id: UUID) -> list[EventView]:
         """Every event of one invoice, oldest first, decoded, with position and recorded_at."""
         self.get_invoice_state(tenant_id, invoice_id)

@@ -20,6 +20,7 @@ from application.ports import Clock
 from application.reconciliation import ReconciliationService
 from application.reentry import ReEntryService
 from application.timers import AckTimerTicker
+from infrastructure.access_log import AccessLog
 from infrastructure.attachments import FileAttachmentStore
 from infrastructure.cases import CasesProjection, SqlCaseReader
 from infrastructure.clock import SystemClock
@@ -68,6 +69,7 @@ class Services:
     lost_invoices: LostInvoiceService
     cases: SqlCaseReader
     merkle: MerkleLog
+    access_log: AccessLog
     case_ticker: CaseTicker
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -241,6 +243,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
         merkle=MerkleLog(engine, write_engine, signer),
+        access_log=AccessLog(engine, write_engine),
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(

@@ -327,6 +327,21 @@ checkpoints = Table(
 )
 
 
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("access_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("key_id", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("roles", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("access_log_tenant_at", "tenant_id", "at"),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"

@@ -409,6 +409,7 @@ def counts(
 )
 def invoice_events(ref: str, principal: PrincipalDep, services: ServicesDep) -> list[EventOut]:
     invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, ref)
+    services.access_log.record(principal, "events", str(invoice_id), services.ledger.clock.now())
     return [
         EventOut.model_validate(e, from_attributes=True)
         for e in services.ledger.list_invoice_events(principal.tenant_id, invoice_id)
