@@ -12,6 +12,7 @@ from api.routes import (
     callbacks,
     checkpoints,
     complaints,
+    evidence,
     health,
     history,
     invoices,
@@ -76,4 +77,5 @@ def create_app(
     app.include_router(lost_invoices.router)
     app.include_router(checkpoints.router)
     app.include_router(history.router)
+    app.include_router(evidence.router)
     return app
