@@ -33,6 +33,7 @@ from infrastructure.sealing import MerkleLog, SealProjection
 from infrastructure.settings import Settings
 from infrastructure.signer import CheckpointSigner
 from infrastructure.signing import CallbackVerifier
+from infrastructure.status_history import StatusHistoryProjection
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
 from infrastructure.webhooks import AlertsProjection, WebhookService
 from infrastructure.worker import (
@@ -201,6 +202,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         AckTimersProjection(),
         AlertsProjection(ledger),
         CasesProjection(),
+        StatusHistoryProjection(ledger),
         SealProjection(
             signer, settings.checkpoint_every, timedelta(minutes=settings.checkpoint_minutes)
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from application.ports import InvoiceFilter
 from application.projections import invoice_status as fold_module
 from domain.identity import invoice_id, parse_canonical_key
 from domain.invoice import Invoice
-from infrastructure.tables import invoice_status, status_daily
+from infrastructure.tables import invoice_status, invoice_status_history, status_daily
 
 COLUMNS = [c.name for c in invoice_status.columns]
 
@@ -111,6 +111,25 @@ def _cursor_filter(after: tuple[date, UUID]) -> Any:
     )
 
 
+def _static_filters(filters: InvoiceFilter) -> list[Any]:
+    """Filters on what never changes after issuance (issue date, parties, amounts)."""
+    c = invoice_status.c
+    where: list[Any] = []
+    if filters.issued_from:
+        where.append(c.issued_on >= filters.issued_from)
+    if filters.issued_to:
+        where.append(c.issued_on <= filters.issued_to)
+    if filters.seller:
+        where.append(c.seller_code == filters.seller)
+    if filters.buyer:
+        where.append(c.buyer_code == filters.buyer)
+    if filters.min_total is not None:
+        where.append(c.total >= filters.min_total)
+    if filters.max_total is not None:
+        where.append(c.total <= filters.max_total)
+    return where
+
+
 class SqlInvoiceStatusReader:
     """Tenant-scoped queries on invoice_status; newest issue date first, keyset-paginated."""
 
@@ -131,30 +150,49 @@ class SqlInvoiceStatusReader:
         self, tenant_id: str, filters: InvoiceFilter, limit: int, after: tuple[date, UUID] | None
     ) -> tuple[list[dict[str, Any]], int]:
         c = invoice_status.c
-        where = [c.tenant_id == tenant_id]
+        where = [c.tenant_id == tenant_id, *_static_filters(filters)]
         if filters.status:
             where.append(c.status == filters.status)
-        if filters.issued_from:
-            where.append(c.issued_on >= filters.issued_from)
-        if filters.issued_to:
-            where.append(c.issued_on <= filters.issued_to)
-        if filters.seller:
-            where.append(c.seller_code == filters.seller)
-        if filters.buyer:
-            where.append(c.buyer_code == filters.buyer)
-        if filters.min_total is not None:
-            where.append(c.total >= filters.min_total)
-        if filters.max_total is not None:
-            where.append(c.total <= filters.max_total)
-        page = select(invoice_status).where(*where)
+        return self._page(select(invoice_status), invoice_status, where, limit, after)
+
+    def list_as_of(
+        self,
+        tenant_id: str,
+        filters: InvoiceFilter,
+        at: datetime,
+        limit: int,
+        after: tuple[date, UUID] | None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every invoice's status as the ledger knew it at `at`: one query over the validity
+        intervals, with the list's filters (`status` being the status then)."""
+        c, h = invoice_status.c, invoice_status_history.c
+        joined = invoice_status.join(
+            invoice_status_history,
+            and_(
+                h.invoice_id == c.invoice_id,
+                h.valid_from <= at,
+                or_(h.valid_to.is_(None), h.valid_to > at),
+            ),
+        )
+        where = [c.tenant_id == tenant_id, *_static_filters(filters)]
+        if filters.status:
+            where.append(h.status == filters.status)
+        columns = [col for col in invoice_status.c if col.name != "status"]
+        query = select(*columns, h.status.label("status")).select_from(joined)
+        return self._page(query, joined, where, limit, after)
+
+    def _page(
+        self, query: Any, source: Any, where: list[Any], limit: int, after: tuple[date, UUID] | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        c = invoice_status.c
+        page = query.where(*where)
         if after is not None:
             page = page.where(_cursor_filter(after))
         page = page.order_by(c.issued_on.desc(), c.invoice_id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(page)]
-            total = conn.execute(select(func.count()).select_from(invoice_status).where(*where))
-            count = int(total.scalar_one())
-        return rows, count
+            total = conn.execute(select(func.count()).select_from(source).where(*where))
+            return rows, int(total.scalar_one())
 
     def daily(self, tenant_id: str, first: date, last: date) -> list[tuple[date, str, int]]:
         c = status_daily.c

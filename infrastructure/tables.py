@@ -342,6 +342,20 @@ access_log = Table(
 )
 
 
+invoice_status_history = Table(
+    "invoice_status_history",
+    metadata,
+    Column("invoice_id", Uuid, primary_key=True),
+    Column("from_position", BigInteger, primary_key=True, autoincrement=False),
+    Column("tenant_id", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("to_position", BigInteger, nullable=True),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_to", UTCDateTime, nullable=True),
+    Index("status_history_tenant_time", "tenant_id", "valid_from", "valid_to"),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -355,6 +369,13 @@ def tracking_table(projection: str) -> Table:
     )
 
 
-PROJECTIONS = ("invoice_status", "ack_timers", "alerts", "cases", "seal")
+PROJECTIONS = (
+    "invoice_status",
+    "ack_timers",
+    "alerts",
+    "cases",
+    "seal",
+    "status_history",
+)
 for _name in PROJECTIONS:
     tracking_table(_name)

@@ -10,6 +10,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
 
 from api.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency, provenance
 from api.responses import OrjsonResponse
@@ -371,8 +372,12 @@ def list_invoices(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     consistent_after: ConsistentAfter = None,
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(description="Statuses as the ledger knew them then (events recorded by then)"),
+    ] = None,
 ) -> InvoicePage:
-    _consistent(services, consistent_after)
+    _consistent(services, consistent_after, "status_history" if as_of else PROJECTION)
     filters = InvoiceFilter(
         status.value if status else None,
         issued_from,
@@ -383,7 +388,15 @@ def list_invoices(
         max_total,
     )
     after = _decode_cursor(cursor) if cursor else None
-    rows, total = services.reader.list(principal.tenant_id, filters, limit, after)
+    if as_of is None:
+        rows, total = services.reader.list(principal.tenant_id, filters, limit, after)
+    else:
+        for view in ("invoice_status", "status_history"):  # static fields + intervals
+            services.bring_up_to_date(view, services.settings.consistent_read_timeout)
+        rows, total = services.reader.list_as_of(principal.tenant_id, filters, as_of, limit, after)
+        services.access_log.record(
+            principal, "status-as-of", as_of.isoformat(), services.ledger.clock.now()
+        )
     next_cursor = None
     if len(rows) == limit:
         next_cursor = _encode_cursor(rows[-1]["issued_on"], rows[-1]["invoice_id"])

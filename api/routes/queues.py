@@ -33,6 +33,7 @@ def _by_status(status: InvoiceStatus, summary: str):  # type: ignore[no-untyped-
             limit=limit,
             cursor=cursor,
             consistent_after=consistent_after,
+            as_of=None,
         )
 
     router.get(
