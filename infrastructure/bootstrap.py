@@ -34,6 +34,7 @@ from infrastructure.settings import Settings
 from infrastructure.signer import CheckpointSigner
 from infrastructure.signing import CallbackVerifier
 from infrastructure.status_history import StatusHistoryProjection
+from infrastructure.streams import StreamsProjection
 from infrastructure.timers import AckTimersProjection, SqlTimerReader
 from infrastructure.webhooks import AlertsProjection, WebhookService
 from infrastructure.worker import (
@@ -203,6 +204,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         AlertsProjection(ledger),
         CasesProjection(),
         StatusHistoryProjection(ledger),
+        StreamsProjection(),
         SealProjection(
             signer, settings.checkpoint_every, timedelta(minutes=settings.checkpoint_minutes)
         ),

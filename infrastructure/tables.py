@@ -356,6 +356,15 @@ invoice_status_history = Table(
 )
 
 
+streams = Table(
+    "streams",
+    metadata,
+    Column("stream_id", Uuid, primary_key=True),
+    Column("tenant_id", String, nullable=False, index=True),
+    Column("first_topic", String, nullable=False),
+)
+
+
 def tracking_table(projection: str) -> Table:
     """The library's single-row tracking shape, one table per projection (research note 4.5)."""
     name = f"{projection}_tracking"
@@ -376,6 +385,7 @@ PROJECTIONS = (
     "cases",
     "seal",
     "status_history",
+    "streams",
 )
 for _name in PROJECTIONS:
     tracking_table(_name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
 from api.deps import PrincipalDep, ServicesDep
@@ -13,6 +15,7 @@ from api.routes.invoices import EventOut
 from api.schemas import shown
 from application.access import Role
 from application.ledger import _jsonable
+from infrastructure.streams import tenant_events
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -97,3 +100,38 @@ def access(
         )
         for r in services.access_log.list(principal.tenant_id, limit)
     ]
+
+
+@router.get(
+    "/ledger/events",
+    summary="The tenant's events in log order, as NDJSON (streamed)",
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+def ledger_events(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    after_position: Annotated[int, Query(ge=0)] = 0,
+    to_position: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="recorded_at from")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="recorded_at up to")] = None,
+) -> StreamingResponse:
+    principal.require(frozenset({Role.AUDITOR, Role.COMPLIANCE, Role.ADMIN}))
+    services.bring_up_to_date("streams", services.settings.consistent_read_timeout)
+    services.access_log.record(
+        principal,
+        "ledger-events",
+        f"after {after_position} to {to_position} since {since} until {until}",
+        services.ledger.clock.now(),
+    )
+    events = tenant_events(
+        services.ledger,
+        services.engine,
+        principal.tenant_id,
+        after_position,
+        to_position,
+        since,
+        until,
+    )
+    return StreamingResponse(
+        (orjson.dumps(e) + b"\n" for e in events), media_type="application/x-ndjson"
+    )

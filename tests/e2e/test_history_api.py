@@ -128,3 +128,36 @@ def test_every_invoices_status_as_of_t_is_one_query_that_matches_a_replay(api: A
     assert {i["invoice_id"] for i in missing_then["items"]} == {
         i["invoice_id"] for i in missing_now["items"]
     }
+
+
+def test_the_ledger_streams_the_tenants_events_by_position_and_time(api: Api) -> None:
+    import json as _json
+
+    mine = [api.issue() for _ in range(3)]
+    api.post(f"/v1/invoices/{mine[0]['invoice_id']}/submissions", {})
+    other = Api(api.client, api.services)  # a second tenant's invoice is never included
+    other.clerk = api.other
+    theirs = other.issue()
+    r = api.client.get("/v1/ledger/events", headers=api.auditor)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+    lines = [_json.loads(line) for line in r.text.splitlines()]
+    streams = {e["stream_id"] for e in lines}
+    assert {str(m["invoice_id"]) for m in mine} <= streams
+    assert str(theirs["invoice_id"]) not in streams
+    positions = [e["position"] for e in lines]
+    assert positions == sorted(positions)
+    window = api.client.get(
+        "/v1/ledger/events",
+        headers=api.auditor,
+        params={"after_position": positions[1], "to_position": positions[3]},
+    ).text.splitlines()
+    assert [_json.loads(x)["position"] for x in window] == positions[2:4]
+    cut = lines[2]["recorded_at"]
+    until = [
+        _json.loads(x)
+        for x in api.client.get(
+            "/v1/ledger/events", headers=api.auditor, params={"until": cut}
+        ).text.splitlines()
+    ]
+    assert all(e["recorded_at"] <= cut for e in until) and len(until) >= 3
+    assert api.client.get("/v1/ledger/events", headers=api.clerk).status_code == 403
