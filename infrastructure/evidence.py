@@ -105,7 +105,8 @@ def export_bundle(
         (root / "README.txt").write_text(README, encoding="utf-8")
         timeline: list[tuple[str, list[Any]]] = []
         events_n, attachments = 0, set()
-        head = _sealed_head(services, size)
+        tree, index_of = services.merkle.tree(size)
+        head = max(index_of) if index_of else 0
         for n, invoice_id in enumerate(invoice_ids, start=1):
             services.ledger.get_invoice_state(tenant_id, invoice_id)  # the tenant's, or 404
             folder = root / "invoices" / str(invoice_id)
@@ -135,7 +136,8 @@ def export_bundle(
                         }
                     )
                 )
-                index, proof = services.merkle.inclusion(row.position, size)
+                index = index_of[row.position]
+                proof = tree.inclusion_proof(index)
                 (folder / "proofs" / f"{row.position}.json").write_bytes(
                     _dumps(
                         {"leaf_index": index, "tree_size": size, "proof": [p.hex() for p in proof]}
@@ -176,17 +178,6 @@ def rfc8785_loads(data: bytes) -> Any:
     import json
 
     return json.loads(data)
-
-
-def _sealed_head(services: Services, size: int) -> int:
-    from infrastructure.tables import merkle_leaves
-
-    with services.engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(merkle_leaves.c.position).where(merkle_leaves.c.leaf_index == size - 1)
-            ).scalar_one()
-        )
 
 
 def _attachments_of(services: Services, tenant_id: str, invoice_id: UUID) -> set[str]:

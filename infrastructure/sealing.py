@@ -154,6 +154,21 @@ class MerkleLog:
             raise LookupError(f"position {position} is not in a tree of size {tree_size}")
         return int(leaf["leaf_index"]), merkle.inclusion_proof(int(leaf["leaf_index"]), leaves)
 
+    def tree(self, size: int) -> tuple[merkle.Tree, dict[int, int]]:
+        """The tree of `size` leaves built once, and each sealed position's leaf index."""
+        with self.engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(merkle_leaves.c.position, merkle_leaves.c.leaf_hash)
+                    .order_by(merkle_leaves.c.leaf_index)
+                    .limit(size)
+                )
+            )
+        return (
+            merkle.Tree([bytes.fromhex(h) for _, h in rows]),
+            {int(p): i for i, (p, _) in enumerate(rows)},
+        )
+
     def consistency(self, first: int, second: int) -> list[bytes]:
         with self.engine.connect() as conn:
             leaves = _leaves(conn, second)

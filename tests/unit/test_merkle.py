@@ -56,3 +56,18 @@ def test_consistency_proofs(case: dict[str, object]) -> None:
             bytes.fromhex(roots[str(second)]),
             proof,
         )
+
+
+@pytest.mark.parametrize("size", range(1, 9))
+def test_the_prebuilt_tree_gives_the_same_roots_and_proofs(size: int) -> None:
+    tree = merkle.Tree(LEAVES[:size])
+    assert tree.root() == merkle.root(LEAVES[:size])
+    for index in range(size):
+        assert tree.inclusion_proof(index) == merkle.inclusion_proof(index, LEAVES[:size])
+
+
+def test_the_prebuilt_tree_matches_on_a_larger_tree() -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(1000)]
+    tree = merkle.Tree(leaves)
+    for index in (0, 1, 511, 512, 777, 998, 999):
+        assert tree.inclusion_proof(index) == merkle.inclusion_proof(index, leaves)
