@@ -197,6 +197,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         settings.keys_dir or settings.data_dir / "keys",
         settings.log_origin,
         create_if_missing=settings.environment != "production",
+        env_seed=settings.signing_key.get_secret_value() if settings.signing_key else None,
     )
     projections: list[Projection] = [
         InvoiceStatusProjection(),

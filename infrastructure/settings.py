@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     keys_dir: Path | None = Field(
         default=None, description="Checkpoint signing keys (default: <data dir>/keys)"
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Checkpoint signing key as a hex Ed25519 seed (instead of a key file)",
+    )
     log_origin: str = Field(
         default="fapiao-ledger.local/ledger",
         description="The log's name in checkpoints (C2SP origin)",
@@ -61,6 +65,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"FAPIAO_DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme}:"
             )
+        return v
+
+    @field_validator("signing_key")
+    @classmethod
+    def _seed(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            try:
+                ok = len(bytes.fromhex(v.get_secret_value())) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("FAPIAO_SIGNING_KEY must be 64 hex digits (an Ed25519 seed)")
         return v
 
     @property

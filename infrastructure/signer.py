@@ -50,8 +50,20 @@ class KeyMissingError(Exception):
 
 
 class CheckpointSigner:
-    def __init__(self, keys_dir: Path, origin: str, create_if_missing: bool) -> None:
+    def __init__(
+        self,
+        keys_dir: Path,
+        origin: str,
+        create_if_missing: bool,
+        env_seed: str | None = None,
+        env_name: str = "env",
+    ) -> None:
         self.keys_dir, self.origin, self.create = keys_dir, origin, create_if_missing
+        # A key from the environment (hex seed) signs; key files stay published.
+        self.env_key = (
+            Ed25519PrivateKey.from_private_bytes(bytes.fromhex(env_seed)) if env_seed else None
+        )
+        self.env_name = f"{origin}/{env_name}"
 
     def _files(self) -> list[Path]:
         return sorted(self.keys_dir.glob("*.ed25519")) if self.keys_dir.is_dir() else []
@@ -82,6 +94,8 @@ class CheckpointSigner:
         )
 
     def current(self) -> tuple[str, Ed25519PrivateKey]:
+        if self.env_key is not None:
+            return self.env_name, self.env_key
         files = self._files()
         if not files:
             if not self.create:
@@ -93,7 +107,13 @@ class CheckpointSigner:
         return self._name(files[-1]), self._load(files[-1])
 
     def public_keys(self) -> list[PublicKey]:
-        return [self._public(p) for p in self._files()]
+        keys = [self._public(p) for p in self._files()]
+        if self.env_key is not None:
+            raw = _raw_public(self.env_key)
+            keys.append(
+                PublicKey(self.env_name, key_id(self.env_name, raw).hex(), raw, datetime.now(UTC))
+            )
+        return keys
 
     def sign(self, checkpoint: Checkpoint) -> str:
         name, key = self.current()

@@ -184,3 +184,25 @@ def test_ledger_verify_names_what_was_tampered_with(services: Services, attack: 
         assert any(f.startswith(prefix) for f in report.failures), report.failures
     cli = fapiao(services.settings, "ledger", "verify")
     assert cli.returncode == 1 and expected[0] in cli.stderr
+
+
+def test_a_signing_key_from_the_environment_signs_and_is_published(services: Services) -> None:
+    from infrastructure.bootstrap import build_services
+
+    seed = hashlib.sha256(b"test seed").hexdigest()
+    from infrastructure.settings import Settings
+
+    settings = Settings(**{**services.settings.model_dump(), "signing_key": seed})
+    other = build_services(settings)
+    try:
+        sealed(other, 2)
+        checkpoint = other.merkle.checkpoint_now()
+        assert checkpoint is not None and checkpoint["key_name"].endswith("/env")
+        env_key = next(k for k in other.merkle.signer.public_keys() if k.name.endswith("/env"))
+        assert independent_note_check(checkpoint["note"], env_key.vkey)[0] == 4
+    finally:
+        other.close()
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="64 hex digits"):
+        Settings(signing_key="not-a-key")
