@@ -179,7 +179,9 @@ class ProjectionWorker:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            self.projection.apply_batch(conn, [(r.position, r) for r in rows])
+            dead = self.projection.apply_batch(conn, [(r.position, r) for r in rows])
+            if dead:
+                self._dead_letter(conn, dead)
             self._advance(conn, rows[-1].position)
         self.board.posted()
         return len(rows)

@@ -273,3 +273,23 @@ def test_a_save_wakes_the_worker_without_waiting_for_the_poll_timer(services: Se
         started = time.monotonic()
         services.wait_for("invoice_status", issued.position, timeout=5)
         assert time.monotonic() - started < 2
+
+
+def test_raw_projections_dead_letter_what_they_cannot_read(services: Services) -> None:
+    import uuid
+
+    services.ledger.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=uuid.uuid4(),
+                originator_version=1,
+                topic="fapiao.invoice.issued.v1",
+                state=b"not json",
+            )
+        ]
+    )
+    services.ledger.issue_invoice(T, a_draft(), by())
+    history = services.worker("status_history")
+    history.catch_up()
+    assert history.dead_letter_count() == 1
+    assert history.position() == history.head()
