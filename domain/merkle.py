@@ -163,3 +163,32 @@ class Tree:
                 proof.append(level[sibling])
             i //= 2
         return proof
+
+
+class Frontier:
+    """The right edge of the tree as its perfect subtrees, largest first: appending a leaf and
+    computing the root are O(log n), so checkpoints need not reread the leaves.
+
+    For n = 2^a + r (r > 0) RFC 9162 splits at 2^a: the root is node(P1, root(rest)), which is
+    the fold of the perfect subtrees from the right."""
+
+    def __init__(self, subtrees: Sequence[tuple[int, bytes]] = ()) -> None:
+        self.subtrees = list(subtrees)  # (size, hash), sizes strictly decreasing powers of 2
+
+    @property
+    def size(self) -> int:
+        return sum(s for s, _ in self.subtrees)
+
+    def append(self, leaf: bytes) -> None:
+        self.subtrees.append((1, leaf))
+        while len(self.subtrees) > 1 and self.subtrees[-1][0] == self.subtrees[-2][0]:
+            (size, right), (_, left) = self.subtrees.pop(), self.subtrees.pop()
+            self.subtrees.append((size * 2, node_hash(left, right)))
+
+    def root(self) -> bytes:
+        if not self.subtrees:
+            return hashlib.sha256(b"").digest()
+        acc = self.subtrees[-1][1]
+        for _, h in reversed(self.subtrees[:-1]):
+            acc = node_hash(h, acc)
+        return acc

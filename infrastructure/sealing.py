@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from application.ports import StoredEventRow
 from application.sealing import leaf_hash
 from domain import merkle
 from domain.checkpoint import Checkpoint, parse_note
 from infrastructure.signer import CheckpointSigner, verify_note_signature
-from infrastructure.tables import checkpoints, merkle_leaves
+from infrastructure.tables import checkpoints, merkle_frontier, merkle_leaves
 
 
 def _leaves(conn: Connection, size: int | None = None) -> list[bytes]:
@@ -29,8 +29,29 @@ def _leaves(conn: Connection, size: int | None = None) -> list[bytes]:
     return [bytes.fromhex(h) for (h,) in conn.execute(query)]
 
 
-def _sign(conn: Connection, signer: CheckpointSigner, size: int) -> dict[str, Any]:
-    root = merkle.root(_leaves(conn, size))
+def _frontier(conn: Connection) -> merkle.Frontier:
+    """The stored right edge; rebuilt from the leaves once if missing (an older database)."""
+    rows = list(conn.execute(select(merkle_frontier).order_by(merkle_frontier.c.slot)))
+    frontier = merkle.Frontier([(int(r.size), bytes.fromhex(r.hash)) for r in rows])
+    if not rows:
+        for leaf in _leaves(conn):
+            frontier.append(leaf)
+    return frontier
+
+
+def _store_frontier(conn: Connection, frontier: merkle.Frontier) -> None:
+    conn.execute(delete(merkle_frontier))
+    if frontier.subtrees:
+        conn.execute(
+            merkle_frontier.insert(),
+            [{"slot": i, "size": n, "hash": h.hex()} for i, (n, h) in enumerate(frontier.subtrees)],
+        )
+
+
+def _sign(
+    conn: Connection, signer: CheckpointSigner, size: int, root: bytes | None = None
+) -> dict[str, Any]:
+    root = root if root is not None else merkle.root(_leaves(conn, size))
     text = signer.sign(Checkpoint(signer.origin, size, root))
     _, sigs = parse_note(text)
     row = {
@@ -73,32 +94,35 @@ class SealProjection:
     ) -> list[tuple[int, Any, Exception]]:
         if not items:
             return []
-        start = conn.execute(select(func.max(merkle_leaves.c.leaf_index))).scalar()
-        first = 0 if start is None else int(start) + 1
-        conn.execute(
-            merkle_leaves.insert(),
-            [
+        frontier = _frontier(conn)
+        first = frontier.size
+        leaves = []
+        for i, (_, row) in enumerate(items):
+            h = leaf_hash(row)
+            frontier.append(h)
+            leaves.append(
                 {
                     "leaf_index": first + i,
                     "position": row.position,
                     "stream_id": str(row.originator_id),
                     "stream_version": row.originator_version,
-                    "leaf_hash": leaf_hash(row).hex(),
+                    "leaf_hash": h.hex(),
                 }
-                for i, (_, row) in enumerate(items)
-            ],
-        )
-        size = first + len(items)
+            )
+        conn.execute(merkle_leaves.insert(), leaves)
+        _store_frontier(conn, frontier)
+        size = frontier.size
         latest = _latest(conn)
         signed_size = latest.tree_size if latest else 0
         stale = latest is None or datetime.now(UTC) - latest.signed_at >= self.interval
         if size - signed_size >= self.every or (stale and size > signed_size):
-            _sign(conn, self.signer, size)
+            _sign(conn, self.signer, size, frontier.root())
         return []
 
     def reset(self, conn: Connection) -> None:
         """Leaves are recomputed identically; signed checkpoints are kept (and checked)."""
         conn.execute(delete(merkle_leaves))
+        conn.execute(delete(merkle_frontier))
 
 
 @dataclass
@@ -120,11 +144,12 @@ class MerkleLog:
     def checkpoint_now(self) -> dict[str, Any] | None:
         """Sign a checkpoint at the sealed size, unless the latest already covers it."""
         with self.write_engine.begin() as conn:
-            size = int(conn.execute(select(func.count()).select_from(merkle_leaves)).scalar_one())
+            frontier = _frontier(conn)
+            size = frontier.size
             latest = _latest(conn)
             if size == 0 or (latest and latest.tree_size >= size):
                 return dict(latest._mapping) if latest else None
-            return _sign(conn, self.signer, size)
+            return _sign(conn, self.signer, size, frontier.root())
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -316,6 +316,14 @@ merkle_leaves = Table(
     Column("leaf_hash", String, nullable=False),
 )
 
+merkle_frontier = Table(
+    "merkle_frontier",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("hash", String, nullable=False),
+)
+
 checkpoints = Table(
     "checkpoints",
     metadata,

@@ -71,3 +71,15 @@ def test_the_prebuilt_tree_matches_on_a_larger_tree() -> None:
     tree = merkle.Tree(leaves)
     for index in (0, 1, 511, 512, 777, 998, 999):
         assert tree.inclusion_proof(index) == merkle.inclusion_proof(index, leaves)
+
+
+def test_the_frontier_gives_the_root_of_every_size() -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(300)]
+    frontier = merkle.Frontier()
+    assert frontier.root() == merkle.root([])
+    for n, leaf in enumerate(leaves, start=1):
+        frontier.append(leaf)
+        assert frontier.size == n and frontier.root() == merkle.root(leaves[:n]), n
+    restored = merkle.Frontier(frontier.subtrees)
+    restored.append(leaves[0])
+    assert restored.root() == merkle.root([*leaves, leaves[0]])
