@@ -29,7 +29,7 @@ queue_app = typer.Typer(help="Work queues per role.", no_args_is_help=True)
 
 
 def _services() -> Any:
-    from api.cli import services_for
+    from api.cli_common import services_for
 
     return services_for()
 
@@ -37,7 +37,7 @@ def _services() -> Any:
 def _act(services: Services, key: str) -> tuple[Principal, Provenance]:
     principal = services.keys.authenticate(key)
     if principal is None:
-        from api.cli import CliError
+        from api.cli_common import CliError
 
         raise CliError("the API key is unknown or revoked")
     return principal, Provenance(principal.actor, Source.CLI, datetime.now(UTC))
