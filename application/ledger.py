@@ -28,7 +28,7 @@ from application.errors import (
     InvoiceAlreadyExistsError,
     InvoiceNotFoundError,
 )
-from application.ports import Clock, EventLog
+from application.ports import Clock, EventLog, StoredEventRow
 from application.serialization import DateAsISO
 from domain.base import LedgerEvent, Provenance
 from domain.errors import InvalidFieldError, ValidationFailedError
@@ -344,8 +344,12 @@ class InvoiceLedger(Application[UUID]):
     def list_invoice_events(self, tenant_id: str, invoice_id: UUID) -> list[EventView]:
         """Every event of one invoice, oldest first, decoded, with position and recorded_at."""
         self.get_invoice_state(tenant_id, invoice_id)
+        return self.event_views(self.event_log.select_stream(invoice_id))
+
+    def event_views(self, rows: Sequence[StoredEventRow]) -> list[EventView]:
+        """Stored rows (already read) decoded into readable events."""
         views = []
-        for row in self.event_log.select_stream(invoice_id):
+        for row in rows:
             event = cast(LedgerEvent, self.mapper.to_domain_event(row))  # type: ignore[arg-type]
             data = {
                 k: _jsonable(v)

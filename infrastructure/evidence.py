@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import shutil
 import tempfile
 import zipfile
@@ -106,9 +107,10 @@ def export_bundle(
         timeline: list[tuple[str, list[Any]]] = []
         events_n, attachments = 0, set()
         tree, index_of = services.merkle.tree(size)
+        attachments_of = _case_attachments(services, tenant_id)
         head = max(index_of) if index_of else 0
         for n, invoice_id in enumerate(invoice_ids, start=1):
-            services.ledger.get_invoice_state(tenant_id, invoice_id)  # the tenant's, or 404
+            current = services.ledger.get_invoice_state(tenant_id, invoice_id)  # or 404
             folder = root / "invoices" / str(invoice_id)
             (folder / "events").mkdir(parents=True)
             (folder / "proofs").mkdir()
@@ -116,17 +118,16 @@ def export_bundle(
             rows = [
                 r for r in services.ledger.event_log.select_stream(invoice_id) if r.position <= head
             ]
-            views = [
-                v
-                for v in services.ledger.list_invoice_events(tenant_id, invoice_id)
-                if v.position <= head
-            ]
-            invoice = services.ledger.repository.get(
-                invoice_id, version=rows[-1].originator_version
+            views = services.ledger.event_views(rows)
+            last = rows[-1].originator_version
+            invoice = (
+                current
+                if last == current.version
+                else services.ledger.repository.get(invoice_id, version=last)
             )
             (folder / "state.json").write_bytes(_dumps({"derived": True, **_state(invoice)}))
             for row, view in zip(rows, views, strict=True):
-                leaf = rfc8785_loads(leaf_bytes(row))
+                leaf = json.loads(leaf_bytes(row))
                 (folder / "events" / f"{row.position}.json").write_bytes(
                     _dumps(
                         {
@@ -145,7 +146,7 @@ def export_bundle(
                 )
                 events_n += 1
             timeline.append((invoice.invoice_key, views))
-            attachments |= _attachments_of(services, tenant_id, invoice_id)
+            attachments |= attachments_of.get(str(invoice_id), set())
             if progress:
                 progress(n, len(invoice_ids))
         if attachments:
@@ -174,27 +175,25 @@ def export_bundle(
     return BundleReport(len(invoice_ids), events_n, len(attachments), size, out)
 
 
-def rfc8785_loads(data: bytes) -> Any:
-    import json
-
-    return json.loads(data)
-
-
-def _attachments_of(services: Services, tenant_id: str, invoice_id: UUID) -> set[str]:
+def _case_attachments(services: Services, tenant_id: str) -> dict[str, set[str]]:
+    """Invoice id -> hashes of the files attached to the cases naming it (one pass per bundle)."""
     with services.engine.connect() as conn:
-        case_ids = [
-            r.case_id
+        found = [
+            (r.case_id, r.invoice_ids.split(","))
             for r in conn.execute(
                 select(cases.c.case_id, cases.c.invoice_ids).where(cases.c.tenant_id == tenant_id)
             )
-            if str(invoice_id) in r.invoice_ids
         ]
-    found: set[str] = set()
-    for case_id in case_ids:
+    by_invoice: dict[str, set[str]] = {}
+    for case_id, invoice_ids in found:
         case = services.ledger.repository.get(case_id)
-        for a in getattr(case, "attachments", []) + getattr(case, "evidence", []):
-            found.add(a["sha256"])
-    return found
+        hashes = {
+            a["sha256"] for a in getattr(case, "attachments", []) + getattr(case, "evidence", [])
+        }
+        if hashes:
+            for invoice_id in invoice_ids:
+                by_invoice.setdefault(invoice_id, set()).update(hashes)
+    return by_invoice
 
 
 def _report(timeline: list[tuple[str, list[Any]]], checkpoint: dict[str, Any]) -> str:
@@ -286,8 +285,8 @@ def _verify_payload(data: Path, vkey: str | None, result: VerifyResult) -> None:
         for path in sorted((folder / "events").glob("*.json"), key=lambda p: int(p.stem)):
             where = path.relative_to(data.parent)
             try:
-                entry = rfc8785_loads(path.read_bytes())
-                proof = rfc8785_loads((folder / "proofs" / path.name).read_bytes())
+                entry = json.loads(path.read_bytes())
+                proof = json.loads((folder / "proofs" / path.name).read_bytes())
                 state = base64.b64decode(entry["state_base64"])
                 leaf = entry["leaf"]
             except (OSError, ValueError, KeyError) as e:
@@ -314,7 +313,7 @@ def _verify_payload(data: Path, vkey: str | None, result: VerifyResult) -> None:
                 invoice = event.mutate(invoice)
             except Exception as e:  # noqa: BLE001 - reported, not raised
                 result.failures.append(f"{where}: does not replay ({type(e).__name__}: {e})")
-        stated = rfc8785_loads((folder / "state.json").read_bytes())
+        stated = json.loads((folder / "state.json").read_bytes())
         if invoice is not None and rfc8785.dumps(
             {"derived": True, **_state(invoice)}
         ) != rfc8785.dumps(stated):
