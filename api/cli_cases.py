@@ -129,13 +129,29 @@ def reentry_attach(
         _done(s.reentry.attach(p.tenant_id, app_id, p.person, ref, by))
 
 
-def _step(key: str, application: str, roles: frozenset[Any], step: str, **kwargs: Any) -> None:
+def _case_step(
+    key: str,
+    service: str,
+    method: str,
+    field: str,
+    case: str,
+    *args: Any,
+    roles: frozenset[Any] = INVOICE_WRITERS,
+    person: bool = False,
+) -> None:
+    """Act as the key: check its roles, then `service.method(tenant, case, [person], *args, by)`."""
     with _services() as s:
         p, by = _act(s, key)
         p.require(roles)
-        app_id = _uuid("application", application)
-        call = getattr(s.reentry, step)
-        _done(call(p.tenant_id, app_id, p.person, *kwargs.values(), by))
+        who = (p.person,) if person else ()
+        call = getattr(getattr(s, service), method)
+        _done(call(p.tenant_id, _uuid(field, case), *who, *args, by))
+
+
+def _step(key: str, application: str, roles: frozenset[Any], step: str, **kwargs: Any) -> None:
+    _case_step(
+        key, "reentry", step, "application", application, *kwargs.values(), roles=roles, person=True
+    )
 
 
 @reentry_app.command("submit")
@@ -234,10 +250,7 @@ def complaint_lodge(
 
 
 def _complaint(key: str, complaint: str, call: str, *args: Any) -> None:
-    with _services() as s:
-        p, by = _act(s, key)
-        p.require(INVOICE_WRITERS)
-        _done(getattr(s.complaints, call)(p.tenant_id, _uuid("complaint", complaint), *args, by))
+    _case_step(key, "complaints", call, "complaint", complaint, *args)
 
 
 @complaint_app.command("exchange")
@@ -353,10 +366,7 @@ def lost_record(
 
 
 def _lost(key: str, case: str, call: str, *args: Any) -> None:
-    with _services() as s:
-        p, by = _act(s, key)
-        p.require(INVOICE_WRITERS)
-        _done(getattr(s.lost_invoices, call)(p.tenant_id, _uuid("case", case), *args, by))
+    _case_step(key, "lost_invoices", call, "case", case, *args)
 
 
 @lost_app.command("copy-request")

@@ -49,22 +49,6 @@ class InvoiceFilter:
     max_total: Decimal | None = None
 
 
-class InvoiceStatusReader(Protocol):
-    def get(self, tenant_id: str, invoice_id: UUID) -> dict[str, Any] | None: ...
-
-    def list(
-        self, tenant_id: str, filters: InvoiceFilter, limit: int, after: tuple[date, UUID] | None
-    ) -> tuple[list[dict[str, Any]], int]: ...
-
-    def counts(self, tenant_id: str) -> dict[str, int]: ...
-
-
-class ProjectionWaiter(Protocol):
-    def wait_for(self, projection: str, position: int, timeout: float) -> int:
-        """Block until `projection` has applied `position`; return the position it reached."""
-        ...
-
-
 @dataclass(frozen=True)
 class DueTimer:
     """An invoice awaiting acknowledgement of upload `attempt`, due at `due_at`."""

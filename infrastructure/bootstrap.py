@@ -16,7 +16,7 @@ from application.errors import ProjectionLagError, UnknownProjectionError
 from application.ledger import InvoiceLedger
 from application.lost_invoices import LostInvoiceService
 from application.policy import PolicyService
-from application.ports import Clock
+from application.ports import AttachmentStore, Clock
 from application.reconciliation import ReconciliationService
 from application.reentry import ReEntryService
 from application.timers import AckTimerTicker
@@ -65,7 +65,7 @@ class Services:
     reconciliation: ReconciliationService
     callbacks: CallbackVerifier
     webhooks: WebhookService
-    attachments: FileAttachmentStore
+    attachments: AttachmentStore
     reentry: ReEntryService
     complaints: ComplaintService
     lost_invoices: LostInvoiceService

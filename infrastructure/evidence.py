@@ -22,7 +22,6 @@ import base64
 import hashlib
 import html
 import json
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -153,7 +152,7 @@ def export_bundle(
             (root / "attachments").mkdir()
             for sha in sorted(attachments):
                 if services.attachments.exists(sha):
-                    shutil.copyfile(services.attachments.path_of(sha), root / "attachments" / sha)
+                    (root / "attachments" / sha).write_bytes(services.attachments.read(sha))
         (root / "report.html").write_text(_report(timeline, checkpoint), encoding="utf-8")
         bagit.make_bag(
             str(root),
