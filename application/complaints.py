@@ -72,7 +72,7 @@ class ComplaintService:
             return [counter, made[0]]
 
         position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(complaint_id, made[0].number, made[0].status, position)
+        return CaseResult(complaint_id, made[0].number, made[0].status, position, made[0])
 
     def _change(
         self, tenant_id: str, complaint_id: UUID, call: Callable[[Complaint], None]
@@ -86,7 +86,7 @@ class ComplaintService:
             return [complaint]
 
         position = save_with_retries(self.ledger, decide)
-        return CaseResult(complaint_id, holder[0].number, holder[0].status, position)
+        return CaseResult(complaint_id, holder[0].number, holder[0].status, position, holder[0])
 
     def add_evidence(
         self, tenant_id: str, complaint_id: UUID, ref: AttachmentRef, by: Provenance

@@ -76,7 +76,7 @@ class LostInvoiceService:
             return [counter, made[0]]
 
         position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(case_id, made[0].number, made[0].status, position)
+        return CaseResult(case_id, made[0].number, made[0].status, position, made[0])
 
     def change(
         self, tenant_id: str, case_id: UUID, call: Callable[[LostInvoiceCase], None]
@@ -90,7 +90,7 @@ class LostInvoiceService:
             return [case]
 
         position = save_with_retries(self.ledger, decide)
-        return CaseResult(case_id, holder[0].number, holder[0].status, position)
+        return CaseResult(case_id, holder[0].number, holder[0].status, position, holder[0])
 
     def request_copy(
         self,

@@ -44,6 +44,7 @@ class CaseResult:
     number: str
     status: str
     position: int
+    case: Any = None  # the case as saved, so callers need not load it again
 
 
 def next_number(
@@ -128,7 +129,7 @@ class ReEntryService:
             return [counter, made[0]]
 
         position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(application_id, made[0].number, made[0].status, position)
+        return CaseResult(application_id, made[0].number, made[0].status, position, made[0])
 
     def _change(
         self,
@@ -144,7 +145,7 @@ class ReEntryService:
             return [app, *action(app)]
 
         position = save_with_retries(self.ledger, decide)
-        return CaseResult(application_id, holder[0].number, holder[0].status, position)
+        return CaseResult(application_id, holder[0].number, holder[0].status, position, holder[0])
 
     def correct(
         self,

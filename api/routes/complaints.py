@@ -12,10 +12,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, ServicesDep, provenance
 from api.schemas import shown
-from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS, Principal
+from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from application.reentry import CaseResult
 from domain.complaint import CHANNELS, ESCALATIONS, OUTCOMES, Complaint
-from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1", tags=["complaints and cases"])
 
@@ -140,10 +139,8 @@ class ComplaintOut(BaseModel):
         )
 
 
-def _view(services: Services, principal: Principal, result: CaseResult) -> ComplaintOut:
-    return ComplaintOut.of(
-        services.complaints.get(principal.tenant_id, result.case_id), result.position
-    )
+def _view(result: CaseResult) -> ComplaintOut:
+    return ComplaintOut.of(result.case, result.position)
 
 
 @router.post(
@@ -156,8 +153,6 @@ def lodge(body: LodgeIn, principal: PrincipalDep, services: ServicesDep) -> Comp
     principal.require(INVOICE_WRITERS)
     ids = [services.ledger.resolve_invoice_id(principal.tenant_id, r) for r in body.invoices]
     return _view(
-        services,
-        principal,
         services.complaints.lodge(
             principal.tenant_id,
             principal.person,
@@ -192,8 +187,6 @@ def evidence(
     services.complaints.get(principal.tenant_id, complaint_id)
     ref = services.attachments.put(file.file, file.filename or "evidence")
     return _view(
-        services,
-        principal,
         services.complaints.add_evidence(
             principal.tenant_id, complaint_id, ref, provenance(principal, None, services)
         ),
@@ -210,8 +203,6 @@ def exchange(
 ) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.complaints.log_exchange(
             principal.tenant_id,
             complaint_id,
@@ -237,8 +228,6 @@ def deadline(
 ) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.complaints.set_reply_deadline(
             principal.tenant_id,
             complaint_id,
@@ -259,8 +248,6 @@ def escalate(
 ) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.complaints.escalate(
             principal.tenant_id,
             complaint_id,
@@ -283,8 +270,6 @@ def resolve(
 ) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.complaints.resolve(
             principal.tenant_id,
             complaint_id,

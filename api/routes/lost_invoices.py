@@ -10,10 +10,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import PrincipalDep, ServicesDep, provenance
-from application.access import INVOICE_WRITERS, Principal
+from application.access import INVOICE_WRITERS
 from application.reentry import CaseResult
 from domain.lost_invoice import LostInvoiceCase
-from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1/lost-invoice-cases", tags=["lost paper invoices"])
 
@@ -81,10 +80,8 @@ class LostCaseOut(BaseModel):
         )
 
 
-def _view(services: Services, principal: Principal, result: CaseResult) -> LostCaseOut:
-    return LostCaseOut.of(
-        services.lost_invoices.get(principal.tenant_id, result.case_id), result.position
-    )
+def _view(result: CaseResult) -> LostCaseOut:
+    return LostCaseOut.of(result.case, result.position)
 
 
 @router.post("", response_model=LostCaseOut, status_code=201, summary="Record a lost paper invoice")
@@ -92,8 +89,6 @@ def record(body: LossIn, principal: PrincipalDep, services: ServicesDep) -> Lost
     principal.require(INVOICE_WRITERS)
     invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, body.invoice)
     return _view(
-        services,
-        principal,
         services.lost_invoices.record(
             principal.tenant_id,
             invoice_id,
@@ -120,8 +115,6 @@ def copy_request(
 ) -> LostCaseOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.lost_invoices.request_copy(
             principal.tenant_id,
             case_id,
@@ -143,8 +136,6 @@ def certificate(
 ) -> LostCaseOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.lost_invoices.record_certificate(
             principal.tenant_id,
             case_id,
@@ -172,8 +163,6 @@ def attach(
     services.lost_invoices.get(principal.tenant_id, case_id)
     ref = services.attachments.put(file.file, file.filename or step)
     return _view(
-        services,
-        principal,
         services.lost_invoices.attach(
             principal.tenant_id, case_id, step, ref, provenance(principal, None, services)
         ),
@@ -190,8 +179,6 @@ def close(
 ) -> LostCaseOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.lost_invoices.close(
             principal.tenant_id,
             case_id,

@@ -11,10 +11,9 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PrincipalDep, ServicesDep, provenance
-from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS, Principal
+from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from application.reentry import CaseResult
 from domain.reentry import ReEntryApplication
-from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1/reentry-applications", tags=["supplementary entry"])
 
@@ -101,10 +100,8 @@ class ApplicationOut(BaseModel):
         )
 
 
-def _view(services: Services, principal: Principal, result: CaseResult) -> ApplicationOut:
-    return ApplicationOut.of(
-        services.reentry.get(principal.tenant_id, result.case_id), result.position
-    )
+def _view(result: CaseResult) -> ApplicationOut:
+    return ApplicationOut.of(result.case, result.position)
 
 
 @router.post(
@@ -123,7 +120,7 @@ def draft(body: DraftIn, principal: PrincipalDep, services: ServicesDep) -> Appl
         body.reason,
         provenance(principal, None, services),
     )
-    return _view(services, principal, result)
+    return _view(result)
 
 
 @router.get("/{application_id}", response_model=ApplicationOut, summary="One application")
@@ -146,8 +143,6 @@ def correct(
     principal.require(INVOICE_WRITERS)
     invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, invoice_ref)
     return _view(
-        services,
-        principal,
         services.reentry.correct(
             principal.tenant_id,
             application_id,
@@ -175,8 +170,6 @@ def attach(
     services.reentry.get(principal.tenant_id, application_id)  # 404 before storing anything
     ref = services.attachments.put(file.file, file.filename or "attachment")
     return _view(
-        services,
-        principal,
         services.reentry.attach(
             principal.tenant_id,
             application_id,
@@ -195,8 +188,6 @@ def attach(
 def submit(application_id: UUID, principal: PrincipalDep, services: ServicesDep) -> ApplicationOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.reentry.submit(
             principal.tenant_id,
             application_id,
@@ -216,8 +207,6 @@ def review(
 ) -> ApplicationOut:
     principal.require(REVIEWERS)
     return _view(
-        services,
-        principal,
         services.reentry.review(
             principal.tenant_id,
             application_id,
@@ -238,8 +227,6 @@ def approve(
 ) -> ApplicationOut:
     principal.require(APPROVERS)
     return _view(
-        services,
-        principal,
         services.reentry.approve(
             principal.tenant_id,
             application_id,
@@ -260,8 +247,6 @@ def return_(
 ) -> ApplicationOut:
     principal.require(DECIDERS)
     return _view(
-        services,
-        principal,
         services.reentry.return_to_applicant(
             principal.tenant_id,
             application_id,
@@ -280,8 +265,6 @@ def withdraw(
 ) -> ApplicationOut:
     principal.require(INVOICE_WRITERS)
     return _view(
-        services,
-        principal,
         services.reentry.withdraw(
             principal.tenant_id,
             application_id,
