@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
-from domain.identity import FieldWarning
+from domain.invoices.identity import FieldWarning
 
 
 @dataclass(frozen=True)

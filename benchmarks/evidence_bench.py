@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain.base import Provenance, Source  # noqa: E402
-from domain.issuance import InvoiceDraft, PartyDraft  # noqa: E402
-from infrastructure import migrate  # noqa: E402
+from domain.invoices.issuance import InvoiceDraft, PartyDraft  # noqa: E402
 from infrastructure.bootstrap import build_services  # noqa: E402
-from infrastructure.evidence import export_bundle, verify_bundle  # noqa: E402
+from infrastructure.evidence.bundle import export_bundle, verify_bundle  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
+from infrastructure.store import migrate  # noqa: E402
 
 TENANT = "91110108769914581E"
 

@@ -36,15 +36,15 @@ from eventsourcing.persistence import Tracking  # noqa: E402
 from eventsourcing.postgres import PostgresTrackingRecorder  # noqa: E402
 from eventsourcing.projection import Projection, ProjectionRunner  # noqa: E402
 
-from application.ledger import InvoiceLedger  # noqa: E402
-from application.projections.invoice_status import fold  # noqa: E402
+from application.invoices.ledger import InvoiceLedger  # noqa: E402
+from application.invoices.status_view import fold  # noqa: E402
 from domain.base import Provenance, Source  # noqa: E402
-from domain.invoice import Invoice  # noqa: E402
-from domain.issuance import InvoiceDraft, LineDraft, PartyDraft, validate_draft  # noqa: E402
-from infrastructure import migrate  # noqa: E402
+from domain.invoices.invoice import Invoice  # noqa: E402
+from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft, validate_draft  # noqa: E402
 from infrastructure.bootstrap import build_services  # noqa: E402
 from infrastructure.clock import SystemClock  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
+from infrastructure.store import migrate  # noqa: E402
 
 TENANT = "91110108769914581E"
 _serial = iter(range(1, 10**9))
@@ -321,7 +321,7 @@ def main() -> None:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "api.app:create_app",
+                "api.http.app:create_app",
                 "--port",
                 str(port),
                 "--log-level",

@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain.base import Provenance, Source  # noqa: E402
-from domain.issuance import InvoiceDraft, PartyDraft  # noqa: E402
-from infrastructure import migrate  # noqa: E402
+from domain.invoices.issuance import InvoiceDraft, PartyDraft  # noqa: E402
 from infrastructure.bootstrap import build_services  # noqa: E402
-from infrastructure.exports import write_export  # noqa: E402
+from infrastructure.monitoring.platform_export_reader import write_export  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
+from infrastructure.store import migrate  # noqa: E402
 
 TENANT = "91110108769914581E"
 BUYER = "91330100716105852F"
@@ -139,7 +139,7 @@ def main() -> None:
         env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "120"}
         t = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-m", "api.cli", "reconcile", str(path), "--tenant", TENANT],
+            [sys.executable, "-m", "api.cli.main", "reconcile", str(path), "--tenant", TENANT],
             cwd=ROOT,
             env=env,
             capture_output=True,

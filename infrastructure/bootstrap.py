@@ -10,40 +10,43 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from application.case_timers import CaseTicker
-from application.complaints import ComplaintService
 from application.errors import ProjectionLagError, UnknownProjectionError
-from application.ledger import InvoiceLedger
-from application.lost_invoices import LostInvoiceService
-from application.policy import PolicyService
+from application.invoices.ledger import InvoiceLedger
+from application.monitoring.ack_ticker import AckTimerTicker
+from application.monitoring.policy_service import PolicyService
+from application.monitoring.reconciliation_service import ReconciliationService
 from application.ports import AttachmentStore, Clock
-from application.reconciliation import ReconciliationService
-from application.reentry import ReEntryService
-from application.timers import AckTimerTicker
-from infrastructure.access_log import AccessLog
-from infrastructure.attachments import FileAttachmentStore
-from infrastructure.cases import CasesProjection, SqlCaseReader
+from application.remedies.case_ticker import CaseTicker
+from application.remedies.complaint_service import ComplaintService
+from application.remedies.lost_invoice_service import LostInvoiceService
+from application.remedies.reentry_service import ReEntryService
+from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
-from infrastructure.database import create_engine_for
-from infrastructure.keys import ApiKeyStore
-from infrastructure.leadership import FileLeadership, PostgresLeadership
-from infrastructure.readmodel import InvoiceStatusProjection, SqlInvoiceStatusReader
-from infrastructure.reconciliation_store import SqlReconciliationStore
-from infrastructure.sealing import MerkleLog, SealProjection
-from infrastructure.settings import Settings
-from infrastructure.signer import CheckpointSigner
-from infrastructure.signing import CallbackVerifier
-from infrastructure.status_history import StatusHistoryProjection
-from infrastructure.streams import StreamsProjection
-from infrastructure.timers import AckTimersProjection, SqlTimerReader
-from infrastructure.webhooks import AlertsProjection, WebhookService
-from infrastructure.worker import (
+from infrastructure.evidence.access_log import AccessLog
+from infrastructure.evidence.checkpoint_signer import CheckpointSigner
+from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
+from infrastructure.monitoring.callback_signatures import CallbackVerifier
+from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
+from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
+from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
+from infrastructure.projections.cases import CasesProjection, SqlCaseReader
+from infrastructure.projections.invoice_status import (
+    InvoiceStatusProjection,
+    SqlInvoiceStatusReader,
+)
+from infrastructure.projections.leadership import FileLeadership, PostgresLeadership
+from infrastructure.projections.status_history import StatusHistoryProjection
+from infrastructure.projections.streams import StreamsProjection
+from infrastructure.projections.worker import (
     Leadership,
     ProgressBoard,
     Projection,
     ProjectionWorker,
     wait_for_position,
 )
+from infrastructure.remedies.attachment_store import FileAttachmentStore
+from infrastructure.settings import Settings
+from infrastructure.store.database import create_engine_for
 
 log = logging.getLogger("fapiao.services")
 

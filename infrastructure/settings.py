@@ -112,7 +112,7 @@ class Settings(BaseSettings):
             url = self.url
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
-                APPLICATION_RECORDER_TOPIC="infrastructure.recorders:LedgerPostgresRecorder",
+                APPLICATION_RECORDER_TOPIC="infrastructure.store.recorders:LedgerPostgresRecorder",
                 POSTGRES_DBNAME=url.database or "",
                 POSTGRES_HOST=url.host or "127.0.0.1",
                 POSTGRES_PORT=str(url.port or 5432),
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         else:
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.sqlite",
-                APPLICATION_RECORDER_TOPIC="infrastructure.recorders:LedgerSQLiteRecorder",
+                APPLICATION_RECORDER_TOPIC="infrastructure.store.recorders:LedgerSQLiteRecorder",
                 SQLITE_DBNAME=str(self.sqlite_path),
                 SQLITE_LOCK_TIMEOUT="30",
             )

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from domain.base import Provenance, Source
-from domain.issuance import InvoiceDraft, LineDraft, PartyDraft
+from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft
 
 SELLER = "91110108769914581E"
 BUYER = "91330100716105852F"

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infrastructure import migrate
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
+from infrastructure.store import migrate
 from tests.fakes import SettableClock
 
 PG_ADMIN_URL = os.environ.get(

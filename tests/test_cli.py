@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infrastructure import migrate
 from infrastructure.bootstrap import build_services
 from infrastructure.settings import Settings
+from infrastructure.store import migrate
 from tests.builders import SELLER, a_draft, by
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[
     if not isinstance(settings, str):
         env["FAPIAO_DATA_DIR"] = str(settings.data_dir)
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "api.cli.main", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -126,7 +126,7 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
     env = {k: v for k, v in os.environ.items() if k != "FAPIAO_DATABASE_URL"}
     env["FAPIAO_DATA_DIR"] = str(tmp_path / "data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(port)],
+        [sys.executable, "-m", "api.cli.main", "serve", "--demo", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

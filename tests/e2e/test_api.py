@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
 from tests.builders import OTHER_TENANT, SELLER, issue_json
 from tests.unit.test_issuance import RULES

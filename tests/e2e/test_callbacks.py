@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from domain.invoice import Invoice
+from api.http.app import create_app
+from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
-from infrastructure.signing import sign
+from infrastructure.monitoring.callback_signatures import sign
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.fakes import SettableClock

@@ -9,9 +9,9 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from domain.complaint import Complaint
-from domain.reentry import ReEntryApplication
+from api.http.app import create_app
+from domain.remedies.complaint import Complaint
+from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER
 from tests.e2e.test_api import Api

@@ -18,9 +18,9 @@ import pytest
 import rfc8785
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
-from infrastructure.evidence import verify_bundle
+from infrastructure.evidence.bundle import verify_bundle
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.e2e.test_reentry_api import attach

@@ -11,8 +11,8 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from application.projections.invoice_status import fold
+from api.http.app import create_app
+from application.invoices.status_view import fold
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER
 from tests.e2e.test_api import Api

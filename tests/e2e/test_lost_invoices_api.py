@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
 from tests.builders import a_number
 from tests.e2e.test_api import Api

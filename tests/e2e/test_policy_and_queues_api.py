@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER, issue_json
 from tests.e2e.test_api import Api

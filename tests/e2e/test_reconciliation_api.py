@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
-from infrastructure.exports import write_export
+from infrastructure.monitoring.platform_export_reader import write_export
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.integration.test_reconciliation import a_ledger, export_for, platform_row

@@ -11,9 +11,9 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from domain.invoice import Invoice
-from domain.reentry import ReEntryApplication
+from api.http.app import create_app
+from domain.invoices.invoice import Invoice
+from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER
 from tests.e2e.test_api import Api

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from infrastructure.bootstrap import Services
-from infrastructure.exports import write_export
-from infrastructure.signing import sign
+from infrastructure.monitoring.callback_signatures import sign
+from infrastructure.monitoring.platform_export_reader import write_export
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.fakes import SettableClock

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from infrastructure.bootstrap import build_services
-from infrastructure.readmodel import InvoiceStatusProjection
+from infrastructure.projections.invoice_status import InvoiceStatusProjection
 from infrastructure.settings import Settings
 
 

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from domain.invoice import Invoice
+from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services, build_services
 from tests.builders import SELLER, a_draft, by
 from tests.fakes import SettableClock

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.attachments import AttachmentRejectedError, FileAttachmentStore
+from infrastructure.remedies.attachment_store import AttachmentRejectedError, FileAttachmentStore
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

@@ -105,7 +105,7 @@ def test_checkpoints_are_signed_as_the_log_grows_and_stay_consistent(services: S
             r[0] for r in conn.execute(text("SELECT tree_size FROM checkpoints ORDER BY tree_size"))
         ]
     assert sizes and all(b - a >= 10 for a, b in zip(sizes, sizes[1:], strict=False))
-    from domain import merkle
+    from domain.evidence import merkle
 
     first, second = services.merkle.checkpoint(sizes[0]), services.merkle.checkpoint(sizes[-1])
     proof = services.merkle.consistency(sizes[0], sizes[-1])

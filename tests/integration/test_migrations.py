@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool
 
-from infrastructure import migrate
 from infrastructure.bootstrap import build_services
 from infrastructure.settings import Settings
-from infrastructure.tables import metadata
+from infrastructure.store import migrate
+from infrastructure.store.tables import metadata
 from tests.builders import SELLER, a_draft, by
 
 LIBRARY_TABLES = {

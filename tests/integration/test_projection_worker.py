@@ -20,7 +20,7 @@ from sqlalchemy import select
 from application.errors import ProjectionLagError
 from domain.errors import DomainError
 from infrastructure.bootstrap import Services
-from infrastructure.tables import invoice_status
+from infrastructure.store.tables import invoice_status
 from tests.builders import SELLER, a_draft, by
 
 T = SELLER
@@ -181,7 +181,7 @@ def test_two_workers_one_projects_and_the_other_waits(services: Services) -> Non
     ids = issue_and_walk(services, 10)
     worker = services.worker("invoice_status")
     stop_a, stop_b = threading.Event(), threading.Event()
-    from infrastructure.worker import ProjectionWorker
+    from infrastructure.projections.worker import ProjectionWorker
 
     twin = ProjectionWorker(
         services.ledger,
@@ -235,7 +235,7 @@ def test_a_real_worker_process_killed_with_sigkill_resumes_exactly_once(
     }
     worker = pg_services.worker("invoice_status")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "worker"],
+        [sys.executable, "-m", "api.cli.main", "worker"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

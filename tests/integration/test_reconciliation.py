@@ -10,10 +10,15 @@ from uuid import UUID
 
 import pytest
 
-from application.reconciliation import ReconciliationFileError, RunResult
-from domain.invoice import Invoice
+from application.monitoring.reconciliation_service import ReconciliationFileError, RunResult
+from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
-from infrastructure.exports import BASIC_COLUMNS, ExportReader, sha256_of, write_export
+from infrastructure.monitoring.platform_export_reader import (
+    BASIC_COLUMNS,
+    ExportReader,
+    sha256_of,
+    write_export,
+)
 from tests.builders import BUYER, SELLER, a_draft, by
 
 T = SELLER

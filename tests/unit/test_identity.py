@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
-from domain.identity import (
+from domain.invoices.identity import (
     DEFAULT_REGION_CODES,
     invoice_id,
     key_warnings,
@@ -51,7 +51,7 @@ def test_malformed_codes_are_refused(bad: str, why: str) -> None:
 
 
 def test_codes_may_start_with_a_letter() -> None:
-    from domain.identity import uscc_check_character
+    from domain.invoices.identity import uscc_check_character
 
     body = "Y1110000" + "MA01ABCD" + "0"
     code = body + uscc_check_character(body)

@@ -10,9 +10,9 @@ from domain.errors import (
     InvalidCommandFieldError,
     InvalidTransitionError,
 )
-from domain.invoice import Invoice
-from domain.issuance import validate_draft
-from domain.status import InvoiceStatus
+from domain.invoices.invoice import Invoice
+from domain.invoices.issuance import validate_draft
+from domain.invoices.status import InvoiceStatus
 from tests.builders import a_draft, a_paper_draft, by
 
 TODAY = datetime(2026, 11, 20, tzinfo=UTC).date()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from domain.errors import ValidationFailedError
-from domain.issuance import LineDraft, PartyDraft, validate_draft
+from domain.invoices.issuance import LineDraft, PartyDraft, validate_draft
 from tests.builders import BUYER, SELLER, a_draft
 
 TODAY = date(2026, 11, 20)

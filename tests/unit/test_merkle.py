@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from domain import merkle
+from domain.evidence import merkle
 
 VECTORS = json.loads(
-    (Path(__file__).resolve().parents[3] / "shared/testdata/rfc6962-merkle-vectors.json").read_text(
+    (Path(__file__).resolve().parents[1] / "data/rfc6962-merkle-vectors.json").read_text(
         encoding="utf-8"
     )
 )

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from application.projections.invoice_status import fold
+from application.invoices.status_view import fold
 from domain.errors import DomainError
-from domain.invoice import Invoice
-from domain.issuance import validate_draft
+from domain.invoices.invoice import Invoice
+from domain.invoices.issuance import validate_draft
 from tests.builders import a_draft, a_paper_draft, by
 
 AT = datetime(2026, 11, 20, 3, tzinfo=UTC)

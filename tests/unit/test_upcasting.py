@@ -6,8 +6,8 @@ from uuid import uuid4
 
 from eventsourcing.persistence import StoredEvent
 
-from application.ledger import InvoiceLedger
-from domain.invoice import Invoice
+from application.invoices.ledger import InvoiceLedger
+from domain.invoices.invoice import Invoice
 from tests.fakes import SettableClock
 
 V1_MARKED_MISSING = (

@@ -1,0 +1,88 @@
+"""`fapiao policy ...`: acknowledgement window, review days, maintenance windows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.table import Table
+
+from api.cli.root import CliError, app, aware_time, cli_actor, console, services_for
+from application.invoices.ledger import SHANGHAI
+from application.monitoring.policy_service import PolicyView
+
+policy_app = typer.Typer(
+    help="Tenant policy: acknowledgement window, maintenance windows.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
+
+
+def _print_policy(view: PolicyView) -> None:
+    console.print(
+        f"{view.tenant_id}: acknowledgement window {view.ack_window.total_seconds() / 3600:g} h"
+    )
+    table = Table("window", "starts (Beijing)", "ends (Beijing)", "note")
+    for w in view.windows:
+        table.add_row(
+            str(w.window_id),
+            f"{w.starts_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+            f"{w.ends_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+            w.note,
+        )
+    console.print(table)
+
+
+Tenant = Annotated[str, typer.Option(help="The tenant's unified social credit code")]
+
+
+@policy_app.command("show")
+def policy_show(tenant: Tenant) -> None:
+    """The acknowledgement window and maintenance windows in force."""
+    with services_for() as services:
+        _print_policy(services.policies.get_policy(tenant))
+
+
+@policy_app.command("ack-window")
+def policy_ack_window(tenant: Tenant, hours: Annotated[float, typer.Option(help="Hours")]) -> None:
+    """Set the acknowledgement window for uploads from now on."""
+    with services_for() as services:
+        _print_policy(services.policies.set_ack_window(tenant, timedelta(hours=hours), cli_actor()))
+
+
+@policy_app.command("review-days")
+def policy_review_days(
+    tenant: Tenant, days: Annotated[int, typer.Option(help="Working days")]
+) -> None:
+    """Working days within which supplementary-entry applications must be decided."""
+    with services_for() as services:
+        view = services.policies.set_review_days(tenant, days, cli_actor())
+        _print_policy(view)
+        console.print(f"review deadline: {view.review_working_days} working days")
+
+
+@policy_app.command("maintenance-add")
+def policy_maintenance_add(
+    tenant: Tenant,
+    starts: Annotated[str, typer.Option(help="ISO time; no offset means Beijing time")],
+    ends: Annotated[str, typer.Option(help="ISO time; no offset means Beijing time")],
+    note: Annotated[str, typer.Option(help="What the platform announced")] = "",
+) -> None:
+    """Declare a platform maintenance window: its time does not count toward any window."""
+    with services_for() as services:
+        _, view = services.policies.declare_maintenance(
+            tenant, aware_time("starts", starts), aware_time("ends", ends), note, cli_actor()
+        )
+        _print_policy(view)
+
+
+@policy_app.command("maintenance-withdraw")
+def policy_maintenance_withdraw(tenant: Tenant, window_id: str) -> None:
+    """Withdraw a maintenance window declared by mistake."""
+    try:
+        wid = UUID(window_id)
+    except ValueError:
+        raise CliError(f"window_id: {window_id!r} is not a window id") from None
+    with services_for() as services:
+        _print_policy(services.policies.withdraw_maintenance(tenant, wid, cli_actor()))

@@ -1,0 +1,81 @@
+"""The FastAPI application, built in a factory; importing this module connects to nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.http import errors
+from api.http.routes import (
+    callbacks,
+    checkpoints,
+    complaints,
+    evidence,
+    health,
+    history,
+    invoices,
+    lost_invoices,
+    policy,
+    queues,
+    reconciliations,
+    reentry,
+    webhooks,
+)
+from infrastructure.bootstrap import Services, build_services
+from infrastructure.settings import Settings
+
+DESCRIPTION = """
+fapiao-ledger is the enterprise's trusted record of every invoice's journey to the tax
+platform. Every change is an immutable event; reads come from projections.
+
+Authenticate with `Authorization: Bearer <key>` (create one with `fapiao keys create`).
+Errors are RFC 9457 `application/problem+json`; validation errors list each field and rule.
+Money is a decimal string (`"1130.00"`); times are shown in Beijing time (+08:00).
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    run_workers: bool = False,
+) -> FastAPI:
+    """Build the app. With `services`, the caller owns them; otherwise the lifespan builds and
+    closes them. `run_workers` runs the projection worker in-process (embedded mode)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        svc = services or build_services(settings or Settings())
+        app.state.services = svc
+        if run_workers:
+            svc.start_workers()
+        try:
+            yield
+        finally:
+            if owned:
+                svc.close()
+
+    app = FastAPI(
+        title="fapiao-ledger",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(invoices.router)
+    app.include_router(queues.router)
+    app.include_router(policy.router)
+    app.include_router(reconciliations.router)
+    app.include_router(callbacks.router)
+    app.include_router(webhooks.router)
+    app.include_router(reentry.router)
+    app.include_router(complaints.router)
+    app.include_router(lost_invoices.router)
+    app.include_router(checkpoints.router)
+    app.include_router(history.router)
+    app.include_router(evidence.router)
+    return app

@@ -1,0 +1,137 @@
+"""One table from error class to HTTP status, and RFC 9457 problem+json bodies (no stack traces)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from api.http.responses import OrjsonResponse
+from application.access import ForbiddenError
+from application.errors import (
+    ApplicationError,
+    ConcurrencyConflictError,
+    IdempotencyKeyReusedError,
+    InvoiceAlreadyExistsError,
+    InvoiceNotFoundError,
+    ProjectionLagError,
+    RunNotFoundError,
+    UnknownProjectionError,
+)
+from application.monitoring.reconciliation_service import ReconciliationFileError
+from application.remedies.reentry_service import CaseNotFoundError
+from domain.errors import (
+    CorrectionNotAllowedError,
+    DomainError,
+    InvalidFieldError,
+    InvalidTransitionError,
+    SeparationOfDutiesError,
+    ValidationFailedError,
+)
+from infrastructure.monitoring.webhooks import WebhookError
+
+log = logging.getLogger("fapiao.api")
+
+
+class UnauthenticatedError(Exception):
+    """No API key, or one that is unknown or revoked."""
+
+
+# Most specific first: the first matching base class decides the status.
+STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
+    (UnauthenticatedError, 401, "unauthenticated"),
+    (ForbiddenError, 403, "forbidden"),
+    (SeparationOfDutiesError, 403, "separation-of-duties"),
+    (CaseNotFoundError, 404, "not-found"),
+    (InvoiceNotFoundError, 404, "not-found"),
+    (UnknownProjectionError, 404, "not-found"),
+    (RunNotFoundError, 404, "not-found"),
+    (InvoiceAlreadyExistsError, 409, "already-exists"),
+    (ConcurrencyConflictError, 409, "concurrency-conflict"),
+    (InvalidTransitionError, 409, "invalid-transition"),
+    (CorrectionNotAllowedError, 409, "correction-not-allowed"),
+    (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
+    (ValidationFailedError, 422, "validation-failed"),
+    (InvalidFieldError, 422, "validation-failed"),
+    (ProjectionLagError, 503, "projection-lagging"),
+    (ReconciliationFileError, 422, "unreadable-export"),
+    (WebhookError, 422, "webhook"),
+    (DomainError, 409, "business-rule"),
+    (ApplicationError, 400, "bad-request"),
+]
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> OrjsonResponse:
+    body = {
+        "type": f"urn:fapiao:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return OrjsonResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_errors(exc: Exception) -> list[dict[str, str]]:
+    if isinstance(exc, ValidationFailedError):
+        return [{"field": e.field, "rule": e.rule, "message": e.message} for e in exc.errors]
+    if isinstance(exc, InvalidFieldError):
+        return [{"field": exc.field, "rule": exc.rule, "message": exc.message}]
+    return []
+
+
+def to_problem(exc: Exception) -> OrjsonResponse:
+    for cls, status, slug in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            extra: dict[str, Any] = {}
+            errors = _field_errors(exc)
+            if errors:
+                extra["errors"] = errors
+            if isinstance(exc, InvalidTransitionError):
+                extra.update(current_status=exc.current, step=exc.step)
+            if isinstance(exc, CorrectionNotAllowedError):
+                extra["rule"] = exc.rule
+            title = slug.replace("-", " ").capitalize()
+            return problem(status, slug, title, str(exc), **extra)
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or str(loc[0] if loc else "body")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    def _request_invalid(_r: Request, exc: RequestValidationError) -> OrjsonResponse:
+        errors = [
+            {"field": _loc(tuple(e["loc"])), "rule": e["type"], "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "validation-failed", "Validation failed", detail, errors=errors)
+
+    @app.exception_handler(HTTPException)
+    def _http(_r: Request, exc: HTTPException) -> OrjsonResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail))
+
+    def _mapped(_r: Request, exc: Exception) -> OrjsonResponse:
+        return to_problem(exc)
+
+    # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;
+    # only what is left reaches the catch-all and becomes a logged 500.
+    for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
+        app.add_exception_handler(base, _mapped)

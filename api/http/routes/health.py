@@ -1,0 +1,31 @@
+"""Liveness and readiness: is the process up; can it reach the database; how far behind are
+the projections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.http.deps import ServicesDep
+from api.http.responses import OrjsonResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database reachable; projection lag reported")
+def readyz(services: ServicesDep) -> OrjsonResponse:
+    body: dict[str, Any] = {"store": "postgresql" if services.settings.is_postgres else "sqlite"}
+    try:
+        services.check_database()
+        body["projections"] = services.projection_status()
+    except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
+        body.update(status="unavailable", database=f"{type(e).__name__}")
+        return OrjsonResponse(body, status_code=503)
+    body.update(status="ready", database="ok")
+    return OrjsonResponse(body)

@@ -1,0 +1,143 @@
+"""The tenant's policy for finding missing invoices: acknowledgement window, maintenance windows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.schemas import shown
+from application.access import POLICY_WRITERS
+from application.monitoring.policy_service import PolicyView
+
+router = APIRouter(prefix="/v1/policy", tags=["policy"])
+
+
+class WindowOut(BaseModel):
+    window_id: UUID
+    starts_at: str
+    ends_at: str
+    note: str
+
+
+class PolicyOut(BaseModel):
+    ack_window_hours: float = Field(
+        description="An upload not acknowledged this long after it "
+        "was sent (maintenance excluded) is marked missing"
+    )
+    maintenance_windows: list[WindowOut]
+    review_working_days: int = Field(
+        description="Supplementary-entry applications must be decided within this many working days"
+    )
+    position: int = Field(description="Log position of the change (0 on reads)")
+
+    @classmethod
+    def of(cls, view: PolicyView) -> PolicyOut:
+        return cls(
+            ack_window_hours=view.ack_window.total_seconds() / 3600,
+            maintenance_windows=[
+                WindowOut(
+                    window_id=w.window_id,
+                    starts_at=shown(w.starts_at) or "",
+                    ends_at=shown(w.ends_at) or "",
+                    note=w.note,
+                )
+                for w in view.windows
+            ],
+            review_working_days=view.review_working_days,
+            position=view.position,
+        )
+
+
+class AckWindowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"hours": 48}]})
+    hours: float = Field(gt=0, description="Applies to uploads from now on")
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "starts_at": "2026-11-28T22:00:00+08:00",
+                    "ends_at": "2026-11-29T06:00:00+08:00",
+                    "note": "电子税务局系统升级",
+                }
+            ]
+        },
+    )
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    note: str = ""
+
+
+@router.get("", response_model=PolicyOut, summary="The policy in force")
+def get_policy(principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
+    return PolicyOut.of(services.policies.get_policy(principal.tenant_id))
+
+
+@router.put("/ack-window", response_model=PolicyOut, summary="Set the acknowledgement window")
+def set_ack_window(body: AckWindowIn, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.set_ack_window(
+            principal.tenant_id, timedelta(hours=body.hours), provenance(principal, None, services)
+        )
+    )
+
+
+@router.post(
+    "/maintenance-windows",
+    response_model=PolicyOut,
+    status_code=201,
+    summary="Declare a platform maintenance window (its time does not count)",
+)
+def declare(body: MaintenanceIn, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    _, view = services.policies.declare_maintenance(
+        principal.tenant_id,
+        body.starts_at,
+        body.ends_at,
+        body.note,
+        provenance(principal, None, services),
+    )
+    return PolicyOut.of(view)
+
+
+@router.delete(
+    "/maintenance-windows/{window_id}",
+    response_model=PolicyOut,
+    summary="Withdraw a maintenance window declared by mistake",
+)
+def withdraw(window_id: UUID, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.withdraw_maintenance(
+            principal.tenant_id, window_id, provenance(principal, None, services)
+        )
+    )
+
+
+class ReviewDaysIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 3}]})
+    days: int
+
+
+@router.put(
+    "/review-days",
+    response_model=PolicyOut,
+    summary="Working days within which applications must be decided",
+)
+def set_review_days(
+    body: ReviewDaysIn, principal: PrincipalDep, services: ServicesDep
+) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.set_review_days(
+            principal.tenant_id, body.days, provenance(principal, None, services)
+        )
+    )

@@ -1,0 +1,214 @@
+"""Reconciliation of platform exports: upload a file, read its summary and findings."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from api.http.deps import PrincipalDep, ServicesDep, provenance
+from application.access import INVOICE_WRITERS
+from application.monitoring.reconciliation_service import RunResult
+from application.ports import Finding
+from domain.errors import InvalidFieldError
+from infrastructure.monitoring.platform_export_reader import ExportReader
+
+router = APIRouter(prefix="/v1", tags=["reconciliation"])
+MAX_UPLOAD = 2 * 1024**3
+
+
+class RunOut(BaseModel):
+    run_id: UUID
+    replayed: bool
+    file_sha256: str
+    period_from: date | None
+    period_to: date | None
+    rows: int
+    counts: dict[str, int]
+    events_caused: int
+    findings_sha256: str
+    findings_url: str
+
+    @classmethod
+    def of(cls, r: RunResult) -> RunOut:
+        return cls(
+            run_id=r.run_id,
+            replayed=r.replayed,
+            file_sha256=r.file_sha256,
+            period_from=r.period_from,
+            period_to=r.period_to,
+            rows=r.rows,
+            counts=r.counts,
+            events_caused=r.events_caused,
+            findings_sha256=r.findings_sha256,
+            findings_url=f"/v1/reconciliations/{r.run_id}/findings",
+        )
+
+
+class FindingOut(BaseModel):
+    cls: str
+    line: int | None
+    invoice_key: str | None
+    invoice_id: UUID | None
+    differences: list[dict[str, str]]
+    event: str | None
+    position: int | None
+    note: str
+
+    @classmethod
+    def of(cls, f: Finding) -> FindingOut:
+        return cls(
+            cls=f.cls,
+            line=f.line,
+            invoice_key=f.invoice_key,
+            invoice_id=f.invoice_id,
+            differences=list(f.differences),
+            event=f.event,
+            position=f.position,
+            note=f.note,
+        )
+
+
+@router.post(
+    "/reconciliations",
+    response_model=RunOut,
+    status_code=201,
+    summary="Reconcile a platform export (CSV or XLSX, UTF-8 or GB18030)",
+)
+def reconcile(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    file: Annotated[UploadFile, File(description="The platform's export, as downloaded")],
+    direction: Annotated[
+        Literal["outbound", "inbound"],
+        Form(description="outbound: invoices we issued; inbound: invoices we received"),
+    ] = "outbound",
+    encoding: Annotated[str | None, Form(description="Override detection (utf-8, gb18030)")] = None,
+    columns: Annotated[
+        str | None, Form(description="JSON {header text: field}, replacing the default mapping")
+    ] = None,
+    period_from: Annotated[date | None, Form()] = None,
+    period_to: Annotated[date | None, Form()] = None,
+) -> RunOut:
+    principal.require(INVOICE_WRITERS)
+    mapping = None
+    if columns:
+        try:
+            mapping = json.loads(columns)
+            assert isinstance(mapping, dict)
+        except (ValueError, AssertionError):
+            raise InvalidFieldError(
+                "columns", "must be a JSON object of header: field", "json"
+            ) from None
+    if (period_from is None) != (period_to is None):
+        raise InvalidFieldError("period_to", "give both ends of the period, or neither", "pair")
+    with tempfile.TemporaryDirectory(prefix="fapiao-upload-") as tmp:
+        path = Path(tmp) / (os.path.basename(file.filename or "export") or "export")
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("wb") as out:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise InvalidFieldError("file", "larger than 2 GiB", "size")
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise InvalidFieldError("file", "is empty", "required")
+        try:
+            reader = ExportReader(path, encoding)
+        except LookupError:
+            raise InvalidFieldError(
+                "encoding", f"{encoding!r} is not an encoding", "encoding"
+            ) from None
+        period = (period_from, period_to) if period_from and period_to else None
+        result = services.reconciliation.reconcile(
+            principal.tenant_id,
+            reader,
+            digest.hexdigest(),
+            path.name,
+            provenance(principal, None, services),
+            direction,
+            mapping,
+            period,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+    return RunOut.of(result)
+
+
+@router.get("/reconciliations/{run_id}", response_model=RunOut, summary="A run's summary")
+def get_run(run_id: UUID, principal: PrincipalDep, services: ServicesDep) -> RunOut:
+    return RunOut.of(services.reconciliation.get_run(principal.tenant_id, run_id))
+
+
+@router.get(
+    "/reconciliations/{run_id}/findings",
+    summary="A run's findings, as JSON or CSV",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def get_findings(
+    run_id: UUID,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    cls: Annotated[str | None, Query(alias="class", description="Only this class")] = None,
+) -> StreamingResponse:
+    get_run(run_id, principal, services)  # 404 for another tenant's run
+    findings = services.reconciliation_store.findings(run_id, cls)
+    if format == "csv":
+        return StreamingResponse(
+            _csv(findings),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="findings-{run_id}.csv"'},
+        )
+    return StreamingResponse(_json(findings), media_type="application/json")
+
+
+def _json(findings: Iterator[Finding]) -> Iterator[bytes]:
+    yield b"["
+    for i, f in enumerate(findings):
+        yield (b"," if i else b"") + FindingOut.of(f).model_dump_json().encode()
+    yield b"]"
+
+
+def _csv(findings: Iterator[Finding]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")  # Excel opens UTF-8 with a BOM correctly
+    writer.writerow(
+        ["class", "line", "invoice_key", "invoice_id", "differences", "event", "position", "note"]
+    )
+    for f in findings:
+        writer.writerow(
+            [
+                f.cls,
+                f.line or "",
+                f.invoice_key or "",
+                f.invoice_id or "",
+                "; ".join(
+                    f"{d['field']}: ledger {d['ledger']}, platform {d['platform']}"
+                    for d in f.differences
+                ),
+                f.event or "",
+                f.position or "",
+                f.note,
+            ]
+        )
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()

@@ -1,0 +1,329 @@
+"""Request and response models of the HTTP API (never the aggregates or their events)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Money travels as a decimal string ("1130.00"); integers are accepted, floats are refused by
+# the domain with a named rule rather than silently rounded.
+MoneyIn = str | int | float
+
+
+def shown(value: datetime | None) -> str | None:
+    """Times are stored in UTC and shown in Beijing time, with the offset (+08:00)."""
+    return None if value is None else value.astimezone(SHANGHAI).isoformat()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Party(Strict):
+    name: str = Field(description="Registered name, or an individual's name")
+    taxpayer_code: str | None = Field(
+        default=None,
+        description="Unified social credit code (18 characters); empty for an individual buyer",
+    )
+
+
+class Line(Strict):
+    name: str
+    amount: MoneyIn
+    tax: MoneyIn
+    rate: str = Field(description='"0.13", "0.09", "0.06", ..., "exempt" or "not_taxable"')
+    kind: str = Field(default="normal", description="normal, discount (negative) or discounted")
+    quantity: str | int | float | None = None
+    unit_price: str | int | float | None = None
+    unit: str | None = None
+    tax_code: str | None = None
+
+
+ISSUE_EXAMPLE = {
+    "number": "26112000000135114086",
+    "invoice_type": "digital_special",
+    "issued_on": "2026-11-20",
+    "seller": {"name": "北京云帆科技有限公司", "taxpayer_code": "91110108769914581E"},
+    "buyer": {"name": "杭州青禾贸易有限公司", "taxpayer_code": "91330100716105852F"},
+    "amount": "1000.00",
+    "tax": "130.00",
+    "total": "1130.00",
+    "lines": [
+        {
+            "name": "*信息技术服务*软件维护",
+            "amount": "1000.00",
+            "tax": "130.00",
+            "rate": "0.13",
+            "quantity": "10",
+            "unit_price": "100",
+            "unit": "次",
+        }
+    ],
+}
+
+
+class IssueInvoiceRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ISSUE_EXAMPLE]})
+
+    number: str = Field(description="20-digit fully digital number, or the 8-digit legacy number")
+    code: str | None = Field(default=None, description="10- or 12-digit legacy invoice code")
+    invoice_type: str = Field(
+        description="digital_special, digital_ordinary, "
+        "digital_paper_special, digital_paper_ordinary, legacy_special_paper"
+        ", legacy_ordinary_paper, legacy_special_electronic, "
+        "legacy_ordinary_electronic"
+    )
+    direction: str = Field(default="outbound", description="outbound (we issued) or inbound")
+    issued_on: date = Field(description="Issue date (Beijing)")
+    seller: Party
+    buyer: Party
+    amount: MoneyIn = Field(description='Total excluding tax, e.g. "1000.00"')
+    tax: MoneyIn
+    total: MoneyIn = Field(description="Total including tax (价税合计) = amount + tax")
+    tax_rate: str | None = Field(default=None, description="Required when no lines are given")
+    lines: list[Line] = Field(default_factory=list)
+    remarks: str = ""
+    reverses_key: str | None = Field(
+        default=None,
+        description="For a red-letter invoice: the canonical key of the invoice it reverses",
+    )
+    replaces_key: str | None = Field(
+        default=None, description="For a reissued invoice: the reversed invoice it replaces"
+    )
+    occurred_at: AwareDatetime | None = None
+
+    def to_draft(self) -> InvoiceDraft:
+        return InvoiceDraft(
+            number=self.number,
+            code=self.code,
+            invoice_type=self.invoice_type,
+            direction=self.direction,
+            issued_on=self.issued_on,
+            seller=PartyDraft(self.seller.name, self.seller.taxpayer_code),
+            buyer=PartyDraft(self.buyer.name, self.buyer.taxpayer_code),
+            amount=self.amount,
+            tax=self.tax,
+            total=self.total,
+            tax_rate=self.tax_rate,
+            lines=tuple(LineDraft(**ln.model_dump()) for ln in self.lines),
+            remarks=self.remarks,
+            reverses_key=self.reverses_key,
+            replaces_key=self.replaces_key,
+        )
+
+
+class IssueBatchRequest(Strict):
+    invoices: list[IssueInvoiceRequest] = Field(min_length=1, max_length=1000)
+
+
+class CommandBase(Strict):
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it happened (business time); defaults to now"
+    )
+
+
+class SubmitRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"channel": "erp-upload", "batch_ref": "B-20261120-07"}]},
+    )
+    channel: str = "api"
+    batch_ref: str | None = None
+
+
+class SubmissionFailureRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason_code": "network_timeout", "detail": "no answer in 30 s"}]
+        },
+    )
+    reason_code: str
+    detail: str = ""
+
+
+class AcknowledgeRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"platform_ref": "ACK-9F2C11", "learned_via": "poll"}]},
+    )
+    platform_ref: str
+    acknowledged_at: AwareDatetime | None = None
+    learned_via: str = Field(default="manual", description="callback, poll, reconciliation, manual")
+
+
+class RejectRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason_code": "E0203", "message": "购方识别号校验不通过"}]
+        },
+    )
+    reason_code: str
+    message: str = ""
+
+
+class MissingReportRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"note": "not found in the platform's query on 2026-11-23"}]
+        },
+    )
+    detected_by: str = Field(default="person", description="person, timer or reconciliation")
+    note: str = ""
+    evidence: str | None = None
+
+
+class VoidRequest(CommandBase):
+    reason: str
+
+
+class RedReversalRequest(CommandBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "confirmation_number": "11010826112001615708",
+                    "red_invoice_key": "26112000000135119999",
+                    "scope": "partial",
+                    "amount": "113.00",
+                    "reason_code": "04",
+                }
+            ]
+        },
+    )
+    confirmation_number: str = Field(description="红字发票信息确认单编号, 20 characters")
+    red_invoice_key: str
+    scope: str = Field(description="full or partial")
+    reason_code: str = Field(
+        description="01 invoicing error, 02 returned, 03 service stopped, 04 sales allowance"
+    )
+    amount: MoneyIn | None = Field(default=None, description="Reversed total, for partial")
+
+
+class FieldWarningOut(BaseModel):
+    field: str
+    rule: str
+    message: str
+
+
+class CommandResponse(BaseModel):
+    invoice_id: UUID
+    invoice_key: str
+    status: str
+    version: int
+    position: int = Field(description="Log position: pass as consistent_after to read it back")
+    warnings: list[FieldWarningOut]
+    replayed: bool = Field(description="True when this answers a repeated Idempotency-Key")
+
+
+class BatchResponse(BaseModel):
+    results: list[CommandResponse]
+    position: int
+
+
+class InvoiceOut(BaseModel):
+    invoice_id: UUID
+    invoice_key: str
+    number: str
+    code: str | None
+    invoice_type: str
+    direction: str
+    issued_on: date
+    seller: Party
+    buyer: Party
+    amount: str
+    tax: str
+    total: str
+    tax_rate: str | None
+    status: str
+    submission_attempts: int
+    last_failure_reason: str | None
+    platform_ref: str | None
+    acknowledged_at: str | None
+    acknowledged_late: bool
+    rejection_code: str | None
+    rejection_message: str | None
+    missing_detected_by: str | None
+    missing_since: str | None
+    reversed_amount: str
+    red_invoice_keys: list[str] = Field(description="Red-letter invoices reversing this one")
+    reverses_key: str | None = Field(description="For a red invoice: the invoice it reverses")
+    replaces_key: str | None = Field(description="For a reissued invoice: the one it replaces")
+    replaced_by: str | None = Field(description="The invoice that replaced this one")
+    version: int
+    last_position: int
+    last_event: str
+    issued_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> InvoiceOut:
+        return cls(
+            invoice_id=r["invoice_id"],
+            invoice_key=r["invoice_key"],
+            number=r["number"],
+            code=r["code"],
+            invoice_type=r["invoice_type"],
+            direction=r["direction"],
+            issued_on=r["issued_on"],
+            seller=Party(name=r["seller_name"], taxpayer_code=r["seller_code"]),
+            buyer=Party(name=r["buyer_name"], taxpayer_code=r["buyer_code"]),
+            amount=str(r["amount"]),
+            tax=str(r["tax"]),
+            total=str(r["total"]),
+            tax_rate=r["tax_rate"],
+            status=r["status"],
+            submission_attempts=r["submission_attempts"],
+            last_failure_reason=r["last_failure_reason"],
+            platform_ref=r["platform_ref"],
+            acknowledged_at=shown(r["acknowledged_at"]),
+            acknowledged_late=bool(r["acknowledged_late"]),
+            rejection_code=r["rejection_code"],
+            rejection_message=r["rejection_message"],
+            missing_detected_by=r["missing_detected_by"],
+            missing_since=shown(r["missing_since"]),
+            reversed_amount=str(r["reversed_amount"]),
+            red_invoice_keys=[k for k in r["red_invoice_keys"].split(",") if k],
+            reverses_key=r["reverses_key"],
+            replaces_key=r["replaces_key"],
+            replaced_by=r["replaced_by"],
+            version=r["version"],
+            last_position=r["last_position"],
+            last_event=r["last_event"],
+            issued_at=shown(r["issued_at"]) or "",
+            updated_at=shown(r["updated_at"]) or "",
+        )
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    total: int = Field(description="How many invoices match the filters (all pages)")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at end")
+
+
+class StatusCounts(BaseModel):
+    counts: dict[str, int]
+    total: int
+
+
+class EventOut(BaseModel):
+    position: int
+    version: int
+    type: str
+    topic: str
+    recorded_at: str
+    actor: str
+    source: str
+    occurred_at: str
+    data: dict[str, Any]

@@ -1,0 +1,482 @@
+"""InvoiceLedger: the write side. Load, decide, save (events plus receipt), return the position.
+
+Each command runs under optimistic concurrency: a conflict reloads and decides again, a bounded
+number of times. A command with an Idempotency-Key saves a `CommandReceipt` in the same `save()`,
+so a repeat returns the first answer and a concurrent duplicate writes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import BaseAggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+
+from application.dto import CommandResult, EventView, Idempotency, warnings_as_dicts
+from application.errors import (
+    ConcurrencyConflictError,
+    IdempotencyKeyReusedError,
+    InvoiceAlreadyExistsError,
+    InvoiceNotFoundError,
+)
+from application.ports import Clock, EventLog, StoredEventRow
+from application.serialization import DateAsISO
+from domain.base import LedgerEvent, Provenance
+from domain.errors import InvalidFieldError, ValidationFailedError
+from domain.idempotency import CommandReceipt
+from domain.invoices.identity import FieldWarning, invoice_id, parse_canonical_key, receipt_id
+from domain.invoices.invoice import Invoice
+from domain.invoices.issuance import InvoiceDraft, validate_draft
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MAX_ATTEMPTS = 5
+
+Aggregate = BaseAggregate[UUID]
+Decision = tuple[list[Aggregate], Invoice, list[FieldWarning]]
+
+
+class InvoiceLedger(Application[UUID]):
+    """The one event-sourced application of a process; its tables are named after `name`."""
+
+    name = "Ledger"
+
+    def __init__(self, env: dict[str, str], clock: Clock) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self._listeners: list[Callable[[int], None]] = []
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    @property
+    def event_log(self) -> EventLog:
+        return cast(EventLog, self.recorder)
+
+    def on_saved(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(last_position)` after every save in this process (worker wake-up)."""
+        self._listeners.append(listener)
+
+    def _notify(self, recordings: list[Any]) -> None:
+        super()._notify(recordings)
+        if recordings and self._listeners:
+            last = max(r.notification.id for r in recordings)
+            for listener in self._listeners:
+                listener(last)
+
+    def today(self) -> date:
+        """The Beijing business date: what "not in the future" is checked against."""
+        return self.clock.now().astimezone(SHANGHAI).date()
+
+    # ---- issuing ---------------------------------------------------------------------------
+
+    def issue_invoice(
+        self,
+        tenant_id: str,
+        draft: InvoiceDraft,
+        by: Provenance,
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Validate and record a new invoice; the same tenant + key twice is a conflict."""
+        facts, warnings = validate_draft(draft, self.today())
+
+        def decide() -> Decision:
+            invoice = Invoice.issue(tenant_id, facts, by)
+            return [invoice], invoice, warnings
+
+        return self._execute(tenant_id, by, idempotency, decide, new_key=facts.key.canonical)
+
+    def issue_invoices(
+        self,
+        tenant_id: str,
+        drafts: Sequence[InvoiceDraft],
+        by: Provenance,
+        idempotency: Idempotency | None = None,
+    ) -> list[CommandResult]:
+        """Issue many invoices in one atomic save: all are recorded, or none."""
+        if idempotency is not None and (replay := self._replay_batch(tenant_id, idempotency)):
+            return replay
+        today = self.today()
+        errors: list[InvalidFieldError] = []
+        invoices: list[tuple[Invoice, list[FieldWarning]]] = []
+        for i, draft in enumerate(drafts):
+            try:
+                facts, warnings = validate_draft(draft, today)
+            except ValidationFailedError as e:
+                errors.extend(err.at(f"invoices[{i}]") for err in e.errors)
+                continue
+            invoices.append((Invoice.issue(tenant_id, facts, by), warnings))
+        if errors:
+            raise ValidationFailedError(errors)
+        keys = [inv.invoice_key for inv, _ in invoices]
+        if len(set(keys)) != len(keys):
+            raise InvoiceAlreadyExistsError(sorted({k for k in keys if keys.count(k) > 1}))
+        results = [
+            CommandResult(
+                inv.id, inv.invoice_key, inv.status.value, inv.version, 0, warnings_as_dicts(w)
+            )
+            for inv, w in invoices
+        ]
+        aggregates: list[Aggregate] = [inv for inv, _ in invoices]
+        if idempotency is not None:
+            body = {"results": [r.receipt_body() for r in results]}
+            aggregates.append(
+                CommandReceipt.record(tenant_id, idempotency.key, idempotency.fingerprint, body, by)
+            )
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            if idempotency is not None and (replay := self._replay_batch(tenant_id, idempotency)):
+                return replay
+            existing = [inv.invoice_key for inv, _ in invoices if self._exists(inv.id)]
+            if not existing:
+                raise ConcurrencyConflictError(1) from None
+            raise InvoiceAlreadyExistsError(existing) from None
+        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
+        return [replace(r, position=positions[r.invoice_id]) for r in results]
+
+    def _replay_batch(self, tenant_id: str, idempotency: Idempotency) -> list[CommandResult]:
+        found = self._receipt(tenant_id, idempotency)
+        if found is None:
+            return []
+        body, _ = found
+        return [
+            CommandResult.from_receipt(r, self.event_log.position_of(UUID(r["invoice_id"]), 1) or 0)
+            for r in body["results"]
+        ]
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def submit_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        channel: str,
+        batch_ref: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Record an upload attempt to the platform."""
+        return self._change(
+            tenant_id, invoice_id, by, idempotency, lambda inv: inv.submit(by, channel, batch_ref)
+        )
+
+    def record_submission_failure(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        reason_code: str,
+        detail: str = "",
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Record that an upload did not reach the platform."""
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            idempotency,
+            lambda inv: inv.fail_submission(by, reason_code, detail),
+        )
+
+    def acknowledge_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        platform_ref: str,
+        acknowledged_at: datetime | None = None,
+        learned_via: str = "manual",
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Record the platform's acknowledgement; a late one for a missing invoice is accepted."""
+        at = acknowledged_at or by.occurred_at
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            idempotency,
+            lambda inv: inv.acknowledge(by, platform_ref, at, learned_via),
+        )
+
+    def reject_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        reason_code: str,
+        message: str = "",
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Record the platform's rejection with its reason code."""
+        return self._change(
+            tenant_id, invoice_id, by, idempotency, lambda inv: inv.reject(by, reason_code, message)
+        )
+
+    def report_missing(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        detected_by: str,
+        note: str = "",
+        evidence: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Mark an invoice the platform does not have as missing."""
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            idempotency,
+            lambda inv: inv.mark_missing(by, detected_by, note, evidence),
+        )
+
+    def expire_acknowledgement_window(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        attempt: int,
+        window: timedelta,
+        due_at: datetime,
+    ) -> CommandResult:
+        """The timer's verdict; refused (InvalidTransitionError) if the wait already ended."""
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            None,
+            lambda inv: inv.expire_acknowledgement_window(by, attempt, window, due_at),
+        )
+
+    def void_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        reason: str,
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Void a paper invoice."""
+        return self._change(
+            tenant_id, invoice_id, by, idempotency, lambda inv: inv.void(by, reason)
+        )
+
+    def red_reverse_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        confirmation_number: str,
+        red_invoice_key: str,
+        scope: str,
+        reason_code: str,
+        amount: Decimal | str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> CommandResult:
+        """Record a red-letter reversal (full or partial) of an acknowledged invoice."""
+        return self._change(
+            tenant_id,
+            invoice_id,
+            by,
+            idempotency,
+            lambda inv: inv.red_reverse(
+                by, confirmation_number, red_invoice_key, scope, reason_code, amount
+            ),
+        )
+
+    def apply_to_invoice(
+        self, tenant_id: str, invoice_id: UUID, by: Provenance, action: Callable[[Invoice], None]
+    ) -> CommandResult:
+        """Run a decision made elsewhere in the application (reconciliation) with retries."""
+        return self._change(tenant_id, invoice_id, by, None, action)
+
+    # ---- reads from the event store --------------------------------------------------------
+
+    def get_invoice_state(self, tenant_id: str, invoice_id: UUID) -> Invoice:
+        """The aggregate replayed from its events (the auditor's truth, not the projection)."""
+        try:
+            invoice = cast(Invoice, self.repository.get(invoice_id))
+        except AggregateNotFoundError:
+            raise InvoiceNotFoundError(invoice_id) from None
+        if not isinstance(invoice, Invoice) or invoice.tenant_id != tenant_id:
+            raise InvoiceNotFoundError(invoice_id)
+        return invoice
+
+    def resolve_invoice_id(self, tenant_id: str, ref: str) -> UUID:
+        """Accept a uuid or a canonical invoice key (`20 digits` or `code:number`)."""
+        try:
+            return UUID(ref)
+        except ValueError:
+            pass
+        try:
+            return invoice_id(tenant_id, parse_canonical_key(ref))
+        except InvalidFieldError:
+            raise InvoiceNotFoundError(ref) from None
+
+    def get_invoice_as_of(
+        self, tenant_id: str, invoice_id: UUID, at: datetime
+    ) -> tuple[Invoice | None, int]:
+        """What the ledger knew at `at`: the invoice replayed from the events recorded at or
+        before then (the database's `recorded_at`), and that version (0: not yet known)."""
+        self.get_invoice_state(tenant_id, invoice_id)
+        known = [
+            r.originator_version
+            for r in self.event_log.select_stream(invoice_id)
+            if r.recorded_at <= at
+        ]
+        if not known:
+            return None, 0
+        version = max(known)
+        invoice = cast(Invoice, self.repository.get(invoice_id, version=version))
+        return invoice, version
+
+    def list_invoice_events(self, tenant_id: str, invoice_id: UUID) -> list[EventView]:
+        """Every event of one invoice, oldest first, decoded, with position and recorded_at."""
+        self.get_invoice_state(tenant_id, invoice_id)
+        return self.event_views(self.event_log.select_stream(invoice_id))
+
+    def event_views(self, rows: Sequence[StoredEventRow]) -> list[EventView]:
+        """Stored rows (already read) decoded into readable events."""
+        views = []
+        for row in rows:
+            event = cast(LedgerEvent, self.mapper.to_domain_event(row))  # type: ignore[arg-type]
+            data = {
+                k: _jsonable(v)
+                for k, v in vars(event).items()
+                if k
+                not in (
+                    "originator_id",
+                    "originator_version",
+                    "timestamp",
+                    "originator_topic",
+                    "actor",
+                    "source",
+                    "occurred_at",
+                )
+            }
+            views.append(
+                EventView(
+                    position=row.position,
+                    version=row.originator_version,
+                    type=type(event).__name__,
+                    topic=row.topic,
+                    recorded_at=row.recorded_at.astimezone(UTC).isoformat(),
+                    actor=event.actor,
+                    source=event.source,
+                    occurred_at=event.occurred_at.isoformat(),
+                    data=data,
+                )
+            )
+        return views
+
+    # ---- the command loop ------------------------------------------------------------------
+
+    def _change(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        by: Provenance,
+        idempotency: Idempotency | None,
+        action: Callable[[Invoice], None],
+    ) -> CommandResult:
+        def decide() -> Decision:
+            invoice = self.get_invoice_state(tenant_id, invoice_id)
+            action(invoice)
+            return [invoice], invoice, []
+
+        return self._execute(tenant_id, by, idempotency, decide)
+
+    def _execute(
+        self,
+        tenant_id: str,
+        by: Provenance,
+        idempotency: Idempotency | None,
+        decide: Callable[[], Decision],
+        new_key: str | None = None,
+    ) -> CommandResult:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if idempotency is not None:
+                replay = self._replay(tenant_id, idempotency)
+                if replay is not None:
+                    return replay
+            aggregates, invoice, warnings = decide()
+            result = CommandResult(
+                invoice.id,
+                invoice.invoice_key,
+                invoice.status.value,
+                invoice.version,
+                0,
+                warnings_as_dicts(warnings),
+            )
+            if idempotency is not None:
+                aggregates.append(
+                    CommandReceipt.record(
+                        tenant_id,
+                        idempotency.key,
+                        idempotency.fingerprint,
+                        result.receipt_body(),
+                        by,
+                    )
+                )
+            try:
+                recordings = self.save(*aggregates)
+            except IntegrityError:
+                if new_key is not None and self._exists(invoice.id):
+                    if idempotency is not None and (replay := self._replay(tenant_id, idempotency)):
+                        return replay
+                    raise InvoiceAlreadyExistsError([new_key]) from None
+                time.sleep(random.uniform(0.002, 0.01) * attempt)  # noqa: S311 - jitter only
+                continue
+            position = max(r.notification.id for r in recordings)
+            return CommandResult(
+                result.invoice_id,
+                result.invoice_key,
+                result.status,
+                result.version,
+                position,
+                result.warnings,
+            )
+        raise ConcurrencyConflictError(MAX_ATTEMPTS)
+
+    def _receipt(
+        self, tenant_id: str, idempotency: Idempotency
+    ) -> tuple[dict[str, Any], int] | None:
+        """The first answer to this Idempotency-Key and its position, if there was one."""
+        rid = receipt_id(tenant_id, idempotency.key)
+        try:
+            receipt = cast(CommandReceipt, self.repository.get(rid))
+        except AggregateNotFoundError:
+            return None
+        if receipt.fingerprint != idempotency.fingerprint:
+            raise IdempotencyKeyReusedError(idempotency.key)
+        return receipt.response, self.event_log.position_of(rid, 1) or 0
+
+    def _replay(self, tenant_id: str, idempotency: Idempotency) -> CommandResult | None:
+        found = self._receipt(tenant_id, idempotency)
+        return None if found is None else CommandResult.from_receipt(*found)
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return self.event_log.position_of(aggregate_id, 1) is not None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

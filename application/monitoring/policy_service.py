@@ -1,0 +1,108 @@
+"""Tenant policy commands: the acknowledgement window and declared maintenance windows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from application.errors import ConcurrencyConflictError
+from application.invoices.ledger import MAX_ATTEMPTS, InvoiceLedger
+from domain.base import Provenance
+from domain.monitoring.tenant_policy import TenantPolicy, policy_id
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    window_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    tenant_id: str
+    ack_window: timedelta
+    windows: list[MaintenanceWindow]
+    position: int
+    review_working_days: int = 3
+
+
+class PolicyService:
+    def __init__(self, ledger: InvoiceLedger) -> None:
+        self.ledger = ledger
+
+    def get_policy(self, tenant_id: str) -> PolicyView:
+        """The policy in force (the defaults if the tenant never changed it)."""
+        policy = self._load(tenant_id)
+        windows = sorted(
+            (MaintenanceWindow(w, a, b, note) for w, (a, b, note) in policy.windows.items()),
+            key=lambda w: w.starts_at,
+        )
+        return PolicyView(
+            tenant_id,
+            timedelta(seconds=policy.ack_window_seconds),
+            windows,
+            0,
+            policy.review_working_days,
+        )
+
+    def review_days(self, tenant_id: str) -> int:
+        return self._load(tenant_id).review_working_days
+
+    def set_review_days(self, tenant_id: str, days: int, by: Provenance) -> PolicyView:
+        """Working days within which a supplementary-entry application must be decided."""
+        return self._change(tenant_id, by, lambda p: p.set_review_days(by, days))
+
+    def maintenance_spans(self, tenant_id: str) -> list[tuple[datetime, datetime]]:
+        return [(a, b) for a, b, _ in self._load(tenant_id).windows.values()]
+
+    def set_ack_window(self, tenant_id: str, window: timedelta, by: Provenance) -> PolicyView:
+        """Applies to uploads from now on; running timers keep the window they started with."""
+        return self._change(tenant_id, by, lambda p: p.set_ack_window(by, window))
+
+    def declare_maintenance(
+        self, tenant_id: str, starts_at: datetime, ends_at: datetime, note: str, by: Provenance
+    ) -> tuple[UUID, PolicyView]:
+        """Time inside the window stops counting toward every acknowledgement window."""
+        window_id = uuid.uuid4()
+        view = self._change(
+            tenant_id, by, lambda p: p.declare_maintenance(by, window_id, starts_at, ends_at, note)
+        )
+        return window_id, view
+
+    def withdraw_maintenance(self, tenant_id: str, window_id: UUID, by: Provenance) -> PolicyView:
+        return self._change(tenant_id, by, lambda p: p.withdraw_maintenance(by, window_id))
+
+    def _load(self, tenant_id: str) -> TenantPolicy:
+        try:
+            return cast(TenantPolicy, self.ledger.repository.get(policy_id(tenant_id)))
+        except AggregateNotFoundError:
+            policy = TenantPolicy.__new__(TenantPolicy)
+            TenantPolicy.__init__(policy)
+            policy.tenant_id = tenant_id
+            return policy
+
+    def _change(
+        self, tenant_id: str, by: Provenance, decide: Callable[[TenantPolicy], None]
+    ) -> PolicyView:
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                policy = cast(TenantPolicy, self.ledger.repository.get(policy_id(tenant_id)))
+            except AggregateNotFoundError:
+                policy = TenantPolicy.start(tenant_id, by)
+            decide(policy)
+            try:
+                recordings = self.ledger.save(policy)
+            except IntegrityError:
+                continue
+            view = self.get_policy(tenant_id)
+            return replace(view, position=max(r.notification.id for r in recordings))
+        raise ConcurrencyConflictError(MAX_ATTEMPTS)

@@ -1,0 +1,387 @@
+"""Reconcile a platform export against the ledger: stage the rows, merge both sides by key,
+record findings, and turn "absent" into MarkedMissing and "present" into acknowledgements.
+
+Memory stays flat: rows are staged in chunks, the merge streams both sides in key order, and
+findings and events are written in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from application.errors import ApplicationError, RunNotFoundError
+from application.invoices.ledger import InvoiceLedger
+from application.ports import ExportSource, Finding, ReconciliationStore
+from domain.base import Provenance
+from domain.errors import DomainError
+from domain.invoices.invoice import Invoice
+from domain.monitoring.platform_export import (
+    DEFAULT_COLUMNS,
+    PlatformRow,
+    RowError,
+    column_index,
+    find_header,
+    read_row,
+)
+from domain.monitoring.reconciliation_run import (
+    LedgerView,
+    ReconciliationRun,
+    absent,
+    compare,
+    run_id,
+)
+
+HEADER_SEARCH_ROWS = 30
+STAGE_CHUNK = 5000
+EVENT_CHUNK = 200
+Progress = Callable[[int, int], None]
+
+
+class ReconciliationFileError(ApplicationError):
+    """The file cannot be reconciled at all: nothing was recorded."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class RunResult:
+    run_id: UUID
+    replayed: bool
+    file_sha256: str
+    period_from: date | None
+    period_to: date | None
+    rows: int
+    counts: dict[str, int]
+    events_caused: int
+    findings_sha256: str
+
+
+@dataclass
+class _Merge:
+    """Accumulates findings and pending events, flushing both in order."""
+
+    service: ReconciliationService
+    tenant_id: str
+    run: UUID
+    by: Provenance
+    counts: dict[str, int] = field(default_factory=dict)
+    buffer: list[Finding] = field(default_factory=list)
+    actions: list[tuple[int, UUID, str]] = field(default_factory=list)
+    seq: int = 0
+    events: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, finding: Finding, action: str | None = None) -> None:
+        self.counts[finding.cls] = self.counts.get(finding.cls, 0) + 1
+        if action is not None and finding.invoice_id is not None:
+            self.actions.append((len(self.buffer), finding.invoice_id, action))
+        self.buffer.append(finding)
+        if len(self.actions) >= EVENT_CHUNK or len(self.buffer) >= STAGE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.actions:
+            outcomes = self.service.ledger_actions(self.tenant_id, self.run, self.actions, self.by)
+            for index, _, _ in self.actions:
+                event, position, note = outcomes[index]
+                f = self.buffer[index]
+                self.buffer[index] = Finding(
+                    f.cls,
+                    f.line,
+                    f.invoice_key,
+                    f.invoice_id,
+                    f.differences,
+                    event,
+                    position,
+                    note or f.note,
+                )
+                self.events += event is not None
+            self.actions = []
+        if self.buffer:
+            self.service.store.add_findings(self.run, self.tenant_id, self.seq, self.buffer)
+            for f in self.buffer:
+                self.digest.update(finding_line(f))
+            self.seq += len(self.buffer)
+            self.buffer = []
+
+
+def finding_line(f: Finding) -> bytes:
+    """The canonical form of a finding that `findings_sha256` covers, one JSON line each."""
+    body = asdict(f)
+    body["invoice_id"] = str(f.invoice_id) if f.invoice_id else None
+    body["differences"] = list(f.differences)
+    return (
+        json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    )
+
+
+class ReconciliationService:
+    def __init__(
+        self,
+        ledger: InvoiceLedger,
+        store: ReconciliationStore,
+        bring_status_up_to_date: Callable[[], None],
+    ) -> None:
+        self.ledger = ledger
+        self.store = store
+        self.bring_status_up_to_date = bring_status_up_to_date
+
+    def get_run(self, tenant_id: str, run: UUID) -> RunResult:
+        try:
+            aggregate = cast(ReconciliationRun, self.ledger.repository.get(run))
+        except AggregateNotFoundError:
+            raise RunNotFoundError(run) from None
+        if (
+            not isinstance(aggregate, ReconciliationRun)
+            or aggregate.tenant_id != tenant_id
+            or not aggregate.completed
+        ):
+            raise RunNotFoundError(run)
+        return self._result(aggregate, replayed=True)
+
+    def reconcile(
+        self,
+        tenant_id: str,
+        source: ExportSource,
+        sha256: str,
+        file_name: str,
+        by: Provenance,
+        direction: str = "outbound",
+        columns: dict[str, str] | None = None,
+        period: tuple[date, date] | None = None,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Reconcile one export; the same file again returns the first result, changing nothing."""
+        if direction not in ("outbound", "inbound"):
+            raise ReconciliationFileError("direction must be outbound or inbound")
+        rows = source.rows()
+        index, _ = self._header(rows, columns or DEFAULT_COLUMNS, source)
+        rid = run_id(tenant_id, sha256)
+        try:
+            existing = cast(ReconciliationRun, self.ledger.repository.get(rid))
+        except AggregateNotFoundError:
+            existing = None
+        if existing is not None and existing.completed:
+            return self._result(existing, replayed=True)
+        if existing is None:
+            run = ReconciliationRun.start(
+                tenant_id, sha256, file_name, source.file_type, source.encoding, direction, by
+            )
+            self.ledger.save(run)
+        else:  # an earlier attempt died half-way: start its staging again
+            run = existing
+            self.store.clear(rid)
+        merge = _Merge(self, tenant_id, rid, by)
+        staged, first, last = self._stage(rid, rows, index, source, merge, progress)
+        covered = period or ((first, last) if first and last else None)
+        self.bring_status_up_to_date()
+        self._merge(merge, rid, tenant_id, direction, covered)
+        merge.flush()
+        run.complete(
+            by,
+            covered,
+            staged + merge.counts.get("invalid", 0),
+            merge.counts,
+            merge.events,
+            merge.digest.hexdigest(),
+        )
+        self.ledger.save(run)
+        return self._result(run, replayed=False)
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    def _header(
+        self,
+        rows: Iterator[tuple[int, list[object]]],
+        columns: dict[str, str],
+        source: ExportSource,
+    ) -> tuple[dict[str, int], int]:
+        garbled = False
+        for line, values in rows:
+            if find_header(values):
+                try:
+                    return column_index(values, columns), line
+                except RowError as e:
+                    raise ReconciliationFileError(f"line {line}: {e.message}") from None
+            try:
+                source.check_row(values)
+            except RowError:
+                garbled = True
+            if line >= HEADER_SEARCH_ROWS:
+                break
+        hint = (
+            f"; the text does not decode as {source.encoding}: wrong encoding?" if garbled else ""
+        )
+        raise ReconciliationFileError(
+            "no header row (with 发票号码 and 价税合计) in the first "
+            f"{HEADER_SEARCH_ROWS} rows{hint}"
+        )
+
+    def _stage(
+        self,
+        rid: UUID,
+        rows: Iterator[tuple[int, list[object]]],
+        index: dict[str, int],
+        source: ExportSource,
+        merge: _Merge,
+        progress: Progress | None,
+    ) -> tuple[int, date | None, date | None]:
+        chunk: list[PlatformRow] = []
+        staged = 0
+        first: date | None = None
+        last: date | None = None
+        for line, values in rows:
+            if not any(v not in (None, "") for v in values):
+                continue
+            try:
+                source.check_row(values)
+                row = read_row(line, values, index)
+            except RowError as e:
+                merge.add(Finding("invalid", line, None, note=f"{e.field}: {e.message} [{e.rule}]"))
+                continue
+            chunk.append(row)
+            first = row.issued_on if first is None or row.issued_on < first else first
+            last = row.issued_on if last is None or row.issued_on > last else last
+            if len(chunk) >= STAGE_CHUNK:
+                self.store.stage(rid, chunk)
+                staged += len(chunk)
+                chunk = []
+                if progress:
+                    progress(source.consumed, source.size)
+        if chunk:
+            self.store.stage(rid, chunk)
+            staged += len(chunk)
+        if progress:
+            progress(source.size, source.size)
+        return staged, first, last
+
+    def _merge(
+        self,
+        merge: _Merge,
+        rid: UUID,
+        tenant_id: str,
+        direction: str,
+        period: tuple[date, date] | None,
+    ) -> None:
+        files: Iterator[PlatformRow] = self.store.staged(rid)
+        ledgers: Iterator[LedgerView] = self.store.ledger(tenant_id, direction)
+        f, led = next(files, None), next(ledgers, None)
+        while f is not None or led is not None:
+            if led is None or (f is not None and f.invoice_key < led.invoice_key):
+                assert f is not None
+                key = f.invoice_key
+                merge.add(
+                    Finding("unknown", f.line, key, note="on the platform, not in the ledger")
+                )
+                f = self._duplicates(merge, files, key)
+            elif f is None or led.invoice_key < f.invoice_key:
+                verdict = absent(led, period) if period else None
+                if verdict is not None:
+                    note = "" if verdict.action else "already missing"
+                    merge.add(
+                        Finding("absent", None, led.invoice_key, led.invoice_id, note=note),
+                        verdict.action,
+                    )
+                led = next(ledgers, None)
+            else:
+                verdict = compare(f, led)
+                merge.add(
+                    Finding(
+                        verdict.cls,
+                        f.line,
+                        f.invoice_key,
+                        led.invoice_id,
+                        tuple(verdict.differences),
+                    ),
+                    verdict.action,
+                )
+                key = f.invoice_key
+                f = self._duplicates(merge, files, key)
+                led = next(ledgers, None)
+
+    @staticmethod
+    def _duplicates(merge: _Merge, files: Iterator[PlatformRow], key: str) -> PlatformRow | None:
+        nxt = next(files, None)
+        while nxt is not None and nxt.invoice_key == key:
+            merge.add(
+                Finding("duplicate", nxt.line, key, note="the same invoice again in this file")
+            )
+            nxt = next(files, None)
+        return nxt
+
+    def ledger_actions(
+        self, tenant_id: str, run: UUID, actions: list[tuple[int, UUID, str]], by: Provenance
+    ) -> dict[int, tuple[str | None, int | None, str]]:
+        """Apply a batch of reconciliation verdicts in one save; one by one if that conflicts."""
+        evidence = f"reconciliation-run:{run}"
+        decided: list[tuple[int, Invoice, str]] = []
+        outcomes: dict[int, tuple[str | None, int | None, str]] = {}
+        for index, invoice_id, action in actions:
+            invoice = self.ledger.get_invoice_state(tenant_id, invoice_id)
+            try:
+                self._decide(invoice, action, by, evidence)
+            except DomainError as e:
+                outcomes[index] = (None, None, f"no event: {e}")
+                continue
+            decided.append((index, invoice, type(invoice.pending_events[-1]).__name__))
+        if not decided:
+            return outcomes
+        try:
+            recordings = self.ledger.save(*(inv for _, inv, _ in decided))
+        except IntegrityError:  # something changed meanwhile: decide each again, alone
+            for index, invoice, _ in decided:
+                action = next(a for i, _, a in actions if i == index)
+                outcomes[index] = self._one(tenant_id, invoice.id, action, by, evidence)
+            return outcomes
+        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
+        for index, invoice, event in decided:
+            outcomes[index] = (event, positions[invoice.id], "")
+        return outcomes
+
+    def _one(
+        self, tenant_id: str, invoice_id: UUID, action: str, by: Provenance, evidence: str
+    ) -> tuple[str | None, int | None, str]:
+        try:
+            result = self.ledger.apply_to_invoice(
+                tenant_id, invoice_id, by, lambda inv: self._decide(inv, action, by, evidence)
+            )
+        except DomainError as e:
+            return None, None, f"no event: {e}"
+        return ("Acknowledged" if action == "acknowledge" else "MarkedMissing", result.position, "")
+
+    @staticmethod
+    def _decide(invoice: Invoice, action: str, by: Provenance, evidence: str) -> None:
+        if action == "acknowledge":
+            invoice.acknowledge(by, evidence, by.occurred_at, "reconciliation")
+        else:
+            invoice.mark_missing(
+                by,
+                "reconciliation",
+                "absent from the platform export that covers its issue date",
+                evidence,
+            )
+
+    def _result(self, run: ReconciliationRun, replayed: bool) -> RunResult:
+        s = run.summary
+        return RunResult(
+            run.id,
+            replayed,
+            run.file_sha256,
+            s["period_from"],
+            s["period_to"],
+            s["rows"],
+            dict(s["counts"]),
+            s["events_caused"],
+            s["findings_sha256"],
+        )

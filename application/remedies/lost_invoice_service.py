@@ -1,0 +1,123 @@
+"""Lost paper invoice cases (numbered LP-YYYY-NNNNNN)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import BaseAggregate
+
+from application.invoices.ledger import InvoiceLedger
+from application.remedies.reentry_service import (
+    NUMBERING_ATTEMPTS,
+    CaseNotFoundError,
+    CaseResult,
+    next_number,
+    save_with_retries,
+)
+from domain.base import Provenance
+from domain.errors import InvalidCommandFieldError
+from domain.invoices.values import InvoiceType
+from domain.remedies.attachment_ref import AttachmentRef
+from domain.remedies.lost_invoice import LostInvoiceCase
+
+
+class LostInvoiceService:
+    def __init__(self, ledger: InvoiceLedger) -> None:
+        self.ledger = ledger
+
+    def get(self, tenant_id: str, case_id: UUID) -> LostInvoiceCase:
+        try:
+            found: object = self.ledger.repository.get(case_id)
+        except AggregateNotFoundError:
+            raise CaseNotFoundError(case_id) from None
+        if not isinstance(found, LostInvoiceCase) or found.tenant_id != tenant_id:
+            raise CaseNotFoundError(case_id)
+        return found
+
+    def record(
+        self,
+        tenant_id: str,
+        invoice_id: UUID,
+        lost_on: date,
+        place: str,
+        circumstances: str,
+        by: Provenance,
+    ) -> CaseResult:
+        invoice = self.ledger.get_invoice_state(tenant_id, invoice_id)
+        if not InvoiceType(invoice.invoice_type).is_paper:
+            raise InvalidCommandFieldError(
+                "invoice",
+                f"a {invoice.invoice_type} invoice is not on paper: it cannot be "
+                "lost, download it again",
+                "paper_only",
+            )
+        case_id = uuid.uuid4()
+        made: list[LostInvoiceCase] = []
+
+        def decide() -> list[BaseAggregate[UUID]]:
+            counter, number = next_number(self.ledger, tenant_id, "LP", case_id, by)
+            made[:] = [
+                LostInvoiceCase.record(
+                    case_id,
+                    tenant_id,
+                    number,
+                    invoice_id,
+                    lost_on,
+                    self.ledger.today(),
+                    place,
+                    circumstances,
+                    by,
+                )
+            ]
+            return [counter, made[0]]
+
+        position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
+        return CaseResult(case_id, made[0].number, made[0].status, position, made[0])
+
+    def change(
+        self, tenant_id: str, case_id: UUID, call: Callable[[LostInvoiceCase], None]
+    ) -> CaseResult:
+        holder: list[LostInvoiceCase] = []
+
+        def decide() -> list[BaseAggregate[UUID]]:
+            case = self.get(tenant_id, case_id)
+            call(case)
+            holder[:] = [case]
+            return [case]
+
+        position = save_with_retries(self.ledger, decide)
+        return CaseResult(case_id, holder[0].number, holder[0].status, position, holder[0])
+
+    def request_copy(
+        self,
+        tenant_id: str,
+        case_id: UUID,
+        issuer: str,
+        requested_on: date,
+        note: str,
+        by: Provenance,
+    ) -> CaseResult:
+        return self.change(
+            tenant_id, case_id, lambda c: c.request_copy(by, issuer, requested_on, note)
+        )
+
+    def record_certificate(
+        self, tenant_id: str, case_id: UUID, number: str, issued_on: date, by: Provenance
+    ) -> CaseResult:
+        return self.change(
+            tenant_id, case_id, lambda c: c.record_certificate(by, number, issued_on)
+        )
+
+    def attach(
+        self, tenant_id: str, case_id: UUID, step: str, ref: AttachmentRef, by: Provenance
+    ) -> CaseResult:
+        return self.change(tenant_id, case_id, lambda c: c.attach(by, step, ref))
+
+    def close(
+        self, tenant_id: str, case_id: UUID, outcome: str, note: str, by: Provenance
+    ) -> CaseResult:
+        return self.change(tenant_id, case_id, lambda c: c.close(by, outcome, note))

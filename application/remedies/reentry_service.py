@@ -1,0 +1,223 @@
+"""Supplementary-entry applications: numbering, staged review, and re-entry on approval.
+
+Numbering and approval are single atomic saves: the counter with the new application, and the
+approved application with every invoice it re-enters. Conflicts are retried a bounded number
+of times.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import BaseAggregate
+from eventsourcing.persistence import IntegrityError
+
+from application.errors import ApplicationError, ConcurrencyConflictError
+from application.invoices.ledger import MAX_ATTEMPTS, SHANGHAI, InvoiceLedger
+from domain.base import Provenance
+from domain.errors import InvalidTransitionError
+from domain.invoices.invoice import Invoice
+from domain.monitoring.sla import add_working_days
+from domain.remedies.attachment_ref import AttachmentRef
+from domain.remedies.case_numbering import CaseNumbering, counter_id
+from domain.remedies.reentry_application import ReEntryApplication
+
+ELIGIBLE = ("missing", "rejected")
+
+
+class CaseNotFoundError(ApplicationError):
+    def __init__(self, ref: object) -> None:
+        super().__init__(f"case {ref} not found")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: UUID
+    number: str
+    status: str
+    position: int
+    case: Any = None  # the case as saved, so callers need not load it again
+
+
+def next_number(
+    ledger: InvoiceLedger, tenant_id: str, prefix: str, case_id: UUID, by: Provenance
+) -> tuple[CaseNumbering, str]:
+    """The counter (loaded or started) with the next number assigned to `case_id`."""
+    year = ledger.today().year
+    try:
+        counter = cast(CaseNumbering, ledger.repository.get(counter_id(tenant_id, prefix, year)))
+    except AggregateNotFoundError:
+        counter = CaseNumbering.start(tenant_id, prefix, year, by)
+    return counter, counter.assign(by, case_id)
+
+
+def save_with_retries(
+    ledger: InvoiceLedger,
+    decide: Callable[[], list[BaseAggregate[UUID]]],
+    attempts: int = MAX_ATTEMPTS,
+) -> int:
+    """Decide and save atomically; on a version conflict decide again, after a jittered pause
+    that grows with each try (bounded)."""
+    for attempt in range(1, attempts + 1):
+        aggregates = decide()
+        try:
+            recordings = ledger.save(*aggregates)
+        except IntegrityError:
+            time.sleep(random.uniform(0.001, 0.01) * attempt)  # noqa: S311 - jitter only
+            continue
+        return max(r.notification.id for r in recordings)
+    raise ConcurrencyConflictError(attempts)
+
+
+# A year's counter is one hot aggregate while many cases open at once: retry it harder.
+NUMBERING_ATTEMPTS = 30
+
+
+Action = Callable[[ReEntryApplication], list[BaseAggregate[UUID]]]
+
+
+def only(call: Callable[[ReEntryApplication], None]) -> Action:
+    """A decision that changes the application alone."""
+
+    def action(app: ReEntryApplication) -> list[BaseAggregate[UUID]]:
+        call(app)
+        return []
+
+    return action
+
+
+class ReEntryService:
+    def __init__(self, ledger: InvoiceLedger, review_days: Callable[[str], int]) -> None:
+        self.ledger = ledger
+        self.review_days = review_days
+
+    def get(self, tenant_id: str, application_id: UUID) -> ReEntryApplication:
+        try:
+            app: object = self.ledger.repository.get(application_id)
+        except AggregateNotFoundError:
+            raise CaseNotFoundError(application_id) from None
+        if not isinstance(app, ReEntryApplication) or app.tenant_id != tenant_id:
+            raise CaseNotFoundError(application_id)
+        return app
+
+    def draft(
+        self, tenant_id: str, person: str, invoice_ids: list[UUID], reason: str, by: Provenance
+    ) -> CaseResult:
+        """Open an application (numbered BL-YYYY-NNNNNN) for missing or rejected invoices."""
+        for invoice_id in invoice_ids:
+            status = self.ledger.get_invoice_state(tenant_id, invoice_id).status.value
+            if status not in ELIGIBLE:
+                raise InvalidTransitionError(status, "apply for re-entry of")
+        application_id = uuid.uuid4()
+        made: list[ReEntryApplication] = []
+
+        def decide() -> list[BaseAggregate[UUID]]:
+            counter, number = next_number(self.ledger, tenant_id, "BL", application_id, by)
+            made[:] = [
+                ReEntryApplication.draft(
+                    application_id, tenant_id, number, person, invoice_ids, reason, by
+                )
+            ]
+            return [counter, made[0]]
+
+        position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
+        return CaseResult(application_id, made[0].number, made[0].status, position, made[0])
+
+    def _change(
+        self,
+        tenant_id: str,
+        application_id: UUID,
+        action: Callable[[ReEntryApplication], list[BaseAggregate[UUID]]],
+    ) -> CaseResult:
+        holder: list[ReEntryApplication] = []
+
+        def decide() -> list[BaseAggregate[UUID]]:
+            app = self.get(tenant_id, application_id)
+            holder[:] = [app]
+            return [app, *action(app)]
+
+        position = save_with_retries(self.ledger, decide)
+        return CaseResult(application_id, holder[0].number, holder[0].status, position, holder[0])
+
+    def correct(
+        self,
+        tenant_id: str,
+        application_id: UUID,
+        person: str,
+        invoice_id: UUID,
+        fields: dict[str, Any],
+        by: Provenance,
+    ) -> CaseResult:
+        return self._change(
+            tenant_id,
+            application_id,
+            only(lambda a: a.record_correction(by, person, invoice_id, fields)),
+        )
+
+    def attach(
+        self, tenant_id: str, application_id: UUID, person: str, ref: AttachmentRef, by: Provenance
+    ) -> CaseResult:
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.add_attachment(by, person, ref))
+        )
+
+    def submit(
+        self, tenant_id: str, application_id: UUID, person: str, by: Provenance
+    ) -> CaseResult:
+        """Send for review; if anything is missing, every missing item is reported at once."""
+        days = self.review_days(tenant_id)
+        due = add_working_days(by.occurred_at, days, SHANGHAI)
+        return self._change(tenant_id, application_id, only(lambda a: a.submit(by, person, due)))
+
+    def review(
+        self, tenant_id: str, application_id: UUID, person: str, comment: str, by: Provenance
+    ) -> CaseResult:
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.review(by, person, comment))
+        )
+
+    def return_to_applicant(
+        self, tenant_id: str, application_id: UUID, person: str, reasons: list[str], by: Provenance
+    ) -> CaseResult:
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.return_to_applicant(by, person, reasons))
+        )
+
+    def withdraw(
+        self, tenant_id: str, application_id: UUID, person: str, reason: str, by: Provenance
+    ) -> CaseResult:
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.withdraw(by, person, reason))
+        )
+
+    def approve(
+        self, tenant_id: str, application_id: UUID, person: str, comment: str, by: Provenance
+    ) -> CaseResult:
+        """Approve and, in the same save, re-enter every invoice (a new upload attempt each)."""
+
+        def action(app: ReEntryApplication) -> list[BaseAggregate[UUID]]:
+            app.approve(by, person, comment)
+            invoices: list[BaseAggregate[UUID]] = []
+            for invoice_id in app.invoice_ids:
+                invoice: Invoice = self.ledger.get_invoice_state(tenant_id, UUID(invoice_id))
+                invoice.re_enter(by, app.id, app.number)
+                invoices.append(invoice)
+            return invoices
+
+        return self._change(tenant_id, application_id, action)
+
+    def flag_overdue(
+        self, tenant_id: str, application_id: UUID, round_: int, due_at: datetime, by: Provenance
+    ) -> CaseResult:
+        """The timer's verdict on a review deadline; refused if already flagged or decided."""
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.flag_review_overdue(by, round_, due_at))
+        )

@@ -1,0 +1,60 @@
+"""Idempotency receipts: a command's answer, saved in the same `save()` as its events.
+
+The id is uuid5(tenant, Idempotency-Key), so a repeat of the key collides on the event store's
+primary key and nothing of the repeated command is written (DESIGN.md 2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import AggregateCreated, BaseAggregate
+
+from domain.base import LedgerEvent, Provenance
+from domain.invoices.identity import receipt_id
+
+
+class CommandReceipt(BaseAggregate[UUID]):
+    """The first answer to a command sent with an Idempotency-Key, and its request fingerprint."""
+
+    TOPIC = "fapiao.command_receipt"
+
+    class Event(LedgerEvent):
+        pass
+
+    class Recorded(Event, AggregateCreated):
+        """A command carrying an Idempotency-Key was applied and answered with `response`."""
+
+        TOPIC = "fapiao.command_receipt.recorded.v1"
+        tenant_id: str
+        idempotency_key: str
+        fingerprint: str
+        response: dict[str, Any]
+
+        def apply(self, receipt: CommandReceipt) -> None:
+            receipt.fingerprint = self.fingerprint
+            receipt.response = self.response
+
+    def __init__(self) -> None:
+        self.fingerprint = ""
+        self.response: dict[str, Any] = {}
+
+    @classmethod
+    def record(
+        cls,
+        tenant_id: str,
+        idempotency_key: str,
+        fingerprint: str,
+        response: dict[str, Any],
+        by: Provenance,
+    ) -> CommandReceipt:
+        return cls._create(
+            cls.Recorded,
+            id=receipt_id(tenant_id, idempotency_key),
+            **by.fields(),
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            response=response,
+        )

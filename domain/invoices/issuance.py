@@ -1,0 +1,438 @@
+"""Validation of a new invoice: every rule of DOMAIN.md 2-4, all broken rules reported at once.
+
+`validate_draft` turns what a clerk or ERP sent (`InvoiceDraft`) into checked `InvoiceFacts`
+plus warnings for the softer rules, or raises `ValidationFailedError` listing every violation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import TypeVar
+
+from domain.errors import (
+    InvalidFieldError,
+    InvalidInvoiceTypeError,
+    InvalidLineItemError,
+    InvalidTaxpayerCodeError,
+    IssueDateInFutureError,
+    TaxOutOfToleranceError,
+    TotalMismatchError,
+    ValidationFailedError,
+)
+from domain.invoices.identity import (
+    DEFAULT_REGION_CODES,
+    FieldWarning,
+    InvoiceKey,
+    key_warnings,
+    parse_canonical_key,
+    parse_invoice_key,
+    parse_uscc,
+)
+from domain.invoices.values import (
+    DEFAULT_RATE_TABLE,
+    EXEMPT,
+    INVOICE_TAX_TOLERANCE,
+    LINE_PRICE_TOLERANCE,
+    LINE_TAX_TOLERANCE,
+    NOT_TAXABLE,
+    Direction,
+    InvoiceType,
+    LineItem,
+    LineKind,
+    RateTable,
+    money,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PartyDraft:
+    name: str
+    taxpayer_code: str | None = None
+
+
+@dataclass(frozen=True)
+class LineDraft:
+    name: str
+    amount: object
+    tax: object
+    rate: str
+    kind: str = "normal"
+    quantity: object = None
+    unit_price: object = None
+    unit: str | None = None
+    tax_code: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """An invoice as submitted, before any rule is checked."""
+
+    number: str
+    invoice_type: str
+    issued_on: date
+    seller: PartyDraft
+    buyer: PartyDraft
+    amount: object
+    tax: object
+    total: object
+    code: str | None = None
+    direction: str = "outbound"
+    tax_rate: str | None = None
+    lines: tuple[LineDraft, ...] = ()
+    remarks: str = ""
+    reverses_key: str | None = None
+    replaces_key: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceFacts:
+    """A checked invoice: every field valid, amounts consistent within the platform's tolerances."""
+
+    key: InvoiceKey
+    invoice_type: InvoiceType
+    direction: Direction
+    issued_on: date
+    seller_code: str
+    seller_name: str
+    buyer_code: str | None
+    buyer_name: str
+    amount: Decimal
+    tax: Decimal
+    total: Decimal
+    tax_rate: str | None
+    lines: tuple[LineItem, ...]
+    remarks: str
+    reverses_key: str | None
+    replaces_key: str | None = None
+
+
+@dataclass
+class _Collector:
+    errors: list[InvalidFieldError] = field(default_factory=list)
+    warnings: list[FieldWarning] = field(default_factory=list)
+
+    def run(self, fn: Callable[..., T], *args: object) -> T | None:
+        try:
+            return fn(*args)
+        except InvalidFieldError as e:
+            self.errors.append(e)
+            return None
+
+    def fail(self, error: InvalidFieldError) -> None:
+        self.errors.append(error)
+
+
+def _code_kind_warning(key: InvoiceKey, invoice_type: InvoiceType) -> FieldWarning | None:
+    """Legacy codes carry the invoice kind (DOMAIN.md 2); a disagreement is worth a warning."""
+    if key.code is None:
+        return None
+    if len(key.code) == 12:
+        kind = key.code[-2:]
+        special = kind == "13"
+        electronic = kind in ("11", "12", "13")
+        if special != invoice_type.is_special or electronic == invoice_type.is_paper:
+            return FieldWarning(
+                "code", "code_kind", f"code kind {kind} does not match type {invoice_type.value}"
+            )
+    else:
+        digit = key.code[7]
+        if (digit in "15") != invoice_type.is_special:
+            return FieldWarning(
+                "code", "code_kind", f"code digit 8 ({digit}) does not match {invoice_type.value}"
+            )
+    return None
+
+
+def _check_lines(
+    c: _Collector, draft: InvoiceDraft, rates: RateTable, red: bool
+) -> tuple[LineItem, ...]:
+    lines: list[LineItem] = []
+    total_diff = Decimal(0)
+    for i, ld in enumerate(draft.lines):
+        at = f"lines[{i}]"
+        if not ld.name or not ld.name.strip():
+            c.fail(InvalidLineItemError(f"{at}.name", "must not be empty", rule="required"))
+        amount = c.run(money, f"{at}.amount", ld.amount)
+        tax = c.run(money, f"{at}.tax", ld.tax)
+        rate_known = c.run(rates.check, f"{at}.rate", ld.rate, draft.issued_on) is not None or (
+            ld.rate in (EXEMPT, NOT_TAXABLE)
+        )
+        try:
+            kind = LineKind(ld.kind)
+        except ValueError:
+            choices = ", ".join(k.value for k in LineKind)
+            c.fail(
+                InvalidLineItemError(
+                    f"{at}.kind", f"{ld.kind!r} is not one of {choices}", rule="enum"
+                )
+            )
+            kind = LineKind.NORMAL
+        quantity = None if ld.quantity is None else c.run(_decimal, f"{at}.quantity", ld.quantity)
+        price = (
+            None if ld.unit_price is None else c.run(_decimal, f"{at}.unit_price", ld.unit_price)
+        )
+        if amount is None or tax is None or not rate_known:
+            continue
+        negative_expected = (kind is LineKind.DISCOUNT) != red
+        if amount != 0 and (amount < 0) != negative_expected:
+            want = "negative" if negative_expected else "positive"
+            c.fail(
+                InvalidLineItemError(
+                    f"{at}.amount", f"a {kind.value} line must be {want}", rule="line_sign"
+                )
+            )
+        if ld.rate in (EXEMPT, NOT_TAXABLE):
+            if tax != 0:
+                c.fail(TaxOutOfToleranceError(f"{at}.tax", f"a {ld.rate} line carries no tax"))
+        else:
+            diff = amount * Decimal(ld.rate) - tax
+            if abs(diff) > LINE_TAX_TOLERANCE:
+                c.fail(
+                    TaxOutOfToleranceError(
+                        f"{at}.tax",
+                        f"{tax} differs from {amount} x {ld.rate} by {abs(diff):.4f} "
+                        f"(tolerance {LINE_TAX_TOLERANCE})",
+                    )
+                )
+            total_diff += diff
+        if quantity is not None and price is not None:
+            if abs(quantity * price - amount) > LINE_PRICE_TOLERANCE:
+                c.fail(
+                    InvalidLineItemError(
+                        f"{at}.amount",
+                        f"quantity x unit price = {quantity * price} but amount is "
+                        f"{amount} (tolerance {LINE_PRICE_TOLERANCE})",
+                        rule="quantity_price",
+                    )
+                )
+        lines.append(
+            LineItem(
+                ld.name.strip(), amount, tax, ld.rate, kind, quantity, price, ld.unit, ld.tax_code
+            )
+        )
+    if abs(total_diff) > INVOICE_TAX_TOLERANCE:
+        c.fail(
+            TaxOutOfToleranceError(
+                "tax",
+                f"line tax differences add up to {abs(total_diff):.4f} "
+                f"(tolerance {INVOICE_TAX_TOLERANCE})",
+                rule="tax_tolerance_total",
+            )
+        )
+    return tuple(lines)
+
+
+def _decimal(field_name: str, value: object) -> Decimal:
+    if isinstance(value, float | bool):
+        raise InvalidLineItemError(
+            field_name, "must be a decimal string, not a float", rule="decimal_format"
+        )
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        raise InvalidLineItemError(
+            field_name, f"{value!r} is not a decimal", rule="decimal_format"
+        ) from None
+    if not d.is_finite():
+        raise InvalidLineItemError(field_name, "must be finite", rule="decimal_format")
+    return d
+
+
+def _other_key(field_name: str, text: str) -> InvoiceKey:
+    """Another invoice's canonical key; errors name the field that held it."""
+    try:
+        return parse_canonical_key(text)
+    except InvalidFieldError as e:
+        raise type(e)(field_name, e.message, e.rule) from None
+
+
+def validate_draft(
+    draft: InvoiceDraft,
+    today: date,
+    rates: RateTable = DEFAULT_RATE_TABLE,
+    regions: frozenset[str] = DEFAULT_REGION_CODES,
+) -> tuple[InvoiceFacts, list[FieldWarning]]:
+    """Check every rule; `today` is the Beijing (Asia/Shanghai) date, passed in by the caller."""
+    c = _Collector()
+    key = c.run(parse_invoice_key, draft.number, draft.code)
+    invoice_type: InvoiceType | None = None
+    try:
+        invoice_type = InvoiceType(draft.invoice_type)
+    except ValueError:
+        c.fail(
+            InvalidInvoiceTypeError(
+                "invoice_type",
+                f"{draft.invoice_type!r} is not one of {', '.join(t.value for t in InvoiceType)}",
+                rule="enum",
+            )
+        )
+    try:
+        direction = Direction(draft.direction)
+    except ValueError:
+        c.fail(InvalidInvoiceTypeError("direction", "must be outbound or inbound", rule="enum"))
+        direction = Direction.OUTBOUND
+    if key is not None and invoice_type is not None:
+        if invoice_type.is_fully_digital and key.code is not None:
+            c.fail(
+                InvalidInvoiceTypeError(
+                    "code",
+                    f"a {invoice_type.value} invoice has a 20-digit number and no code",
+                    rule="type_key_mismatch",
+                )
+            )
+        elif not invoice_type.is_fully_digital and key.code is None:
+            c.fail(
+                InvalidInvoiceTypeError(
+                    "code",
+                    f"a {invoice_type.value} invoice needs its 10- or 12-digit code",
+                    rule="type_key_mismatch",
+                )
+            )
+        else:
+            w = _code_kind_warning(key, invoice_type)
+            if w:
+                c.warnings.append(w)
+    if draft.issued_on > today:
+        c.fail(
+            IssueDateInFutureError(
+                "issued_on",
+                f"{draft.issued_on.isoformat()} is after "
+                f"today ({today.isoformat()}, Asia/Shanghai)",
+            )
+        )
+    elif key is not None:
+        c.warnings.extend(key_warnings(key, draft.issued_on, regions))
+
+    if not draft.seller.name.strip():
+        c.fail(InvalidTaxpayerCodeError("seller.name", "must not be empty", rule="required"))
+    if not draft.buyer.name.strip():
+        c.fail(InvalidTaxpayerCodeError("buyer.name", "must not be empty", rule="required"))
+    seller = None
+    if not draft.seller.taxpayer_code:
+        c.fail(
+            InvalidTaxpayerCodeError(
+                "seller.taxpayer_code", "the seller's code is required", rule="required"
+            )
+        )
+    else:
+        seller = c.run(parse_uscc, "seller.taxpayer_code", draft.seller.taxpayer_code)
+    buyer = None
+    if draft.buyer.taxpayer_code:
+        buyer = c.run(parse_uscc, "buyer.taxpayer_code", draft.buyer.taxpayer_code)
+    elif invoice_type is not None and invoice_type.is_special:
+        c.fail(
+            InvalidTaxpayerCodeError(
+                "buyer.taxpayer_code",
+                "a special VAT invoice needs the buyer's code (individuals get ordinary invoices)",
+                rule="required_for_special",
+            )
+        )
+    for parsed in (seller, buyer):
+        if parsed:
+            c.warnings.extend(parsed[1])
+
+    amount = c.run(money, "amount", draft.amount)
+    tax = c.run(money, "tax", draft.tax)
+    total = c.run(money, "total", draft.total)
+    red = draft.reverses_key is not None
+    reverses = None
+    if red:
+        reverses = c.run(_other_key, "reverses_key", draft.reverses_key)
+    replaces = None
+    if draft.replaces_key is not None:
+        replaces = c.run(_other_key, "replaces_key", draft.replaces_key)
+    if amount is not None and tax is not None and total is not None:
+        if amount + tax != total:
+            c.fail(
+                TotalMismatchError(
+                    "total", f"{total} is not amount {amount} + tax {tax} = {amount + tax}"
+                )
+            )
+        if not red and total <= 0:
+            c.fail(
+                TotalMismatchError(
+                    "total",
+                    "must be positive; a negative invoice is a red-letter "
+                    "invoice and needs reverses_key",
+                    rule="total_sign",
+                )
+            )
+        if red and total >= 0:
+            c.fail(
+                TotalMismatchError(
+                    "total", "a red-letter invoice has a negative total", rule="total_sign"
+                )
+            )
+    lines: tuple[LineItem, ...] = ()
+    rate_value = None
+    if draft.lines:
+        lines = _check_lines(c, draft, rates, red)
+        if amount is not None and tax is not None and len(lines) == len(draft.lines):
+            line_amount = sum((ln.amount for ln in lines), Decimal("0.00"))
+            line_tax = sum((ln.tax for ln in lines), Decimal("0.00"))
+            if line_amount != amount:
+                c.fail(
+                    TotalMismatchError(
+                        "amount",
+                        f"{amount} is not the sum of the lines ({line_amount})",
+                        rule="line_sum",
+                    )
+                )
+            if line_tax != tax:
+                c.fail(
+                    TotalMismatchError(
+                        "tax",
+                        f"{tax} is not the sum of the lines' tax ({line_tax})",
+                        rule="line_sum",
+                    )
+                )
+    elif draft.tax_rate is None:
+        c.fail(
+            TaxOutOfToleranceError(
+                "tax_rate", "required when no line items are given", rule="required"
+            )
+        )
+    else:
+        rate_value = c.run(rates.check, "tax_rate", draft.tax_rate, draft.issued_on)
+        if amount is not None and tax is not None:
+            if rate_value is not None:
+                diff = abs(amount * rate_value - tax)
+                if diff > INVOICE_TAX_TOLERANCE:
+                    c.fail(
+                        TaxOutOfToleranceError(
+                            "tax",
+                            f"{tax} differs from {amount} x {draft.tax_rate} by {diff:.4f} "
+                            f"(tolerance {INVOICE_TAX_TOLERANCE})",
+                        )
+                    )
+            elif tax != 0 and draft.tax_rate in ("exempt", "not_taxable"):
+                c.fail(TaxOutOfToleranceError("tax", f"a {draft.tax_rate} invoice carries no tax"))
+
+    if c.errors:
+        raise ValidationFailedError(c.errors)
+    assert key is not None and invoice_type is not None and seller is not None
+    assert amount is not None and tax is not None and total is not None
+    facts = InvoiceFacts(
+        key=key,
+        invoice_type=invoice_type,
+        direction=direction,
+        issued_on=draft.issued_on,
+        seller_code=seller[0],
+        seller_name=draft.seller.name.strip(),
+        buyer_code=buyer[0] if buyer else None,
+        buyer_name=draft.buyer.name.strip(),
+        amount=amount,
+        tax=tax,
+        total=total,
+        tax_rate=draft.tax_rate,
+        lines=lines,
+        remarks=draft.remarks,
+        reverses_key=reverses.canonical if reverses else None,
+        replaces_key=replaces.canonical if replaces else None,
+    )
+    return facts, c.warnings

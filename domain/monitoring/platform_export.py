@@ -1,0 +1,226 @@
+"""Rows of the tax platform's invoice exports (全量发票查询), as DOMAIN.md 5 describes them.
+
+Headers are found by content, the column mapping is data (overridable), and a value that lost
+information (a key turned into a number or scientific notation, full-width digits) is refused
+with its reason, never repaired.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from domain.errors import InvalidFieldError
+from domain.invoices.identity import parse_invoice_key
+
+# Header text as the platform writes it -> our field. A tenant may pass its own mapping.
+DEFAULT_COLUMNS: dict[str, str] = {
+    "发票代码": "code",
+    "发票号码": "number",
+    "数电发票号码": "digital_number",
+    "数电票号码": "digital_number",
+    "销方识别号": "seller_code",
+    "销方纳税人识别号": "seller_code",
+    "销方名称": "seller_name",
+    "购方识别号": "buyer_code",
+    "购方纳税人识别号": "buyer_code",
+    "购买方名称": "buyer_name",
+    "购方名称": "buyer_name",
+    "开票日期": "issued_on",
+    "金额": "amount",
+    "税额": "tax",
+    "价税合计": "total",
+    "发票状态": "platform_status",
+    "发票票种": "invoice_kind",
+    "备注": "remarks",
+}
+REQUIRED = ("issued_on", "amount", "tax", "total")
+HEADER_MARKERS = ("发票号码", "价税合计")
+
+# Platform statuses (DOMAIN.md 4): as text on exports, or as vendor codes.
+PLATFORM_STATUS = {
+    "正常": "normal",
+    "0": "normal",
+    "失控": "out_of_control",
+    "1": "out_of_control",
+    "作废": "voided",
+    "已作废": "voided",
+    "2": "voided",
+    "红冲": "reversed",
+    "已红冲": "reversed",
+    "3": "reversed",
+    "异常": "abnormal",
+    "4": "abnormal",
+    "部分红冲": "partially_reversed",
+    "7": "partially_reversed",
+    "全额红冲": "reversed",
+    "8": "reversed",
+}
+EMPTY = {"", "--", "-", "—"}
+_GROUPED = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d{1,2})?")
+_FULL_WIDTH = re.compile(r"[\uff10-\uff19\uff0e\uff0c]")
+_DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%Y年%m月%d日",
+    "%Y%m%d",
+)
+
+
+class RowError(InvalidFieldError):
+    """A row that cannot be read as it stands; the line and column say where."""
+
+    rule = "unreadable_row"
+
+
+@dataclass(frozen=True)
+class PlatformRow:
+    """One invoice as the platform exported it, checked and normalised."""
+
+    line: int
+    invoice_key: str
+    issued_on: date
+    amount: Decimal
+    tax: Decimal
+    total: Decimal
+    seller_code: str | None
+    buyer_code: str | None
+    platform_status: str
+    raw: str
+
+
+def find_header(row: list[object]) -> bool:
+    cells = {str(c).strip() for c in row if c is not None}
+    return all(m in cells for m in HEADER_MARKERS) or (
+        "价税合计" in cells and "数电发票号码" in cells
+    )
+
+
+def column_index(header: list[object], mapping: dict[str, str]) -> dict[str, int]:
+    """Our field -> column position; refuses a header that lacks a required column."""
+    index: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        field = mapping.get(str(cell).strip()) if cell is not None else None
+        if field and field not in index:
+            index[field] = i
+    missing = [f for f in REQUIRED if f not in index]
+    if "number" not in index and "digital_number" not in index:
+        missing.insert(0, "number")
+    if missing:
+        names = {v: k for k, v in reversed(list(mapping.items()))}
+        raise RowError(
+            "header",
+            "missing required columns: " + ", ".join(f"{names.get(f, f)} ({f})" for f in missing),
+            "missing_columns",
+        )
+    return index
+
+
+def _text(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or isinstance(value, int | float):
+        raise RowError(
+            field,
+            f"{value!r} is stored as a number: a spreadsheet may have dropped "
+            "digits or leading zeros; export it as text",
+            "number_cell",
+        )
+    text = str(value).strip()
+    return None if text in EMPTY else text
+
+
+def _key(cells: dict[str, object]) -> str:
+    digital = _text("digital_number", cells.get("digital_number"))
+    number = _text("number", cells.get("number"))
+    code = _text("code", cells.get("code"))
+    for field, text in (("digital_number", digital), ("number", number), ("code", code)):
+        if text is not None and _FULL_WIDTH.search(text):
+            raise RowError(field, f"{text!r} has full-width digits", "full_width")
+    try:
+        if digital:
+            return parse_invoice_key(digital, None).canonical
+        if number and code:
+            return parse_invoice_key(number, code).canonical
+        if number:
+            return parse_invoice_key(number, None).canonical
+    except InvalidFieldError as e:
+        raise RowError(
+            e.field if e.field != "number" or not digital else "digital_number",
+            e.message,
+            "invoice_key",
+        ) from None
+    raise RowError("number", "no invoice number", "required")
+
+
+def _money(field: str, value: object) -> Decimal:
+    if isinstance(value, float):
+        # XLSX stores amounts as doubles; two decimals survive that round trip exactly.
+        value = f"{value:.2f}" if round(value, 2) == value else repr(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = _text(field, value) if not isinstance(value, Decimal) else str(value)
+    if text is None:
+        raise RowError(field, "is empty", "required")
+    if _FULL_WIDTH.search(text):
+        raise RowError(field, f"{text!r} has full-width digits", "full_width")
+    cleaned = text.replace("￥", "").replace("¥", "").strip()
+    if "," in cleaned:
+        # Thousands separators are read only where they are unambiguous (1,234,567.89);
+        # "1234,50" or "1,23" could be a decimal comma: refused, not guessed.
+        if not _GROUPED.fullmatch(cleaned):
+            raise RowError(
+                field, f"{text!r} has separators that are not thousands groups", "amount_format"
+            )
+        cleaned = cleaned.replace(",", "")
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise RowError(field, f"{text!r} is not an amount", "amount_format") from None
+    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        raise RowError(field, f"{text!r} has more than two decimal places", "amount_format")
+    return amount.quantize(Decimal("0.01"))
+
+
+def _date(value: object) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = _text("issued_on", value)
+    if text is None:
+        raise RowError("issued_on", "is empty", "required")
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a date, no zone
+        except ValueError:
+            continue
+    raise RowError("issued_on", f"{text!r} is not a date the platform writes", "date_format")
+
+
+def read_row(line: int, values: list[object], index: dict[str, int]) -> PlatformRow:
+    """One data row -> PlatformRow, or RowError naming the field and why."""
+    cells = {f: (values[i] if i < len(values) else None) for f, i in index.items()}
+    key = _key(cells)
+    status_text = _text("platform_status", cells.get("platform_status")) or "正常"
+    status = PLATFORM_STATUS.get(status_text)
+    if status is None:
+        raise RowError("platform_status", f"{status_text!r} is not a known status", "status")
+    seller = _text("seller_code", cells.get("seller_code"))
+    buyer = _text("buyer_code", cells.get("buyer_code"))
+    return PlatformRow(
+        line=line,
+        invoice_key=key,
+        issued_on=_date(cells.get("issued_on")),
+        amount=_money("amount", cells.get("amount")),
+        tax=_money("tax", cells.get("tax")),
+        total=_money("total", cells.get("total")),
+        seller_code=seller.upper() if seller else None,
+        buyer_code=buyer.upper() if buyer else None,
+        platform_status=status,
+        raw="\t".join("" if v is None else str(v) for v in values),
+    )

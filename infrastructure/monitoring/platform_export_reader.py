@@ -1,0 +1,151 @@
+"""Reading platform export files, streamed: CSV (UTF-8 with or without BOM, or GB18030) and
+XLSX (openpyxl in read-only mode). Memory stays flat whatever the size."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domain.monitoring.platform_export import RowError
+
+SAMPLE = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def detect_encoding(head: bytes) -> str:
+    """A BOM says UTF-8; otherwise UTF-8 if the first megabyte decodes as UTF-8, else GB18030."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+@dataclass
+class ExportReader:
+    """Yields (line number, cell values) for every row of the file, header included."""
+
+    path: Path
+    encoding: str | None = None
+    file_type: str = field(init=False)
+    size: int = field(init=False)
+    consumed: int = 0  # bytes (CSV) or rows (XLSX) read so far, for progress bars
+
+    def __post_init__(self) -> None:
+        if self.encoding is not None:
+            codecs.lookup(self.encoding)  # LookupError now, not half-way through the file
+        self.size = self.path.stat().st_size
+        with self.path.open("rb") as f:
+            head = f.read(SAMPLE)
+        self.file_type = "xlsx" if head.startswith(b"PK\x03\x04") else "csv"
+        if self.file_type == "csv" and self.encoding is None:
+            self.encoding = detect_encoding(head)
+
+    def rows(self) -> Iterator[tuple[int, list[object]]]:
+        return self._xlsx() if self.file_type == "xlsx" else self._csv()
+
+    def check_row(self, values: list[object]) -> None:
+        check_decoded(values, self.encoding)
+
+    def _csv(self) -> Iterator[tuple[int, list[object]]]:
+        assert self.encoding
+        with self.path.open("rb") as raw:
+            text = io.TextIOWrapper(
+                raw, encoding=self.encoding, errors="surrogateescape", newline=""
+            )
+            reader = csv.reader(text)
+            for values in reader:
+                self.consumed = raw.tell()
+                yield reader.line_num, list(values)
+
+    def _xlsx(self) -> Iterator[tuple[int, list[object]]]:
+        from openpyxl import load_workbook
+
+        workbook = load_workbook(self.path, read_only=True, data_only=True)
+        try:
+            sheet = workbook.worksheets[0]
+            self.size = sheet.max_row or 0
+            for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                self.consumed = line
+                yield line, list(values)
+        finally:
+            workbook.close()
+
+
+def check_decoded(values: list[object], encoding: str | None) -> None:
+    """A cell with bytes the encoding could not decode: the file is not in that encoding."""
+    for value in values:
+        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            raise RowError(
+                "row", f"bytes that are not valid {encoding}: wrong encoding?", "encoding"
+            )
+
+
+# The platform's "basic information" export: 19 columns (DOMAIN.md 5).
+BASIC_COLUMNS = [
+    "序号",
+    "发票代码",
+    "发票号码",
+    "数电发票号码",
+    "销方识别号",
+    "销方名称",
+    "购方识别号",
+    "购买方名称",
+    "开票日期",
+    "金额",
+    "税额",
+    "价税合计",
+    "发票来源",
+    "发票票种",
+    "发票状态",
+    "是否正数发票",
+    "发票风险等级",
+    "开票人",
+    "备注",
+]
+
+
+def write_export(
+    path: Path,
+    rows: Iterator[list[object]] | list[list[object]],
+    file_type: str = "csv",
+    encoding: str = "utf-8-sig",
+    title: str | None = "全量发票查询导出结果",
+    header: list[str] | None = None,
+) -> Path:
+    """Write rows (cell values in BASIC_COLUMNS order) the way the platform's front-end does:
+    a title row, then the header, as CSV (UTF-8 with BOM or GB18030) or XLSX text cells."""
+    header = header or BASIC_COLUMNS
+    if file_type == "xlsx":
+        from openpyxl import Workbook
+
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet("发票基础信息")
+        if title:
+            sheet.append([title])
+        sheet.append(header)
+        for row in rows:
+            sheet.append(row)
+        workbook.save(path)
+        return path
+    with path.open("w", encoding=encoding, errors="strict", newline="") as f:
+        writer = csv.writer(f)
+        if title:
+            writer.writerow([title])
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

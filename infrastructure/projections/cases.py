@@ -1,0 +1,99 @@
+"""cases in SQL: the projection's batch writer, the due deadlines, and the per-role queues."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, delete, func, or_, select
+
+from application.remedies import case_view as fold_module
+from infrastructure.projections.invoice_status import upsert
+from infrastructure.store.tables import cases
+
+
+class CasesProjection:
+    name = fold_module.NAME
+    topics = fold_module.TOPICS
+
+    def handles(self, event: object) -> bool:
+        return fold_module.handles(event)
+
+    def apply_batch(
+        self, conn: Connection, items: Sequence[tuple[int, Any]]
+    ) -> list[tuple[int, Any, Exception]]:
+        ids = list({e.originator_id for _, e in items})
+        rows: dict[UUID, dict[str, Any]] = {
+            r.case_id: dict(r._mapping)
+            for r in conn.execute(select(cases).where(cases.c.case_id.in_(ids)))
+        }
+        changed: dict[UUID, dict[str, Any]] = {}
+        failures: list[tuple[int, Any, Exception]] = []
+        for position, event in items:
+            try:
+                row = fold_module.fold(rows.get(event.originator_id), event, position)
+            except Exception as e:  # noqa: BLE001 - dead-lettered by the worker
+                failures.append((position, event, e))
+                continue
+            rows[event.originator_id] = changed[event.originator_id] = row
+        upsert(conn, cases, list(changed.values()), "case_id")
+        return failures
+
+    def reset(self, conn: Connection) -> None:
+        conn.execute(delete(cases))
+
+
+class SqlCaseReader:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def due(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]:
+        c = cases.c
+        query = (
+            select(cases)
+            .where(
+                or_(
+                    c.review_due_at <= now,
+                    c.reply_remind_at <= now,
+                    c.reply_due_at <= now,
+                    c.escalation_due_at <= now,
+                )
+            )
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def queue(
+        self,
+        tenant_id: str,
+        case_type: str,
+        statuses: Sequence[str],
+        reply_due_by: date | None = None,
+        flagged: bool = False,
+    ) -> list[dict[str, Any]]:
+        c = cases.c
+        conditions = [c.status.in_(statuses)]
+        if reply_due_by is not None:
+            conditions.append(c.reply_due_on <= reply_due_by)
+        if flagged:
+            conditions.append(c.flagged == 1)
+        query = (
+            select(cases)
+            .where(c.tenant_id == tenant_id, c.case_type == case_type, *conditions)
+            .order_by(c.updated_at)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def counts(self, tenant_id: str) -> dict[str, int]:
+        c = cases.c
+        query = (
+            select(c.case_type, c.status, func.count())
+            .where(c.tenant_id == tenant_id)
+            .group_by(c.case_type, c.status)
+        )
+        with self.engine.connect() as conn:
+            return {f"{t}.{s}": int(n) for t, s, n in conn.execute(query)}

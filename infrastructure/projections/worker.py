@@ -1,0 +1,314 @@
+"""The projection worker (DESIGN.md 4): batched, exactly-once, one active runner per projection.
+
+Each batch reads the next page of the notification log after the tracked position, folds it
+into the view and advances the tracking row in the same transaction. The tracking update only
+moves forward, so a batch that another runner already applied rolls back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from eventsourcing.utils import TopicError, resolve_topic
+from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from application.invoices.ledger import InvoiceLedger
+from infrastructure.store.tables import projection_dead_letters, tracking_table
+
+log = logging.getLogger("fapiao.worker")
+
+
+class Projection(Protocol):
+    name: str
+    topics: frozenset[str]  # stored topics it folds; other events are not even decoded
+    # (a projection with `raw = True` gets stored rows instead, every one: the seal)
+
+    def handles(self, event: object) -> bool: ...
+
+    def apply_batch(
+        self, conn: Connection, items: list[tuple[int, Any]]
+    ) -> list[tuple[int, Any, Exception]]: ...
+
+    def reset(self, conn: Connection) -> None: ...
+
+
+class Leadership(Protocol):
+    """Who may run a projection: exactly one holder at a time, across processes."""
+
+    def try_acquire(self) -> bool: ...
+
+    def wait_for_events(self, timeout: float) -> bool:
+        """Block until a save is signalled (True) or `timeout` passes (False)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class TrackingConflictError(Exception):
+    """Another runner advanced the projection first; this batch was rolled back."""
+
+
+class ProgressBoard:
+    """In-process notice board: workers post positions, readers waiting on them wake at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._wakers: list[threading.Event] = []
+
+    def posted(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def new_waker(self) -> threading.Event:
+        event = threading.Event()
+        self._wakers.append(event)
+        return event
+
+    def saved(self, _position: int) -> None:
+        """Called after every save in this process: wake the local workers."""
+        for event in self._wakers:
+            event.set()
+
+
+@dataclass
+class WorkerState:
+    role: str = "starting"  # starting | active | standby | stopped
+    last_error: str | None = None
+
+
+class ProjectionWorker:
+    def __init__(
+        self,
+        ledger: InvoiceLedger,
+        engine: Engine,
+        read_engine: Engine,
+        projection: Projection,
+        leadership: Callable[[], Leadership],
+        board: ProgressBoard,
+        batch_size: int = 500,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.ledger = ledger
+        self.engine = engine  # writes (BEGIN IMMEDIATE on SQLite)
+        self.read_engine = read_engine
+        self.projection = projection
+        self.leadership = leadership
+        self.board = board
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.tracking = tracking_table(projection.name)
+        self.app_name = ledger.name
+        self.state = WorkerState()
+        self._topics_seen: dict[str, bool] = {}
+
+    # ---- positions ---------------------------------------------------------------------------
+
+    def position(self, conn: Connection | None = None) -> int:
+        query = select(self.tracking.c.notification_id).where(
+            self.tracking.c.application_name == self.app_name
+        )
+        if conn is not None:
+            return int(conn.execute(query).scalar() or 0)
+        with self.read_engine.connect() as c:
+            return int(c.execute(query).scalar() or 0)
+
+    def head(self) -> int:
+        return int(self.ledger.recorder.max_notification_id() or 0)
+
+    def _advance(self, conn: Connection, position: int) -> None:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        t = self.tracking
+        stmt = insert(t).values(application_name=self.app_name, notification_id=position)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.application_name],
+            set_={"notification_id": stmt.excluded.notification_id},
+            where=t.c.notification_id < stmt.excluded.notification_id,
+        ).returning(t.c.notification_id)
+        if conn.execute(stmt).first() is None:
+            raise TrackingConflictError(f"{self.projection.name} is already past {position}")
+
+    # ---- one batch ---------------------------------------------------------------------------
+
+    def process_batch(self) -> int:
+        """Apply the next page of events; returns how many notifications it consumed."""
+        start = self.position()
+        if getattr(self.projection, "raw", False):
+            return self._process_raw(start)
+        notifications = self.ledger.recorder.select_notifications(
+            start=start, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        items: list[tuple[int, Any]] = []
+        dead: list[tuple[int, Any, Exception]] = []
+        topics = self.projection.topics
+        for n in notifications:
+            if n.topic not in topics:
+                if not self._known(n.topic):  # no code knows it: that is worth a dead letter
+                    dead.append((n.id, n, LookupError(f"unknown topic {n.topic!r}")))
+                continue
+            try:
+                event = self.ledger.mapper.to_domain_event(n)
+            except Exception as e:  # noqa: BLE001 - undecodable: dead-letter and go on
+                dead.append((n.id, n, e))
+                continue
+            if self.projection.handles(event):
+                items.append((n.id, event))
+        with self.engine.begin() as conn:
+            dead.extend(self.projection.apply_batch(conn, items))
+            if dead:
+                self._dead_letter(conn, dead)
+            self._advance(conn, notifications[-1].id)
+        self.board.posted()
+        return len(notifications)
+
+    def _process_raw(self, start: int) -> int:
+        """For projections over stored rows (the seal): no decoding, rows as stored."""
+        rows = self.ledger.event_log.select_rows(start, self.batch_size)
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            dead = self.projection.apply_batch(conn, [(r.position, r) for r in rows])
+            if dead:
+                self._dead_letter(conn, dead)
+            self._advance(conn, rows[-1].position)
+        self.board.posted()
+        return len(rows)
+
+    def _known(self, topic: str) -> bool:
+        if topic not in self._topics_seen:
+            try:
+                resolve_topic(topic)
+                self._topics_seen[topic] = True
+            except (TopicError, ImportError, AttributeError):
+                self._topics_seen[topic] = False
+        return self._topics_seen[topic]
+
+    def _dead_letter(self, conn: Connection, dead: list[tuple[int, Any, Exception]]) -> None:
+        now = datetime.now(UTC)
+        rows = []
+        for position, item, error in dead:
+            log.error(
+                "projection %s: dead-lettered position %s: %r",
+                self.projection.name,
+                position,
+                error,
+            )
+            rows.append(
+                {
+                    "projection": self.projection.name,
+                    "position": position,
+                    "originator_id": str(item.originator_id),
+                    "originator_version": item.originator_version,
+                    "topic": getattr(item, "topic", type(item).__name__),
+                    "error": f"{type(error).__name__}: {error}",
+                    "failed_at": now,
+                }
+            )
+        conn.execute(projection_dead_letters.insert(), rows)
+
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Apply every event up to the current head; returns how many were consumed."""
+        consumed = 0
+        head = self.head()
+        while True:
+            n = self.process_batch()
+            consumed += n
+            if progress:
+                progress(self.position(), max(head, self.position()))
+            if n == 0 or n < self.batch_size and self.position() >= head:
+                return consumed
+
+    def reset(self) -> None:
+        """Empty the view, its tracking row and its dead letters, in one transaction."""
+        with self.engine.begin() as conn:
+            self.projection.reset(conn)
+            conn.execute(
+                delete(self.tracking).where(self.tracking.c.application_name == self.app_name)
+            )
+            conn.execute(
+                delete(projection_dead_letters).where(
+                    projection_dead_letters.c.projection == self.projection.name
+                )
+            )
+
+    def dead_letter_count(self) -> int:
+        with self.read_engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(projection_dead_letters)
+                    .where(projection_dead_letters.c.projection == self.projection.name)
+                ).scalar_one()
+            )
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, standby_retry: float = 1.0) -> None:
+        """Run until `stop` is set: lead if no one else does, else wait as a standby."""
+        backoff = 0.5
+        while not stop.is_set():
+            leadership = self.leadership()
+            try:
+                if not leadership.try_acquire():
+                    if self.state.role != "standby":
+                        log.info(
+                            "projection %s: another runner is active; standing by",
+                            self.projection.name,
+                        )
+                    self.state.role = "standby"
+                    leadership.release()
+                    stop.wait(standby_retry)
+                    continue
+                self.state.role = "active"
+                log.info("projection %s: active", self.projection.name)
+                while not stop.is_set():
+                    if self.process_batch() < self.batch_size:
+                        self._idle(leadership, stop)
+                    backoff = 0.5
+            except TrackingConflictError as e:
+                log.warning("%s", e)
+            except Exception as e:  # noqa: BLE001 - the supervisor keeps the worker alive
+                self.state.last_error = f"{type(e).__name__}: {e}"
+                log.exception(
+                    "projection %s failed; retrying in %.1fs", self.projection.name, backoff
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                leadership.release()
+        self.state.role = "stopped"
+
+    def _idle(self, leadership: Leadership, stop: threading.Event) -> None:
+        """Sleep until a wake-up, the re-poll timer, or stop; in short slices so stop is prompt."""
+        deadline = time.monotonic() + self.poll_seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or leadership.wait_for_events(min(remaining, 0.5)):
+                return
+
+
+def wait_for_position(
+    worker: ProjectionWorker, position: int, timeout: float, board: ProgressBoard
+) -> int:
+    """Block until the worker's projection has applied `position` (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    reached = worker.position()
+    while reached < position:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        board.wait(min(remaining, 0.05))
+        reached = worker.position()
+    return reached
