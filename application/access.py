@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from application.errors import ApplicationError
+from application.service_errors import ApplicationError
 
 
 class Role(StrEnum):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from application.invoices.lifecycle import AcknowledgeRequest, SubmitRequest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -81,8 +83,10 @@ def main() -> None:
                 )
             ]
         for i in ids[: len(ids) // 2]:
-            services.ledger.submit_invoice(TENANT, i, by, "erp")
-            services.ledger.acknowledge_invoice(TENANT, i, by, "SW", learned_via="poll")
+            services.ledger.change_invoice(TENANT, i, SubmitRequest(channel="erp"), by)
+            services.ledger.change_invoice(
+                TENANT, i, AcknowledgeRequest(platform_ref="SW", learned_via="poll"), by
+            )
         for worker in services.workers.values():
             worker.catch_up()
         events = services.workers["seal"].head()

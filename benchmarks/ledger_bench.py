@@ -28,6 +28,8 @@ from typing import Any
 
 import psycopg
 
+from application.invoices.lifecycle import AcknowledgeRequest, SubmitRequest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -270,8 +272,10 @@ def main() -> None:
             r.invoice_id for r in ledger.issue_invoices(TENANT, [draft() for _ in range(500)], by())
         ]
         for i in ids:
-            ledger.submit_invoice(TENANT, i, by(), "erp")
-            ledger.acknowledge_invoice(TENANT, i, by(), "ACK", learned_via="poll")
+            ledger.change_invoice(TENANT, i, SubmitRequest(channel="erp"), by())
+            ledger.change_invoice(
+                TENANT, i, AcknowledgeRequest(platform_ref="ACK", learned_via="poll"), by()
+            )
         head = int(ledger.recorder.max_notification_id() or 0)
         worker = services.worker("invoice_status")
 

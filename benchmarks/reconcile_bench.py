@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 
+from application.invoices.lifecycle import SubmitRequest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -120,7 +122,7 @@ def main() -> None:
         uploaded = list(range(0, n_rows, 100))  # 1%
         for n in uploaded:
             invoice_id = services.ledger.resolve_invoice_id(TENANT, key(n))
-            services.ledger.submit_invoice(TENANT, invoice_id, by, "erp")
+            services.ledger.change_invoice(TENANT, invoice_id, SubmitRequest(channel="erp"), by)
         print(f"  issued and uploaded in {time.perf_counter() - t:.0f} s; projecting ...")
         t = time.perf_counter()
         for worker in services.workers.values():

@@ -7,12 +7,19 @@ primary key and nothing of the repeated command is written (DESIGN.md 2).
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import AggregateCreated, BaseAggregate
 
 from domain.base import LedgerEvent, Provenance
-from domain.invoices.identity import receipt_id
+
+# Stored ids derive from this namespace: it never changes.
+RECEIPT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:command-receipt:v1")
+
+
+def receipt_id(tenant_id: str, idempotency_key: str) -> UUID:
+    """A receipt's aggregate id: the same key of the same tenant always maps here."""
+    return uuid5(RECEIPT_NAMESPACE, f"{tenant_id}|{idempotency_key}")
 
 
 class CommandReceipt(BaseAggregate[UUID]):

@@ -15,7 +15,7 @@ from domain.invoices.identity import parse_uscc
 from infrastructure.store.tables import api_keys, tenants
 
 
-class KeyStoreError(Exception):
+class ApiKeyError(Exception):
     """A key or tenant operation that cannot be done as asked (unknown tenant, key, ...)."""
 
 
@@ -70,7 +70,7 @@ class ApiKeyStore:
                 ).first()
                 is None
             ):
-                raise KeyStoreError(f"no tenant {tenant_id}; create it first")
+                raise ApiKeyError(f"no tenant {tenant_id}; create it first")
             key_id = secrets.token_hex(6)
             secret = f"fpl_{key_id}_{secrets.token_urlsafe(32)}"
             conn.execute(
@@ -104,7 +104,7 @@ class ApiKeyStore:
                 .values(revoked_at=datetime.now(UTC))
             )
             if result.rowcount == 0:
-                raise KeyStoreError(f"no active key {key_id}")
+                raise ApiKeyError(f"no active key {key_id}")
 
     def authenticate(self, secret: str) -> Principal | None:
         if not secret.startswith("fpl_"):

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from application.errors import ProjectionLagError, UnknownProjectionError
 from application.invoices.ledger import InvoiceLedger
 from application.monitoring.ack_ticker import AckTimerTicker
 from application.monitoring.policy_service import PolicyService
@@ -20,6 +19,7 @@ from application.remedies.case_ticker import CaseTicker
 from application.remedies.complaint_service import ComplaintService
 from application.remedies.lost_invoice_service import LostInvoiceService
 from application.remedies.reentry_service import ReEntryService
+from application.service_errors import ProjectionLagError, UnknownProjectionError
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from application.invoices.lifecycle import MissingReportRequest, SubmitRequest
 from infrastructure.bootstrap import build_services
 from infrastructure.settings import Settings
 from tests.builders import SELLER, a_draft, a_paper_draft, by
@@ -22,8 +23,12 @@ def setup(settings: Settings) -> tuple[dict[str, str], str, str]:
             for role in ("clerk", "reviewer", "approver", "auditor")
         }
         invoice = services.ledger.issue_invoice(SELLER, a_draft(), by())
-        services.ledger.submit_invoice(SELLER, invoice.invoice_id, by(), "erp")
-        services.ledger.report_missing(SELLER, invoice.invoice_id, by(), "person")
+        services.ledger.change_invoice(
+            SELLER, invoice.invoice_id, SubmitRequest(channel="erp"), by()
+        )
+        services.ledger.change_invoice(
+            SELLER, invoice.invoice_id, MissingReportRequest(detected_by="person"), by()
+        )
         paper = services.ledger.issue_invoice(SELLER, a_paper_draft(), by())
     finally:
         services.close()

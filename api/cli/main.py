@@ -1,5 +1,6 @@
-"""The `fapiao` command line. Commands live by group in api/cli_*.py; this module assembles
-them and turns every error into one readable line and a non-zero exit."""
+"""The `fapiao` command line, assembled: each group lives in its own module of api/cli/; this
+module registers them in the order `fapiao --help` lists them, and turns every error into one
+readable line and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -7,17 +8,41 @@ import sys
 
 from pydantic import ValidationError
 
-from api.cli import audit, ops, policy  # noqa: F401 - they register their commands
-from api.cli.remedies import complaint_app, lost_app, queue_app, reentry_app
+from api.cli import (
+    complaint,
+    demo,
+    evidence,
+    invoice,
+    keys,
+    ledger,
+    lost,
+    monitoring,
+    ops,
+    policy,
+    queue,
+    reentry,
+)
 from api.cli.root import CliError, app, err, one_line
-from application.errors import ApplicationError
+from application.service_errors import ApplicationError
 from domain.errors import DomainError
-from infrastructure.api_keys import KeyStoreError
+from infrastructure.api_keys import ApiKeyError
 
-app.add_typer(reentry_app, name="reentry")
-app.add_typer(complaint_app, name="complaint")
-app.add_typer(lost_app, name="lost")
-app.add_typer(queue_app, name="queue")
+app.command()(monitoring.reconcile)
+app.command()(ops.migrate)
+app.command()(ops.serve)
+app.command()(demo.demo)
+app.command()(ops.worker)
+app.command("callback-secret")(monitoring.callback_secret)
+app.add_typer(ledger.ledger_app, name="ledger")
+app.add_typer(evidence.evidence_app, name="evidence")
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(ops.projections_app, name="projections")
+app.add_typer(policy.policy_app, name="policy")
+app.add_typer(reentry.reentry_app, name="reentry")
+app.add_typer(complaint.complaint_app, name="complaint")
+app.add_typer(lost.lost_app, name="lost")
+app.add_typer(queue.queue_app, name="queue")
+app.add_typer(invoice.invoice_app, name="invoice")
 
 
 def main() -> None:
@@ -26,7 +51,7 @@ def main() -> None:
     except ValidationError as e:
         err.print(f"error: {one_line(e)}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
-    except (CliError, DomainError, ApplicationError, KeyStoreError, ValueError) as e:
+    except (CliError, DomainError, ApplicationError, ApiKeyError, ValueError) as e:
         err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - one readable line, not a traceback

@@ -9,14 +9,13 @@ from uuid import UUID
 import typer
 from rich.table import Table
 
-from api.cli.root import CliError, app, aware_time, cli_actor, console, services_for
-from application.invoices.ledger import SHANGHAI
+from api.cli.root import CliError, aware_time, cli_actor, console, services_for
 from application.monitoring.policy_service import PolicyView
+from domain.calendar import SHANGHAI
 
 policy_app = typer.Typer(
     help="Tenant policy: acknowledgement window, maintenance windows.", no_args_is_help=True
 )
-app.add_typer(policy_app, name="policy")
 
 
 def _print_policy(view: PolicyView) -> None:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from application.invoices.ledger import SHANGHAI
+from application.access import INVOICE_WRITERS, Principal
+from application.remedies.case_commands import CaseResult
 from domain.base import Provenance, Source
+from domain.calendar import SHANGHAI
+from domain.errors import InvalidFieldError
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 from infrastructure.store import migrate as migrations
@@ -68,3 +74,76 @@ def aware_time(field: str, text: str) -> datetime:
         raise CliError(f"{field}: {text!r} is not an ISO 8601 time") from None
     # A time without an offset is Beijing time: that is what clerks read on the platform.
     return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+
+
+# ---- acting as an API key (the remedies' commands) --------------------------------------
+
+Key = Annotated[str, typer.Option("--key", envvar="FAPIAO_KEY", help="API key to act as")]
+
+
+def act_as(
+    services: Services, key: str, occurred_at: datetime | None = None
+) -> tuple[Principal, Provenance]:
+    """The key's principal, and provenance for what it does (business time: now by default)."""
+    principal = services.keys.authenticate(key)
+    if principal is None:
+        raise CliError("the API key is unknown or revoked")
+    return principal, Provenance(principal.actor, Source.CLI, occurred_at or datetime.now(UTC))
+
+
+def store_file(services: Services, file: Path) -> Any:
+    """Keep the file in the attachment store (refused by content, leaving nothing)."""
+    with file.open("rb") as f:
+        return services.attachments.put(f, file.name)
+
+
+def print_case(result: CaseResult) -> None:
+    print(f"{result.number} {result.status} (case {result.case_id}, position {result.position})")
+
+
+def field_pairs(items: list[str] | None) -> dict[str, str]:
+    """`--set name=value` options as a dict (the value may itself contain `=`)."""
+    fields = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidFieldError("set", f"{item!r} is not field=value", "format")
+        fields[name.strip()] = value
+    return fields
+
+
+def case_id(field: str, text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidFieldError(field, f"{text!r} is not a case id", "uuid") from None
+
+
+def date_option(field: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidFieldError(field, f"{text!r} is not a date (YYYY-MM-DD)", "date") from None
+
+
+CaseCommand = Callable[..., CaseResult]
+
+
+def case_step(
+    key: str,
+    command: Callable[[Services], CaseCommand],
+    field: str,
+    case: str,
+    *args: Any,
+    roles: frozenset[Any] = INVOICE_WRITERS,
+    person: bool = False,
+) -> None:
+    """Act as the key: check its roles, then `command(services)(tenant, case, [person], *args, by)`
+    (`command` picks the service's method, e.g. `lambda s: s.reentry.review`)."""
+    with services_for() as s:
+        p, by = act_as(s, key)
+        p.require(roles)
+        who = (p.person,) if person else ()
+        print_case(command(s)(p.tenant_id, case_id(field, case), *who, *args, by))

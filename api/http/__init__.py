@@ -1,0 +1,3 @@
+"""http: the FastAPI app, its dependencies, error mapping, schemas and one routes module per
+resource.
+"""

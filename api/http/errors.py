@@ -11,7 +11,9 @@ from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
 from application.access import ForbiddenError
-from application.errors import (
+from application.monitoring.reconciliation_service import ReconciliationFileError
+from application.remedies.case_commands import CaseNotFoundError
+from application.service_errors import (
     ApplicationError,
     ConcurrencyConflictError,
     IdempotencyKeyReusedError,
@@ -21,8 +23,6 @@ from application.errors import (
     RunNotFoundError,
     UnknownProjectionError,
 )
-from application.monitoring.reconciliation_service import ReconciliationFileError
-from application.remedies.reentry_service import CaseNotFoundError
 from domain.errors import (
     CorrectionNotAllowedError,
     DomainError,

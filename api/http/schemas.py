@@ -5,17 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from application.invoices.lifecycle import MoneyIn
+from domain.calendar import SHANGHAI
 from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-# Money travels as a decimal string ("1130.00"); integers are accepted, floats are refused by
-# the domain with a named rule rather than silently rounded.
-MoneyIn = str | int | float
 
 
 def shown(value: datetime | None) -> str | None:
@@ -122,93 +117,6 @@ class IssueInvoiceRequest(Strict):
 
 class IssueBatchRequest(Strict):
     invoices: list[IssueInvoiceRequest] = Field(min_length=1, max_length=1000)
-
-
-class CommandBase(Strict):
-    occurred_at: AwareDatetime | None = Field(
-        default=None, description="When it happened (business time); defaults to now"
-    )
-
-
-class SubmitRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"channel": "erp-upload", "batch_ref": "B-20261120-07"}]},
-    )
-    channel: str = "api"
-    batch_ref: str | None = None
-
-
-class SubmissionFailureRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"reason_code": "network_timeout", "detail": "no answer in 30 s"}]
-        },
-    )
-    reason_code: str
-    detail: str = ""
-
-
-class AcknowledgeRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"platform_ref": "ACK-9F2C11", "learned_via": "poll"}]},
-    )
-    platform_ref: str
-    acknowledged_at: AwareDatetime | None = None
-    learned_via: str = Field(default="manual", description="callback, poll, reconciliation, manual")
-
-
-class RejectRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"reason_code": "E0203", "message": "购方识别号校验不通过"}]
-        },
-    )
-    reason_code: str
-    message: str = ""
-
-
-class MissingReportRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"note": "not found in the platform's query on 2026-11-23"}]
-        },
-    )
-    detected_by: str = Field(default="person", description="person, timer or reconciliation")
-    note: str = ""
-    evidence: str | None = None
-
-
-class VoidRequest(CommandBase):
-    reason: str
-
-
-class RedReversalRequest(CommandBase):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "confirmation_number": "11010826112001615708",
-                    "red_invoice_key": "26112000000135119999",
-                    "scope": "partial",
-                    "amount": "113.00",
-                    "reason_code": "04",
-                }
-            ]
-        },
-    )
-    confirmation_number: str = Field(description="红字发票信息确认单编号, 20 characters")
-    red_invoice_key: str
-    scope: str = Field(description="full or partial")
-    reason_code: str = Field(
-        description="01 invoicing error, 02 returned, 03 service stopped, 04 sales allowance"
-    )
-    amount: MoneyIn | None = Field(default=None, description="Reversed total, for partial")
 
 
 class FieldWarningOut(BaseModel):

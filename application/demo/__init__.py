@@ -1,0 +1,3 @@
+"""demo: the seeded demo tenant and the month through a lossy platform. Imports any room; no room
+imports it.
+"""

@@ -15,29 +15,29 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from application.dto import CommandResult, EventView, Idempotency, warnings_as_dicts
-from application.errors import (
+from application.invoices.lifecycle import LifecycleCommand
+from application.ports import Clock, EventLog, StoredEventRow
+from application.serialization import DateAsISO
+from application.service_errors import (
     ConcurrencyConflictError,
     IdempotencyKeyReusedError,
     InvoiceAlreadyExistsError,
     InvoiceNotFoundError,
 )
-from application.ports import Clock, EventLog, StoredEventRow
-from application.serialization import DateAsISO
 from domain.base import LedgerEvent, Provenance
+from domain.calendar import SHANGHAI
 from domain.errors import InvalidFieldError, ValidationFailedError
-from domain.idempotency import CommandReceipt
-from domain.invoices.identity import FieldWarning, invoice_id, parse_canonical_key, receipt_id
+from domain.idempotency import CommandReceipt, receipt_id
+from domain.invoices.identity import FieldWarning, invoice_id, parse_canonical_key
 from domain.invoices.invoice import Invoice
 from domain.invoices.issuance import InvoiceDraft, validate_draft
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_ATTEMPTS = 5
 
 Aggregate = BaseAggregate[UUID]
@@ -156,89 +156,17 @@ class InvoiceLedger(Application[UUID]):
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def submit_invoice(
+    def change_invoice(
         self,
         tenant_id: str,
         invoice_id: UUID,
+        command: LifecycleCommand,
         by: Provenance,
-        channel: str,
-        batch_ref: str | None = None,
         idempotency: Idempotency | None = None,
     ) -> CommandResult:
-        """Record an upload attempt to the platform."""
+        """Apply one lifecycle step (`application/invoices/lifecycle.py` declares each)."""
         return self._change(
-            tenant_id, invoice_id, by, idempotency, lambda inv: inv.submit(by, channel, batch_ref)
-        )
-
-    def record_submission_failure(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        reason_code: str,
-        detail: str = "",
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Record that an upload did not reach the platform."""
-        return self._change(
-            tenant_id,
-            invoice_id,
-            by,
-            idempotency,
-            lambda inv: inv.fail_submission(by, reason_code, detail),
-        )
-
-    def acknowledge_invoice(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        platform_ref: str,
-        acknowledged_at: datetime | None = None,
-        learned_via: str = "manual",
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Record the platform's acknowledgement; a late one for a missing invoice is accepted."""
-        at = acknowledged_at or by.occurred_at
-        return self._change(
-            tenant_id,
-            invoice_id,
-            by,
-            idempotency,
-            lambda inv: inv.acknowledge(by, platform_ref, at, learned_via),
-        )
-
-    def reject_invoice(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        reason_code: str,
-        message: str = "",
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Record the platform's rejection with its reason code."""
-        return self._change(
-            tenant_id, invoice_id, by, idempotency, lambda inv: inv.reject(by, reason_code, message)
-        )
-
-    def report_missing(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        detected_by: str,
-        note: str = "",
-        evidence: str | None = None,
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Mark an invoice the platform does not have as missing."""
-        return self._change(
-            tenant_id,
-            invoice_id,
-            by,
-            idempotency,
-            lambda inv: inv.mark_missing(by, detected_by, note, evidence),
+            tenant_id, invoice_id, by, idempotency, lambda inv: command.apply(inv, by)
         )
 
     def expire_acknowledgement_window(
@@ -257,42 +185,6 @@ class InvoiceLedger(Application[UUID]):
             by,
             None,
             lambda inv: inv.expire_acknowledgement_window(by, attempt, window, due_at),
-        )
-
-    def void_invoice(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        reason: str,
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Void a paper invoice."""
-        return self._change(
-            tenant_id, invoice_id, by, idempotency, lambda inv: inv.void(by, reason)
-        )
-
-    def red_reverse_invoice(
-        self,
-        tenant_id: str,
-        invoice_id: UUID,
-        by: Provenance,
-        confirmation_number: str,
-        red_invoice_key: str,
-        scope: str,
-        reason_code: str,
-        amount: Decimal | str | None = None,
-        idempotency: Idempotency | None = None,
-    ) -> CommandResult:
-        """Record a red-letter reversal (full or partial) of an acknowledged invoice."""
-        return self._change(
-            tenant_id,
-            invoice_id,
-            by,
-            idempotency,
-            lambda inv: inv.red_reverse(
-                by, confirmation_number, red_invoice_key, scope, reason_code, amount
-            ),
         )
 
     def apply_to_invoice(

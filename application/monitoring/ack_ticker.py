@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from application.errors import InvoiceNotFoundError
 from application.invoices.ledger import InvoiceLedger
 from application.monitoring.policy_service import PolicyService
 from application.ports import TimerReader
+from application.service_errors import InvoiceNotFoundError
 from domain.base import Provenance, Source
 from domain.errors import InvalidTransitionError
 from domain.monitoring.sla import deadline

@@ -12,8 +12,8 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.errors import ConcurrencyConflictError
 from application.invoices.ledger import MAX_ATTEMPTS, InvoiceLedger
+from application.service_errors import ConcurrencyConflictError
 from domain.base import Provenance
 from domain.monitoring.tenant_policy import TenantPolicy, policy_id
 

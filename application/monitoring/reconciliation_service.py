@@ -18,9 +18,9 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.errors import ApplicationError, RunNotFoundError
 from application.invoices.ledger import InvoiceLedger
 from application.ports import ExportSource, Finding, ReconciliationStore
+from application.service_errors import ApplicationError, RunNotFoundError
 from domain.base import Provenance
 from domain.errors import DomainError
 from domain.invoices.invoice import Invoice

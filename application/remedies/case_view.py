@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from application.topics import events_of, topics_of
-from domain.monitoring.sla import SHANGHAI_ZONE
+from domain.calendar import SHANGHAI
 from domain.remedies.complaint import Complaint
 from domain.remedies.reentry_application import ReEntryApplication
 
@@ -23,7 +23,7 @@ def handles(event: object) -> bool:
 
 
 def start_of(day: date) -> datetime:
-    return datetime.combine(day, time(0), SHANGHAI_ZONE)
+    return datetime.combine(day, time(0), SHANGHAI)
 
 
 def _reply_times(row: Row) -> None:

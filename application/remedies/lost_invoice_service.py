@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import BaseAggregate
 
 from application.invoices.ledger import InvoiceLedger
-from application.remedies.reentry_service import (
+from application.remedies.case_commands import (
     NUMBERING_ATTEMPTS,
     CaseNotFoundError,
     CaseResult,

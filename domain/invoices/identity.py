@@ -14,7 +14,6 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
 
 INVOICE_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:invoice:v1")
-RECEIPT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:command-receipt:v1")
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
@@ -165,7 +164,3 @@ def parse_uscc(field: str, raw: str) -> tuple[str, list[FieldWarning]]:
 def invoice_id(tenant_id: str, key: InvoiceKey) -> UUID:
     """An invoice's aggregate id: the same invoice of the same tenant always maps here."""
     return uuid5(INVOICE_NAMESPACE, f"{tenant_id}|{key.canonical}")
-
-
-def receipt_id(tenant_id: str, idempotency_key: str) -> UUID:
-    return uuid5(RECEIPT_NAMESPACE, f"{tenant_id}|{idempotency_key}")

@@ -6,10 +6,7 @@ Pure arithmetic on aware datetimes; the caller passes the windows it knows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
-
-SHANGHAI_ZONE = ZoneInfo("Asia/Shanghai")  # business dates and deadlines are Beijing's
+from datetime import datetime, timedelta
 
 
 def merged(windows: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -37,15 +34,3 @@ def deadline(
         left -= a - t
         t = b
     return t + left
-
-
-def add_working_days(start: datetime, days: int, zone: tzinfo) -> datetime:
-    """`days` working days (Monday to Friday, local to `zone`) after `start`, same local time.
-    Public holidays and make-up working days are not modelled yet."""
-    local = start.astimezone(zone)
-    added = 0
-    while added < days:
-        local += timedelta(days=1)
-        if local.weekday() < 5:
-            added += 1
-    return local.astimezone(start.tzinfo)

@@ -223,16 +223,16 @@ def _report(timeline: list[tuple[str, list[Any]]], checkpoint: dict[str, Any]) -
 
 
 @dataclass
-class VerifyResult:
+class BundleVerifyReport:
     invoices: int = 0
     events: int = 0
     failures: list[str] = field(default_factory=list)
     key_source: str = ""
 
 
-def verify_bundle(bundle: Path, vkey: str | None = None) -> VerifyResult:
+def verify_bundle(bundle: Path, vkey: str | None = None) -> BundleVerifyReport:
     """Check a bundle offline: BagIt checksums, leaves, proofs, the signature, the replay."""
-    result = VerifyResult()
+    result = BundleVerifyReport()
     with tempfile.TemporaryDirectory(prefix="fapiao-verify-") as tmp:
         try:
             with zipfile.ZipFile(bundle) as z:
@@ -257,7 +257,7 @@ def verify_bundle(bundle: Path, vkey: str | None = None) -> VerifyResult:
     return result
 
 
-def _verify_payload(data: Path, vkey: str | None, result: VerifyResult) -> None:
+def _verify_payload(data: Path, vkey: str | None, result: BundleVerifyReport) -> None:
     try:
         checkpoint, sigs = parse_note((data / "checkpoint.txt").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -45,7 +45,7 @@ def _raw_public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-class KeyMissingError(Exception):
+class SigningKeyMissingError(Exception):
     """No signing key is configured outside development."""
 
 
@@ -99,7 +99,7 @@ class CheckpointSigner:
         files = self._files()
         if not files:
             if not self.create:
-                raise KeyMissingError(
+                raise SigningKeyMissingError(
                     f"no checkpoint signing key in {self.keys_dir}; run `fapiao ledger rotate-key`"
                 )
             self.rotate()

@@ -126,7 +126,7 @@ class SealProjection:
 
 
 @dataclass
-class VerifyReport:
+class LogVerifyReport:
     leaves: int
     unsealed: int
     checkpoint_size: int | None
@@ -201,7 +201,7 @@ class MerkleLog:
             raise LookupError(f"the log has no tree of size {second} yet")
         return merkle.consistency_proof(first, leaves)
 
-    def verify(self, rows: Iterator[StoredEventRow]) -> VerifyReport:
+    def verify(self, rows: Iterator[StoredEventRow]) -> LogVerifyReport:
         """Recompute every leaf from the stored events; check the latest checkpoint."""
         failures: list[str] = []
         with self.engine.connect() as conn:
@@ -253,7 +253,9 @@ class MerkleLog:
         failures.sort(
             key=lambda f: int(f.split()[1].rstrip(":")) if f.startswith("position") else -1
         )
-        return VerifyReport(len(sealed), unsealed, latest.tree_size if latest else None, failures)
+        return LogVerifyReport(
+            len(sealed), unsealed, latest.tree_size if latest else None, failures
+        )
 
 
 def b64(value: bytes) -> str:

@@ -1,0 +1,3 @@
+"""monitoring: platform export reading, the reconciliation staging store, callback signatures and
+the webhook outbox. Imports: invoices/, kernel.
+"""

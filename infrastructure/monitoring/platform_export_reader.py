@@ -36,7 +36,7 @@ def detect_encoding(head: bytes) -> str:
 
 
 @dataclass
-class ExportReader:
+class PlatformExportReader:
     """Yields (line number, cell values) for every row of the file, header included."""
 
     path: Path

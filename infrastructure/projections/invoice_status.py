@@ -11,8 +11,8 @@ from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from application.invoices import status_view as fold_module
-from application.invoices.ledger import SHANGHAI
 from application.ports import InvoiceFilter
+from domain.calendar import SHANGHAI
 from domain.invoices.identity import invoice_id, parse_canonical_key
 from domain.invoices.invoice import Invoice
 from infrastructure.store.tables import invoice_status, invoice_status_history, status_daily

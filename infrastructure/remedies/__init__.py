@@ -1,0 +1,1 @@
+"""remedies: the content-addressed attachment store. Imports: invoices/, kernel."""

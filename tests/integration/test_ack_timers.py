@@ -7,6 +7,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from application.invoices.lifecycle import (
+    AcknowledgeRequest,
+    SubmissionFailureRequest,
+    SubmitRequest,
+)
 from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services, build_services
 from tests.builders import SELLER, a_draft, by
@@ -24,7 +29,7 @@ def catch_up(services: Services) -> None:
 def submitted(services: Services, n: int = 1, at: datetime = START) -> list[UUID]:
     results = services.ledger.issue_invoices(T, [a_draft() for _ in range(n)], by(at=at))
     for r in results:
-        services.ledger.submit_invoice(T, r.invoice_id, by(at=at), "erp")
+        services.ledger.change_invoice(T, r.invoice_id, SubmitRequest(channel="erp"), by(at=at))
     catch_up(services)
     return [r.invoice_id for r in results]
 
@@ -89,10 +94,14 @@ def test_acknowledged_failed_and_resubmitted_invoices_follow_their_latest_upload
     services: Services, clock: SettableClock
 ) -> None:
     acked, resubmitted = submitted(services, 2)
-    services.ledger.acknowledge_invoice(T, acked, by(at=START + timedelta(hours=1)), "A")
+    services.ledger.change_invoice(
+        T, acked, AcknowledgeRequest(platform_ref="A"), by(at=START + timedelta(hours=1))
+    )
     later = START + timedelta(hours=20)
-    services.ledger.record_submission_failure(T, resubmitted, by(at=later), "timeout")
-    services.ledger.submit_invoice(T, resubmitted, by(at=later), "erp")
+    services.ledger.change_invoice(
+        T, resubmitted, SubmissionFailureRequest(reason_code="timeout"), by(at=later)
+    )
+    services.ledger.change_invoice(T, resubmitted, SubmitRequest(channel="erp"), by(at=later))
     catch_up(services)
     clock.set(START + timedelta(hours=30))
     assert services.ticker.tick().marked == []
@@ -109,8 +118,11 @@ def test_a_late_acknowledgement_is_accepted_and_says_how_late(
     clock.set(START + timedelta(hours=25))
     services.ticker.tick()
     ack_at = START + timedelta(hours=30)
-    result = services.ledger.acknowledge_invoice(
-        T, invoice_id, by(at=ack_at), "ACK-LATE", acknowledged_at=ack_at, learned_via="callback"
+    result = services.ledger.change_invoice(
+        T,
+        invoice_id,
+        AcknowledgeRequest(platform_ref="ACK-LATE", acknowledged_at=ack_at, learned_via="callback"),
+        by(at=ack_at),
     )
     assert result.status == "acknowledged"
     ack = services.ledger.events.get(invoice_id, desc=True, limit=1)

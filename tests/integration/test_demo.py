@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.demo.runner import run_demo
+from infrastructure.demo.simulated_platform import run_demo
 from infrastructure.settings import Settings
 from tests.test_cli import fapiao
 

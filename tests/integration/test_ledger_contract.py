@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from application.dto import Idempotency
-from application.errors import (
+from application.invoices.lifecycle import AcknowledgeRequest, SubmitRequest
+from application.service_errors import (
     IdempotencyKeyReusedError,
     InvoiceAlreadyExistsError,
     InvoiceNotFoundError,
@@ -31,8 +32,12 @@ def events_count(services: Services) -> int:
 def test_issue_then_lifecycle_with_positions_and_recorded_at(services: Services) -> None:
     ledger = services.ledger
     issued = ledger.issue_invoice(T, a_draft(), by())
-    submitted = ledger.submit_invoice(T, issued.invoice_id, by(), "erp", "B1")
-    acked = ledger.acknowledge_invoice(T, issued.invoice_id, by(), "ACK-1", learned_via="poll")
+    submitted = ledger.change_invoice(
+        T, issued.invoice_id, SubmitRequest(channel="erp", batch_ref="B1"), by()
+    )
+    acked = ledger.change_invoice(
+        T, issued.invoice_id, AcknowledgeRequest(platform_ref="ACK-1", learned_via="poll"), by()
+    )
     assert issued.position < submitted.position < acked.position
     assert (acked.status, acked.version) == ("acknowledged", 3)
     events = ledger.list_invoice_events(T, issued.invoice_id)
@@ -78,7 +83,9 @@ def test_a_batch_is_all_or_nothing(services: Services) -> None:
 def test_another_tenants_invoice_is_not_found(services: Services) -> None:
     issued = services.ledger.issue_invoice(T, a_draft(), by())
     with pytest.raises(InvoiceNotFoundError):
-        services.ledger.submit_invoice("91320621MA1MRHG205", issued.invoice_id, by(), "erp")
+        services.ledger.change_invoice(
+            "91320621MA1MRHG205", issued.invoice_id, SubmitRequest(channel="erp"), by()
+        )
     with pytest.raises(InvoiceNotFoundError):
         services.ledger.list_invoice_events("91320621MA1MRHG205", issued.invoice_id)
 
@@ -89,9 +96,9 @@ def test_an_idempotent_repeat_returns_the_first_answer_and_writes_nothing(
     ledger = services.ledger
     issued = ledger.issue_invoice(T, a_draft(), by())
     key = Idempotency("retry-7", "fingerprint-A")
-    first = ledger.submit_invoice(T, issued.invoice_id, by(), "erp", idempotency=key)
+    first = ledger.change_invoice(T, issued.invoice_id, SubmitRequest(channel="erp"), by(), key)
     before = events_count(services)
-    again = ledger.submit_invoice(T, issued.invoice_id, by(), "erp", idempotency=key)
+    again = ledger.change_invoice(T, issued.invoice_id, SubmitRequest(channel="erp"), by(), key)
     assert again.replayed and not first.replayed
     assert (again.invoice_id, again.version, again.status) == (
         first.invoice_id,
@@ -101,8 +108,12 @@ def test_an_idempotent_repeat_returns_the_first_answer_and_writes_nothing(
     assert again.position >= first.position
     assert events_count(services) == before
     with pytest.raises(IdempotencyKeyReusedError):
-        ledger.submit_invoice(
-            T, issued.invoice_id, by(), "erp", idempotency=Idempotency("retry-7", "fingerprint-B")
+        ledger.change_invoice(
+            T,
+            issued.invoice_id,
+            SubmitRequest(channel="erp"),
+            by(),
+            Idempotency("retry-7", "fingerprint-B"),
         )
 
 
@@ -117,14 +128,19 @@ def test_an_idempotent_issue_repeat_is_not_a_conflict(services: Services) -> Non
 def test_concurrent_commands_on_one_invoice_are_retried_not_lost(services: Services) -> None:
     ledger = services.ledger
     issued = ledger.issue_invoice(T, a_draft(), by())
-    ledger.submit_invoice(T, issued.invoice_id, by(), "erp")
+    ledger.change_invoice(T, issued.invoice_id, SubmitRequest(channel="erp"), by())
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
 
     def race() -> None:
         barrier.wait()
         try:
-            ledger.acknowledge_invoice(T, issued.invoice_id, by(), "ACK", learned_via="poll")
+            ledger.change_invoice(
+                T,
+                issued.invoice_id,
+                AcknowledgeRequest(platform_ref="ACK", learned_via="poll"),
+                by(),
+            )
             outcomes.append("ok")
         except InvalidTransitionError:
             outcomes.append("already acknowledged")

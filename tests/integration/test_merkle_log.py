@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
 
+from application.invoices.lifecycle import SubmitRequest
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER, a_draft, by
 from tests.test_cli import fapiao
@@ -65,7 +66,7 @@ def independent_note_check(note: str, vkey: str) -> tuple[int, bytes]:
 def sealed(services: Services, invoices: int = 12) -> None:
     for _ in range(invoices):
         r = services.ledger.issue_invoice(SELLER, a_draft(), by())
-        services.ledger.submit_invoice(SELLER, r.invoice_id, by(), "erp")
+        services.ledger.change_invoice(SELLER, r.invoice_id, SubmitRequest(channel="erp"), by())
     services.bring_up_to_date("seal")
 
 

@@ -17,7 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from application.errors import ProjectionLagError
+from application.invoices.lifecycle import (
+    AcknowledgeRequest,
+    MissingReportRequest,
+    RejectRequest,
+    SubmissionFailureRequest,
+    SubmitRequest,
+)
+from application.service_errors import ProjectionLagError
 from domain.errors import DomainError
 from infrastructure.bootstrap import Services
 from infrastructure.store.tables import invoice_status
@@ -36,12 +43,16 @@ def issue_and_walk(services: Services, n: int) -> list[Any]:
     ledger = services.ledger
     results = ledger.issue_invoices(T, [a_draft() for _ in range(n)], by())
     for i, r in enumerate(results):
-        ledger.submit_invoice(T, r.invoice_id, by(), "erp")
+        ledger.change_invoice(T, r.invoice_id, SubmitRequest(channel="erp"), by())
         if i % 3 == 0:
-            ledger.acknowledge_invoice(T, r.invoice_id, by(), f"A{i}", learned_via="poll")
+            ledger.change_invoice(
+                T, r.invoice_id, AcknowledgeRequest(platform_ref=f"A{i}", learned_via="poll"), by()
+            )
         elif i % 3 == 1:
-            ledger.record_submission_failure(T, r.invoice_id, by(), "net")
-            ledger.submit_invoice(T, r.invoice_id, by(), "erp")
+            ledger.change_invoice(
+                T, r.invoice_id, SubmissionFailureRequest(reason_code="net"), by()
+            )
+            ledger.change_invoice(T, r.invoice_id, SubmitRequest(channel="erp"), by())
     return [r.invoice_id for r in results]
 
 
@@ -130,11 +141,17 @@ def test_a_rebuild_equals_incremental_processing(
     worker.batch_size = batch
     ids = [r.invoice_id for r in ledger.issue_invoices(T, [a_draft() for _ in range(6)], by())]
     steps = {
-        "submit": lambda i: ledger.submit_invoice(T, i, by(), "erp"),
-        "fail": lambda i: ledger.record_submission_failure(T, i, by(), "net"),
-        "ack": lambda i: ledger.acknowledge_invoice(T, i, by(), "A", learned_via="poll"),
-        "reject": lambda i: ledger.reject_invoice(T, i, by(), "E1"),
-        "missing": lambda i: ledger.report_missing(T, i, by(), "timer"),
+        "submit": lambda i: ledger.change_invoice(T, i, SubmitRequest(channel="erp"), by()),
+        "fail": lambda i: ledger.change_invoice(
+            T, i, SubmissionFailureRequest(reason_code="net"), by()
+        ),
+        "ack": lambda i: ledger.change_invoice(
+            T, i, AcknowledgeRequest(platform_ref="A", learned_via="poll"), by()
+        ),
+        "reject": lambda i: ledger.change_invoice(T, i, RejectRequest(reason_code="E1"), by()),
+        "missing": lambda i: ledger.change_invoice(
+            T, i, MissingReportRequest(detected_by="timer"), by()
+        ),
     }
     for index, step in plan:
         if step == "process":
@@ -218,7 +235,7 @@ def test_reads_can_wait_for_their_own_write(services: Services) -> None:
     started = time.monotonic()
     assert services.wait_for("invoice_status", issued.position, timeout=5) >= issued.position
     assert time.monotonic() - started < 5
-    later = services.ledger.submit_invoice(T, issued.invoice_id, by(), "erp")
+    later = services.ledger.change_invoice(T, issued.invoice_id, SubmitRequest(channel="erp"), by())
     services.wait_for("invoice_status", later.position, timeout=5)
     assert services.reader.get(T, issued.invoice_id)["status"] == "submitted"  # type: ignore[index]
 

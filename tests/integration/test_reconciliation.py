@@ -10,12 +10,13 @@ from uuid import UUID
 
 import pytest
 
+from application.invoices.lifecycle import AcknowledgeRequest, MissingReportRequest, SubmitRequest
 from application.monitoring.reconciliation_service import ReconciliationFileError, RunResult
 from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import (
     BASIC_COLUMNS,
-    ExportReader,
+    PlatformExportReader,
     sha256_of,
     write_export,
 )
@@ -92,11 +93,13 @@ def a_ledger(services: Services) -> Ledger:
         keys[name], ids[name] = draft.number, r.invoice_id
         if name == "never_uploaded":
             continue
-        ledger.submit_invoice(T, r.invoice_id, by(), "erp")
+        ledger.change_invoice(T, r.invoice_id, SubmitRequest(channel="erp"), by())
         if name in ("acked", "absent_acked", "different_amount", "voided_on_platform"):
-            ledger.acknowledge_invoice(T, r.invoice_id, by(), "ACK", learned_via="poll")
+            ledger.change_invoice(
+                T, r.invoice_id, AcknowledgeRequest(platform_ref="ACK", learned_via="poll"), by()
+            )
         if name == "missing":
-            ledger.report_missing(T, r.invoice_id, by(), "person")
+            ledger.change_invoice(T, r.invoice_id, MissingReportRequest(detected_by="person"), by())
     return Ledger(**keys, ids=ids)
 
 
@@ -113,7 +116,7 @@ def export_for(led: Ledger, unknown: str) -> list[list[object]]:
 
 
 def reconcile(services: Services, path: Path, **kwargs: object) -> RunResult:
-    reader = ExportReader(path, kwargs.pop("encoding", None))  # type: ignore[arg-type]
+    reader = PlatformExportReader(path, kwargs.pop("encoding", None))  # type: ignore[arg-type]
     return services.reconciliation.reconcile(T, reader, sha256_of(path), path.name, by(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -186,7 +189,7 @@ def test_importing_the_same_file_again_changes_nothing(services: Services, tmp_p
 def test_a_gb18030_file_is_detected_and_read(services: Services, tmp_path: Path) -> None:
     led = a_ledger(services)
     path = write_export(tmp_path / "gbk.csv", [platform_row(led.acked)], encoding="gb18030")
-    reader = ExportReader(path)
+    reader = PlatformExportReader(path)
     assert reader.encoding == "gb18030"
     run = services.reconciliation.reconcile(T, reader, sha256_of(path), "gbk.csv", by())
     assert run.counts["matched"] == 1

@@ -1,0 +1,1 @@
+"""routes: one module per resource under /v1."""

@@ -20,6 +20,7 @@ from api.http.routes.invoices import _out
 from api.http.schemas import CommandResponse
 from application.access import Role
 from application.dto import Idempotency
+from application.invoices.lifecycle import AcknowledgeRequest, RejectRequest
 from domain.base import Provenance, Source
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.callback_signatures import CallbackRejectedError
@@ -106,12 +107,22 @@ def _handle(
     # A provider resending the same notice (new timestamp, same body) gets the first answer.
     idem = Idempotency(f"callback:{digest[:40]}", digest)
     if notice.kind == "acknowledged":
-        result = ledger.acknowledge_invoice(
-            tenant, invoice_id, by, notice.platform_ref, notice.at, "callback", idem
+        result = ledger.change_invoice(
+            tenant,
+            invoice_id,
+            AcknowledgeRequest(
+                platform_ref=notice.platform_ref, acknowledged_at=notice.at, learned_via="callback"
+            ),
+            by,
+            idem,
         )
     else:
-        result = ledger.reject_invoice(
-            tenant, invoice_id, by, notice.reason_code, notice.message, idem
+        result = ledger.change_invoice(
+            tenant,
+            invoice_id,
+            RejectRequest(reason_code=notice.reason_code, message=notice.message),
+            by,
+            idem,
         )
     return _out(result)
 

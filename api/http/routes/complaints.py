@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from api.http.deps import PrincipalDep, ServicesDep, provenance
 from api.http.schemas import shown
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
-from application.remedies.reentry_service import CaseResult
+from application.remedies.case_commands import CaseResult
 from domain.remedies.complaint import CHANNELS, ESCALATIONS, OUTCOMES, Complaint
 
 router = APIRouter(prefix="/v1", tags=["complaints and cases"])

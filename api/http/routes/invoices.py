@@ -1,6 +1,8 @@
-"""Invoice commands and queries under /v1. Each route: parse, one application call, shape."""
+"""Invoice commands and queries under /v1. Each route: parse, one application call, shape.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the lifecycle routes annotate their body with a
+class chosen at runtime, which FastAPI must see as the class, not as a string.
+"""
 
 import base64
 from collections.abc import Callable
@@ -15,31 +17,31 @@ from pydantic import AwareDatetime
 from api.http.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency, provenance
 from api.http.responses import OrjsonResponse
 from api.http.schemas import (
-    AcknowledgeRequest,
     BatchResponse,
-    CommandBase,
     CommandResponse,
     EventOut,
     InvoiceOut,
     InvoicePage,
     IssueBatchRequest,
     IssueInvoiceRequest,
+    StatusCounts,
+)
+from application.access import INVOICE_WRITERS
+from application.dto import CommandResult
+from application.invoices.lifecycle import (
+    LIFECYCLE,
+    AcknowledgeRequest,
+    LifecycleCommand,
     MissingReportRequest,
     RedReversalRequest,
     RejectRequest,
-    StatusCounts,
     SubmissionFailureRequest,
     SubmitRequest,
     VoidRequest,
 )
-from application.access import INVOICE_WRITERS, Principal
-from application.dto import CommandResult, Idempotency
-from application.errors import InvoiceNotFoundError
-from application.invoices.ledger import InvoiceLedger
 from application.ports import InvoiceFilter
-from domain.base import Provenance
+from application.service_errors import InvoiceNotFoundError
 from domain.invoices.status import InvoiceStatus
-from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 PROJECTION = "invoice_status"
@@ -78,14 +80,14 @@ def issue_invoice(
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
-    key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> OrjsonResponse:
     principal.require(INVOICE_WRITERS)
     result = services.ledger.issue_invoice(
         principal.tenant_id,
         body.to_draft(),
         provenance(principal, body.occurred_at, services),
-        idempotency(request, key, body),
+        idempotency(request, idempotency_key, body),
     )
     return OrjsonResponse(
         _out(result).model_dump(mode="json"),
@@ -106,7 +108,7 @@ def issue_batch(
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
-    key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchResponse:
     principal.require(INVOICE_WRITERS)
     by = provenance(principal, None, services)
@@ -114,209 +116,63 @@ def issue_batch(
         principal.tenant_id,
         [inv.to_draft() for inv in body.invoices],
         by,
-        idempotency(request, key, body),
+        idempotency(request, idempotency_key, body),
     )
     return BatchResponse(
         results=[_out(r) for r in results], position=max(r.position for r in results)
     )
 
 
-def _command(name: str, summary: str):  # type: ignore[no-untyped-def]
-    return router.post(
-        f"/invoices/{{ref}}/{name}",
+# The URLs are public and written out; each step's body, summary and decision are declared
+# once in application/invoices/lifecycle.py.
+PATHS: dict[type[LifecycleCommand], str] = {
+    SubmitRequest: "submissions",
+    SubmissionFailureRequest: "submission-failures",
+    AcknowledgeRequest: "acknowledgements",
+    RejectRequest: "rejections",
+    MissingReportRequest: "missing-reports",
+    VoidRequest: "voids",
+    RedReversalRequest: "red-reversals",
+}
+
+
+def _lifecycle_route(command_type: type[LifecycleCommand]) -> Callable[..., CommandResponse]:
+    """A route whose body is `command_type`: authorise, resolve, stamp, apply once."""
+
+    def route(
+        ref: str,
+        body: command_type,  # type: ignore[valid-type]
+        request: Request,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> CommandResponse:
+        principal.require(INVOICE_WRITERS)
+        ledger = services.ledger
+        tenant = principal.tenant_id
+        return _out(
+            ledger.change_invoice(
+                tenant,
+                ledger.resolve_invoice_id(tenant, ref),
+                body,
+                provenance(principal, body.occurred_at, services),
+                idempotency(request, idempotency_key, body),
+            )
+        )
+
+    return route
+
+
+for _command_type in LIFECYCLE:
+    router.add_api_route(
+        f"/invoices/{{ref}}/{PATHS[_command_type]}",
+        _lifecycle_route(_command_type),
+        methods=["POST"],
+        name=_command_type.name,
+        summary=_command_type.summary,
         response_model=CommandResponse,
         responses=ERRORS,
-        summary=summary,
     )
-
-
-Call = Callable[[InvoiceLedger, str, UUID, Provenance, Idempotency | None], CommandResult]
-
-
-def _lifecycle(
-    ref: str,
-    body: CommandBase,
-    request: Request,
-    principal: Principal,
-    services: Services,
-    key: str | None,
-    call: Call,
-) -> CommandResponse:
-    """The shared shape of every lifecycle command: authorise, resolve, stamp, call once."""
-    principal.require(INVOICE_WRITERS)
-    ledger = services.ledger
-    tenant = principal.tenant_id
-    return _out(
-        call(
-            ledger,
-            tenant,
-            ledger.resolve_invoice_id(tenant, ref),
-            provenance(principal, body.occurred_at, services),
-            idempotency(request, key, body),
-        )
-    )
-
-
-@_command("submissions", "Record an upload attempt to the tax platform")
-def submit(
-    ref: str,
-    body: SubmitRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.submit_invoice(t, i, by, body.channel, body.batch_ref, idem),
-    )
-
-
-@_command("submission-failures", "Record that an upload did not reach the platform")
-def fail_submission(
-    ref: str,
-    body: SubmissionFailureRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.record_submission_failure(
-            t, i, by, body.reason_code, body.detail, idem
-        ),
-    )
-
-
-@_command("acknowledgements", "Record the platform's acknowledgement (late ones included)")
-def acknowledge(
-    ref: str,
-    body: AcknowledgeRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.acknowledge_invoice(
-            t, i, by, body.platform_ref, body.acknowledged_at, body.learned_via, idem
-        ),
-    )
-
-
-@_command("rejections", "Record the platform's rejection")
-def reject(
-    ref: str,
-    body: RejectRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.reject_invoice(
-            t, i, by, body.reason_code, body.message, idem
-        ),
-    )
-
-
-@_command("missing-reports", "Mark an invoice missing from the platform")
-def report_missing(
-    ref: str,
-    body: MissingReportRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.report_missing(
-            t, i, by, body.detected_by, body.note, body.evidence, idem
-        ),
-    )
-
-
-@_command("voids", "Void a paper invoice")
-def void(
-    ref: str,
-    body: VoidRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.void_invoice(t, i, by, body.reason, idem),
-    )
-
-
-@_command("red-reversals", "Record a red-letter reversal (full or partial)")
-def red_reverse(
-    ref: str,
-    body: RedReversalRequest,
-    request: Request,
-    principal: PrincipalDep,
-    services: ServicesDep,
-    key: IdempotencyKey = None,
-) -> CommandResponse:
-    # A float amount goes to the domain as is, so it is refused there with its rule.
-    amount = (
-        body.amount if body.amount is None or isinstance(body.amount, float) else str(body.amount)
-    )
-    return _lifecycle(
-        ref,
-        body,
-        request,
-        principal,
-        services,
-        key,
-        lambda lg, t, i, by, idem: lg.red_reverse_invoice(
-            t,
-            i,
-            by,
-            body.confirmation_number,
-            body.red_invoice_key,
-            body.scope,
-            body.reason_code,
-            amount,
-            idem,
-        ),
-    )  # type: ignore[arg-type]
 
 
 @router.get(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
 from application.access import INVOICE_WRITERS
-from application.remedies.reentry_service import CaseResult
+from application.remedies.case_commands import CaseResult
 from domain.remedies.lost_invoice import LostInvoiceCase
 
 router = APIRouter(prefix="/v1/lost-invoice-cases", tags=["lost paper invoices"])

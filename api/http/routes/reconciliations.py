@@ -24,7 +24,7 @@ from application.access import INVOICE_WRITERS
 from application.monitoring.reconciliation_service import RunResult
 from application.ports import Finding
 from domain.errors import InvalidFieldError
-from infrastructure.monitoring.platform_export_reader import ExportReader
+from infrastructure.monitoring.platform_export_reader import PlatformExportReader
 
 router = APIRouter(prefix="/v1", tags=["reconciliation"])
 MAX_UPLOAD = 2 * 1024**3
@@ -129,7 +129,7 @@ def reconcile(
         if size == 0:
             raise InvalidFieldError("file", "is empty", "required")
         try:
-            reader = ExportReader(path, encoding)
+            reader = PlatformExportReader(path, encoding)
         except LookupError:
             raise InvalidFieldError(
                 "encoding", f"{encoding!r} is not an encoding", "encoding"

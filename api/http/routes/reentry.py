@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
-from application.remedies.reentry_service import CaseResult
+from application.remedies.case_commands import CaseResult
 from domain.remedies.reentry_application import ReEntryApplication
 
 router = APIRouter(prefix="/v1/reentry-applications", tags=["supplementary entry"])
