@@ -5,9 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+LOCAL_DATA_DIR = Path(".fapiao")
+
+
+def default_data_dir() -> Path:
+    """`./.fapiao` if the current folder has one (a checkout's own), else the user's data
+    folder (e.g. ~/.local/share/fapiao-ledger), so the CLI works from any folder."""
+    if LOCAL_DATA_DIR.is_dir():
+        return LOCAL_DATA_DIR.resolve()
+    return Path(platformdirs.user_data_dir("fapiao-ledger", appauthor=False))
+
+
+def _absolute(path: Path) -> Path:
+    return path.expanduser().resolve()
 
 
 class Settings(BaseSettings):
@@ -19,7 +34,11 @@ class Settings(BaseSettings):
         default=None,
         description="sqlite:///path/to/ledger.db or postgresql://user:pw@host:5432/db",
     )
-    data_dir: Path = Path(".fapiao")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="SQLite file, keys and attachments (default ./.fapiao if present, else the "
+        "user's data folder); made absolute at startup",
+    )
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
     lock_timeout_seconds: int = Field(default=5, ge=1)
@@ -65,7 +84,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"FAPIAO_DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme}:"
             )
+        if scheme == "sqlite":
+            url = make_url(v)
+            if url.database and url.database != ":memory:":
+                v = url.set(database=str(_absolute(Path(url.database)))).render_as_string()
         return v
+
+    @field_validator("data_dir", "attachments_dir", "keys_dir")
+    @classmethod
+    def _resolved(cls, v: Path | None) -> Path | None:
+        # Absolute once, at startup: a later chdir (or running from another folder) cannot
+        # point the process at a different ledger.
+        return None if v is None else _absolute(v)
 
     @field_validator("signing_key")
     @classmethod
@@ -82,7 +112,7 @@ class Settings(BaseSettings):
     @property
     def url(self) -> URL:
         if self.database_url is None:
-            return make_url(f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}")
+            return make_url(f"sqlite:///{self.data_dir / 'ledger.db'}")
         url = make_url(self.database_url)
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")

@@ -174,6 +174,11 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
 
 
 def test_policy_commands(settings: Settings) -> None:
+    services = build_services(settings)
+    try:
+        services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
+    finally:
+        services.close()
     shown = fapiao(settings, "policy", "show", "--tenant", SELLER)
     assert shown.returncode == 0 and "acknowledgement window 24 h" in shown.stdout
     assert (

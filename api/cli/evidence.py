@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from api.cli.root import console, err, services_for
+from api.cli.root import Operator, Tenant, cli_actor, console, err, services_for, tenant_code
 
 evidence_app = typer.Typer(
     help="Evidence bundles: export, and verify offline.", no_args_is_help=True
@@ -17,14 +17,18 @@ evidence_app = typer.Typer(
 
 @evidence_app.command("export")
 def evidence_export(
-    tenant: Annotated[str, typer.Option(help="The tenant's code")],
+    tenant: Tenant,
     invoice: Annotated[list[str], typer.Option(help="Invoice id or key (repeat)")],
     out: Annotated[Path, typer.Option(help="Where to write the .zip")],
+    operator: Operator = None,
 ) -> None:
-    """Write a BagIt evidence bundle for these invoices, with a progress bar."""
+    """Write a BagIt evidence bundle for these invoices, with a progress bar; the export is
+    recorded in the access log under the operator's name."""
     from infrastructure.evidence.bundle import export_bundle
 
+    by = cli_actor(operator)
     with services_for() as services:
+        tenant = tenant_code(services, tenant)
         ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice]
         columns_ = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns_, console=console) as progress:
@@ -36,6 +40,13 @@ def evidence_export(
                 out,
                 lambda done, total: progress.update(task, completed=done),
             )
+        services.access_log.record_operator(
+            tenant,
+            by.actor,
+            "evidence-export",
+            ",".join(str(i) for i in ids[:20]) + ("..." if len(ids) > 20 else ""),
+            by.occurred_at,
+        )
     console.print(
         f"{report.path}: {report.invoices} invoices, {report.events} events, "
         f"{report.attachments} attachments, against checkpoint {report.tree_size}"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli.root import console, services_for
+from api.cli.root import console, services_for, tenant_code
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def keys_create(
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
     """List API keys (never their secrets)."""
     with services_for() as services:
-        rows = services.keys.list_keys(tenant)
+        rows = services.keys.list_keys(tenant_code(services, tenant) if tenant else None)
     table = Table("key", "tenant", "roles", "label", "created (UTC)", "revoked")
     for k in rows:
         table.add_row(

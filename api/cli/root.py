@@ -40,6 +40,11 @@ class CliError(Exception):
 @contextmanager
 def services_for(settings: Settings | None = None) -> Iterator[Services]:
     settings = settings or Settings()
+    if not settings.is_postgres and not settings.sqlite_path.exists():
+        raise CliError(
+            f"no ledger at {settings.sqlite_path} (set FAPIAO_DATA_DIR or FAPIAO_DATABASE_URL "
+            "to use another); to start one here, run `fapiao migrate` first"
+        )
     revision = migrations.current_revision(settings)
     if revision != migrations.head_revision(settings):
         raise CliError(
@@ -62,9 +67,34 @@ def one_line(e: Exception) -> str:
     return str(e)
 
 
-def cli_actor() -> Provenance:
-    user = os.environ.get("USER") or getpass.getuser()
-    return Provenance(f"cli:{user}", Source.CLI, datetime.now(UTC))
+def os_user() -> str:
+    return os.environ.get("USER") or getpass.getuser()
+
+
+Operator = Annotated[
+    str | None,
+    typer.Option(
+        "--operator",
+        envvar="FAPIAO_OPERATOR",
+        help="Who runs this (recorded as cli:NAME); default: the OS user",
+    ),
+]
+
+
+def cli_actor(operator: str | None = None) -> Provenance:
+    """Provenance of a CLI command: the named operator, else the OS user."""
+    name = (operator or os_user()).strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise CliError("operator: a printable name of at most 100 characters")
+    return Provenance(f"cli:{name}", Source.CLI, datetime.now(UTC))
+
+
+Tenant = Annotated[str, typer.Option(help="The tenant's unified social credit code")]
+
+
+def tenant_code(services: Services, code: str) -> str:
+    """The tenant, checked to exist in this ledger (one line naming the fix otherwise)."""
+    return services.keys.require_tenant(code)
 
 
 def aware_time(field: str, text: str) -> datetime:

@@ -22,14 +22,40 @@ class AccessLog:
         """Kept for auditor and compliance keys (the people whose reading is itself evidence)."""
         if not principal.roles & WATCHED:
             return
+        self._insert(
+            principal.tenant_id,
+            principal.key_id,
+            principal.actor,
+            ",".join(sorted(principal.roles)),
+            action,
+            subject,
+            at,
+        )
+
+    def record_operator(
+        self, tenant_id: str, actor: str, action: str, subject: str, at: datetime
+    ) -> None:
+        """An operator's read or export through the CLI (no API key): always kept."""
+        self._insert(tenant_id, "cli", actor, "operator", action, subject, at)
+
+    def _insert(
+        self,
+        tenant_id: str,
+        key_id: str,
+        actor: str,
+        roles: str,
+        action: str,
+        subject: str,
+        at: datetime,
+    ) -> None:
         with self.write_engine.begin() as conn:
             conn.execute(
                 access_log.insert().values(
                     access_id=uuid.uuid4(),
-                    tenant_id=principal.tenant_id,
-                    key_id=principal.key_id,
-                    actor=principal.actor,
-                    roles=",".join(sorted(principal.roles)),
+                    tenant_id=tenant_id,
+                    key_id=key_id,
+                    actor=actor,
+                    roles=roles,
                     action=action,
                     subject=subject,
                     at=at,
