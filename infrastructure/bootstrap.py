@@ -25,6 +25,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
+from infrastructure.holiday_calendar import china_holidays
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
@@ -231,10 +232,10 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             batch_size=settings.projection_batch_size,
             poll_seconds=settings.projection_poll_seconds,
         )
-    policies = PolicyService(ledger)
+    policies = PolicyService(ledger, china_holidays())
     timers = SqlTimerReader(engine)
     store = SqlReconciliationStore(engine, write_engine)
-    reentry = ReEntryService(ledger, policies.review_days)
+    reentry = ReEntryService(ledger, policies.review_days, policies.working_calendar)
     complaints = ComplaintService(ledger)
     case_reader = SqlCaseReader(engine)
     holder: list[Services] = []

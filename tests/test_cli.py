@@ -219,3 +219,25 @@ def test_policy_commands(settings: Settings) -> None:
     )
     gone = fapiao(settings, "policy", "maintenance-withdraw", "--tenant", SELLER, window_id)
     assert gone.returncode == 0 and window_id not in gone.stdout
+    closed = fapiao(
+        settings,
+        "policy",
+        "closure-add",
+        "--tenant",
+        SELLER,
+        "--day",
+        "2026-12-31",
+        "--note",
+        "年终盘点",
+        "--operator",
+        "wang",
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert "closed 2026-12-31 年终盘点" in closed.stdout
+    assert "and 1 company closure day" in closed.stdout
+    reopened = fapiao(
+        settings, "policy", "closure-withdraw", "--tenant", SELLER, "--day", "2026-12-31"
+    )
+    assert reopened.returncode == 0 and "closed 2026-12-31" not in reopened.stdout
+    bad_day = fapiao(settings, "policy", "closure-add", "--tenant", SELLER, "--day", "31/12")
+    assert bad_day.returncode == 2 and "day" in bad_day.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from api.cli.root import (
     aware_time,
     cli_actor,
     console,
+    date_option,
     services_for,
     tenant_code,
 )
@@ -23,7 +24,8 @@ from application.monitoring.policy_service import PolicyView
 from domain.calendar import SHANGHAI
 
 policy_app = typer.Typer(
-    help="Tenant policy: acknowledgement window, maintenance windows.", no_args_is_help=True
+    help="Tenant policy: acknowledgement window, maintenance windows, review and closure days.",
+    no_args_is_help=True,
 )
 
 
@@ -40,6 +42,9 @@ def _print_policy(view: PolicyView) -> None:
             w.note,
         )
     console.print(table)
+    console.print(f"working days: {view.calendar}", highlight=False)
+    for day, note in view.closure_days.items():
+        console.print(f"closed {day.isoformat()} {note}".rstrip(), highlight=False)
 
 
 @policy_app.command("show")
@@ -106,3 +111,34 @@ def policy_maintenance_withdraw(tenant: Tenant, window_id: str, operator: Operat
     with services_for() as services:
         code = tenant_code(services, tenant)
         _print_policy(services.policies.withdraw_maintenance(code, wid, cli_actor(operator)))
+
+
+Days = Annotated[list[str], typer.Option("--day", help="A date YYYY-MM-DD (repeat)")]
+
+
+def _days(texts: list[str]) -> list[date]:
+    return [d for d in (date_option("day", t) for t in texts) if d is not None]
+
+
+@policy_app.command("closure-add")
+def policy_closure_add(
+    tenant: Tenant,
+    day: Days,
+    note: Annotated[str, typer.Option(help="Why the company is closed")] = "",
+    operator: Operator = None,
+) -> None:
+    """Declare company closure days: not working days for deadlines set from now on."""
+    with services_for() as services:
+        code = tenant_code(services, tenant)
+        view = services.policies.declare_closure_days(code, _days(day), note, cli_actor(operator))
+        _print_policy(view)
+
+
+@policy_app.command("closure-withdraw")
+def policy_closure_withdraw(tenant: Tenant, day: Days, operator: Operator = None) -> None:
+    """Make declared closure days working days again."""
+    with services_for() as services:
+        code = tenant_code(services, tenant)
+        _print_policy(
+            services.policies.withdraw_closure_days(code, _days(day), cli_actor(operator))
+        )

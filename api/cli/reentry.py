@@ -24,6 +24,7 @@ from api.cli.root import (
     services_for,
     store_file,
 )
+from api.http.schemas import shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from infrastructure.bootstrap import Services
 
@@ -149,6 +150,9 @@ def reentry_show(key: Key, application: str) -> None:
                     "corrections": a.corrections,
                     "attachments": a.attachments,
                     "missing": [f"{e.field}: {e.message}" for e in a.missing_items()],
+                    "review_due_at": shown(a.review_due_at),
+                    "review_calendar": a.review_calendar,
+                    "review_calendar_note": a.review_calendar_note,
                 },
                 ensure_ascii=False,
                 indent=1,
