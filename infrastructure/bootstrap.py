@@ -25,7 +25,9 @@ from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
+from infrastructure.happenings import log_happenings
 from infrastructure.holiday_calendar import china_holidays
+from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
@@ -77,6 +79,7 @@ class Services:
     merkle: MerkleLog
     access_log: AccessLog
     case_ticker: CaseTicker
+    metrics: Metrics
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -172,6 +175,19 @@ class Services:
         path = _lock_path(self.settings, name)
         return "a local process (file lock held)" if FileLeadership.is_held(path) else None
 
+    def pool_usage(self) -> dict[str, tuple[int, int]]:
+        """(checked out, held open) per connection pool: reads, writes, the event store."""
+        usage = {
+            "read": pool_numbers(self.engine.pool),
+            "write": pool_numbers(self.write_engine.pool),
+        }
+        pool = getattr(getattr(self.ledger.recorder, "datastore", None), "pool", None)
+        if pool is not None and hasattr(pool, "get_stats"):
+            stats = pool.get_stats()
+            held = int(stats.get("pool_size", 0))
+            usage["events"] = (held - int(stats.get("pool_available", 0)), held)
+        return usage
+
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -196,6 +212,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     write_engine = create_engine_for(settings, immediate=True)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
+    ledger.on_events(log_happenings)
+    metrics = Metrics()
     workers: dict[str, ProjectionWorker] = {}
     signer = CheckpointSigner(
         settings.keys_dir or settings.data_dir / "keys",
@@ -240,7 +258,10 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     case_reader = SqlCaseReader(engine)
     holder: list[Services] = []
     reconciliation = ReconciliationService(
-        ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
+        ledger,
+        store,
+        lambda: holder[0].bring_up_to_date("invoice_status"),
+        metrics.observe_reconciliation,
     )
     services = Services(
         attachments=FileAttachmentStore(
@@ -275,6 +296,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         keys=ApiKeyStore(engine, write_engine),
         board=board,
         workers=workers,
+        metrics=metrics,
     )
     holder.append(services)
+    metrics.watch(services)
     return services

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="First retry delay; doubles each failure"
     )
     environment: Literal["development", "test", "production"] = "development"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="JSON lines, or readable lines (auto: readable on a terminal)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="If set, /metrics wants `Authorization: Bearer <token>`"
+    )
+    metrics_address: str | None = Field(
+        default=None,
+        description="host:port to serve metrics on instead of the API's /metrics (e.g. an "
+        "interface only the monitoring network reaches)",
+    )
+    otel_tracing: bool = Field(
+        default=False, description="OpenTelemetry traces of requests and SQL (needs [tracing])"
+    )
+    otel_exporter: Literal["otlp", "console"] = Field(
+        default="otlp",
+        description="Where spans go: OTLP over HTTP (OTEL_EXPORTER_OTLP_*) or stderr",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -96,6 +116,22 @@ class Settings(BaseSettings):
         # Absolute once, at startup: a later chdir (or running from another folder) cannot
         # point the process at a different ledger.
         return None if v is None else _absolute(v)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("FAPIAO_METRICS_ADDRESS must be host:port, e.g. 10.0.0.5:9464")
+        return v
+
+    def metrics_bind(self) -> tuple[str, int] | None:
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("signing_key")
     @classmethod

@@ -114,6 +114,8 @@ def test_projection_status_and_rebuild(settings: Settings) -> None:
 
 
 def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: Path) -> None:
+    """Also: its logs are JSON lines under --log-format json (a missing invoice being marked
+    among them) and `curl /metrics` shows every family with live values."""
     import json
     import re
     import socket
@@ -126,13 +128,24 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
     env = {k: v for k, v in os.environ.items() if k != "FAPIAO_DATABASE_URL"}
     env["FAPIAO_DATA_DIR"] = str(tmp_path / "data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli.main", "serve", "--demo", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "api.cli.main",
+            "serve",
+            "--demo",
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    logs: list[dict[str, object]] = []
     try:
         key = None
         deadline = time.monotonic() + 90
@@ -140,9 +153,26 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
         for line in proc.stdout:
             if m := re.search(r"demo API key \(clerk, auditor\): (fpl_\S+)$", line.strip()):
                 key = m.group(1)
-            if "Uvicorn running" in line or time.monotonic() > deadline:
+            if line.startswith("{"):
+                logs.append(json.loads(line))
+            if "Uvicorn running" in str(logs[-1:]) or time.monotonic() > deadline:
                 break
         assert key, "no key printed"
+        marked = [r for r in logs if r["event"] == "invoice marked missing"]
+        assert marked and marked[0]["level"] == "info" and marked[0]["invoice_key"]
+        assert key not in str(logs)
+        metrics = (
+            urllib.request.urlopen(  # noqa: S310
+                f"http://127.0.0.1:{port}/metrics", timeout=10
+            )
+            .read()
+            .decode()
+        )
+        from tests.e2e.test_metrics import FAMILIES, parse, value
+
+        names, samples = parse(metrics)
+        assert FAMILIES - {"fapiao_reconciliation_last_rows_per_second"} <= names, FAMILIES - names
+        assert value(samples, "fapiao_projection_head", projection="invoice_status") > 300
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/invoice-counts", headers={"Authorization": f"Bearer {key}"}
         )

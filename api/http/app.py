@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.http import errors
+from api.http import errors, tracing
+from api.http.observability import RequestObserver
 from api.http.routes import (
     callbacks,
     checkpoints,
@@ -17,6 +18,7 @@ from api.http.routes import (
     history,
     invoices,
     lost_invoices,
+    metrics,
     policy,
     queues,
     reconciliations,
@@ -44,12 +46,16 @@ def create_app(
 ) -> FastAPI:
     """Build the app. With `services`, the caller owns them; otherwise the lifespan builds and
     closes them. `run_workers` runs the projection worker in-process (embedded mode)."""
+    effective = services.settings if services is not None else settings or Settings()
+    provider = tracing.tracer_provider(effective) if effective.otel_tracing else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
-        svc = services or build_services(settings or Settings())
+        svc = services or build_services(effective)
         app.state.services = svc
+        if provider is not None:
+            tracing.trace_sql(provider, [svc.engine, svc.write_engine])
         if run_workers:
             svc.start_workers()
         try:
@@ -57,6 +63,8 @@ def create_app(
         finally:
             if owned:
                 svc.close()
+            if provider is not None:
+                tracing.stop_tracing(provider)
 
     app = FastAPI(
         title="fapiao-ledger",
@@ -65,7 +73,11 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestObserver)
+    if provider is not None:
+        tracing.trace_requests(app, provider)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(invoices.router)
     app.include_router(queues.router)
     app.include_router(policy.router)

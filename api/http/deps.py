@@ -29,6 +29,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def get_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_actor_user: Annotated[
@@ -41,7 +42,8 @@ def get_principal(
     if principal is None:
         raise UnauthenticatedError("the API key is unknown or revoked")
     if x_actor_user:
-        return Principal(principal.tenant_id, principal.key_id, principal.roles, x_actor_user)
+        principal = Principal(principal.tenant_id, principal.key_id, principal.roles, x_actor_user)
+    request.state.principal = principal  # for the request's log line (tenant, key id)
     return principal
 
 

@@ -7,12 +7,13 @@ Roots and proofs are computed from the stored leaf hashes, never from the event 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from application.evidence.leaf_encoding import leaf_hash
 from application.ports import StoredEventRow
@@ -20,6 +21,8 @@ from domain.evidence import merkle
 from domain.evidence.checkpoint import Checkpoint, parse_note
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner, verify_note_signature
 from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves
+
+log = logging.getLogger("fapiao.happenings")
 
 
 def _leaves(conn: Connection, size: int | None = None) -> list[bytes]:
@@ -62,6 +65,10 @@ def _sign(
         "note": text,
     }
     conn.execute(checkpoints.insert(), [row])
+    log.info(
+        "checkpoint signed",
+        extra={"tree_size": size, "root_hash": row["root_hash"], "key_name": row["key_name"]},
+    )
     return row
 
 
@@ -150,6 +157,11 @@ class MerkleLog:
             if size == 0 or (latest and latest.tree_size >= size):
                 return dict(latest._mapping) if latest else None
             return _sign(conn, self.signer, size, frontier.root())
+
+    def sealed_size(self) -> int:
+        """How many events are sealed (leaves in the tree)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(merkle_leaves)).scalar_one())
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
