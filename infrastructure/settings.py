@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         description="host:port to serve metrics on instead of the API's /metrics (e.g. an "
         "interface only the monitoring network reaches)",
     )
+    pg_bin_dir: Path | None = Field(
+        default=None,
+        description="Folder with pg_dump and pg_restore (default: PATH, then the newest "
+        "/usr/lib/postgresql/*/bin)",
+    )
     otel_tracing: bool = Field(
         default=False, description="OpenTelemetry traces of requests and SQL (needs [tracing])"
     )

@@ -158,6 +158,18 @@ class MerkleLog:
                 return dict(latest._mapping) if latest else None
             return _sign(conn, self.signer, size, frontier.root())
 
+    def checkpoint_at(self, size: int) -> dict[str, Any]:
+        """A checkpoint of exactly the first `size` sealed events (what a backup holds), signed
+        now unless one of that size exists."""
+        with self.write_engine.begin() as conn:
+            found = conn.execute(select(checkpoints).where(checkpoints.c.tree_size == size)).first()
+            if found is not None:
+                return dict(found._mapping)
+            sealed = int(conn.execute(select(func.count()).select_from(merkle_leaves)).scalar_one())
+            if sealed < size:
+                raise LookupError(f"only {sealed} events are sealed; cannot sign {size}")
+            return _sign(conn, self.signer, size)
+
     def sealed_size(self) -> int:
         """How many events are sealed (leaves in the tree)."""
         with self.engine.connect() as conn:
