@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from application.invoices.ledger import InvoiceLedger
 from application.monitoring.ack_ticker import AckTimerTicker
@@ -50,8 +51,21 @@ from infrastructure.projections.worker import (
 from infrastructure.remedies.attachment_store import FileAttachmentStore
 from infrastructure.settings import Settings
 from infrastructure.store.database import create_engine_for
+from infrastructure.store.replica import Replica
 
 log = logging.getLogger("fapiao.services")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The readers one request uses: the replica's, or the primary's when there is no replica,
+    it is unreachable, or it has not replayed the position the request asked for."""
+
+    reader: SqlInvoiceStatusReader
+    timers: SqlTimerReader
+    cases: SqlCaseReader
+    source: str = "primary"  # primary | replica
+    lag_ms: int | None = None  # the replica's replay lag, when there is one
 
 
 @dataclass
@@ -80,6 +94,8 @@ class Services:
     access_log: AccessLog
     case_ticker: CaseTicker
     metrics: Metrics
+    replica: Replica | None = None
+    replica_reads: Reads | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -130,6 +146,25 @@ class Services:
         if reached < position:
             raise ProjectionLagError(projection, position, reached)
         return reached
+
+    def reads(self, projection: str, position: int | None) -> Reads:
+        """Where a list, history or queue read goes. With `position` (consistent_after) the
+        primary's view is waited for first (bounded); the replica answers only once it has
+        replayed that position too, else the primary does."""
+        if position:
+            self.wait_for(projection, position, self.settings.consistent_read_timeout)
+        primary = Reads(self.reader, self.timers, self.cases)
+        if self.replica is None or self.replica_reads is None:
+            return primary
+        try:
+            lag = self.replica.lag_ms()
+            worker = self.worker(projection)
+            if position and self.replica.position(worker.tracking, worker.app_name) < position:
+                return replace(primary, lag_ms=lag)
+        except DBAPIError as e:
+            log.warning("replica unreachable; reading from the primary: %s", type(e).__name__)
+            return primary
+        return replace(self.replica_reads, lag_ms=lag)
 
     def bring_up_to_date(self, name: str, timeout: float = 120.0) -> None:
         """Make projection `name` current with the log: catch up here if no runner is active,
@@ -195,6 +230,8 @@ class Services:
         self.ledger.close()
         self.engine.dispose()
         self.write_engine.dispose()
+        if self.replica is not None:
+            self.replica.engine.dispose()
 
 
 def _conninfo(settings: Settings) -> str:
@@ -298,6 +335,72 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         workers=workers,
         metrics=metrics,
     )
+    if settings.read_url is not None:
+        replica_engine = create_engine_for(settings, url=settings.read_url)
+        services.replica = Replica(replica_engine)
+        services.replica_reads = Reads(
+            SqlInvoiceStatusReader(replica_engine),
+            SqlTimerReader(replica_engine),
+            SqlCaseReader(replica_engine),
+            source="replica",
+        )
     holder.append(services)
     metrics.watch(services)
     return services
+
+
+class Cells:
+    """The services of every database this process serves: FAPIAO_DATABASE_URL's first, then
+    one per other database of FAPIAO_TENANT_DATABASES (a cell: its own event log, lock, seal
+    and projections). Requests are routed to their tenant's cell."""
+
+    def __init__(self, cells: list[Services]) -> None:
+        self.cells = cells
+
+    @property
+    def default(self) -> Services:
+        return self.cells[0]
+
+    @property
+    def routed(self) -> bool:
+        return len(self.cells) > 1
+
+    def for_tenant(self, tenant_id: str) -> Services:
+        url = self.default.settings.for_tenant(tenant_id).database_url
+        return next((c for c in self.cells if c.settings.database_url == url), self.default)
+
+    def for_key(self, secret: str) -> Services:
+        """The cell whose key store knows the key and holds its tenant (else the default)."""
+        for cell in self.cells:
+            principal = cell.keys.authenticate(secret)
+            if principal is not None and self.for_tenant(principal.tenant_id) is cell:
+                return cell
+        return self.default
+
+    def start_workers(self) -> None:
+        for cell in self.cells:
+            cell.start_workers()
+
+    def close(self) -> None:
+        for cell in self.cells:
+            cell.close()
+
+
+def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
+    return Cells([build_services(cell, clock) for cell in settings.cells()])
+
+
+def key_cell(settings: Settings, secret: str) -> Settings | None:
+    """For the CLI: which database's key store knows `secret` (with its tenant routed there)."""
+    for cell in settings.cells():
+        engine = create_engine_for(cell)
+        try:
+            principal = ApiKeyStore(engine, engine).authenticate(secret)
+        except DBAPIError:
+            principal = None  # not migrated (yet): it knows no key
+        finally:
+            engine.dispose()
+        if principal is not None:
+            if settings.for_tenant(principal.tenant_id).database_url == cell.database_url:
+                return cell
+    return None

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         description="SQLite file, keys and attachments (default ./.fapiao if present, else the "
         "user's data folder); made absolute at startup",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="A streaming replica for list, history and queue reads (PostgreSQL)",
+    )
+    tenant_databases: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON {tenant code: database URL}: tenants whose ledger lives in another "
+        "database (a cell); all others use FAPIAO_DATABASE_URL",
+    )
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
     lock_timeout_seconds: int = Field(default=5, ge=1)
@@ -121,6 +130,49 @@ class Settings(BaseSettings):
         # Absolute once, at startup: a later chdir (or running from another folder) cannot
         # point the process at a different ledger.
         return None if v is None else _absolute(v)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _replica(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.split(":", 1)[0] not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("FAPIAO_READ_DATABASE_URL must be a postgresql:// replica")
+        return v
+
+    @field_validator("tenant_databases")
+    @classmethod
+    def _cells(cls, v: dict[str, str]) -> dict[str, str]:
+        return {code.strip().upper(): str(cls._known_scheme(url)) for code, url in v.items()}
+
+    @property
+    def read_url(self) -> URL | None:
+        if self.read_database_url is None:
+            return None
+        return make_url(self.read_database_url).set(drivername="postgresql+psycopg")
+
+    def for_tenant(self, tenant_id: str) -> Settings:
+        """The settings of the database holding this tenant's ledger (its cell)."""
+        url = self.tenant_databases.get(tenant_id.strip().upper())
+        if url is None or url == self.database_url:
+            return self
+        return self.cell(url)
+
+    def cell(self, url: str) -> Settings:
+        """Another database's settings: its own log (origin named after it), no replica."""
+        name = make_url(url).database or "cell"
+        return self.model_copy(
+            update={
+                "database_url": url,
+                "read_database_url": None,
+                "log_origin": f"{self.log_origin}/{Path(name).stem}",
+            }
+        )
+
+    def cells(self) -> list[Settings]:
+        """This database's settings first, then one per other database in the routing."""
+        urls = dict.fromkeys(u for u in self.tenant_databases.values() if u != self.database_url)
+        return [self, *(self.cell(u) for u in urls)]
 
     @field_validator("metrics_address")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[
     env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200"}
     if not isinstance(settings, str):
         env["FAPIAO_DATA_DIR"] = str(settings.data_dir)
+        if settings.tenant_databases:
+            env["FAPIAO_TENANT_DATABASES"] = json.dumps(settings.tenant_databases)
     return subprocess.run(
         [sys.executable, "-m", "api.cli.main", *args],
         cwd=ROOT,

@@ -27,7 +27,7 @@ def evidence_export(
     from infrastructure.evidence.bundle import export_bundle
 
     by = cli_actor(operator)
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         tenant = tenant_code(services, tenant)
         ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice]
         columns_ = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn())

@@ -65,7 +65,7 @@ def reconcile(
             mapping = json.loads(columns.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CliError(f"columns: cannot read {columns}: {e}") from None
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         try:
             reader = PlatformExportReader(file, encoding)
@@ -146,7 +146,7 @@ def _write_findings(services: Services, run_id: UUID, path: Path) -> None:
 
 def callback_secret(tenant: Tenant) -> None:
     """Issue a new HMAC secret for the tenant's provider callbacks (the old one stops working)."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         secret = services.callbacks.rotate_secret(code)
     print(f"callback secret for {code}: {secret}", flush=True)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from api.cli.demo import load_demo_tenant
 from api.cli.root import CliError, console, services_for
-from infrastructure.bootstrap import Services, build_services
+from infrastructure.bootstrap import Services, build_cells
 from infrastructure.settings import Settings
 from infrastructure.store import migrate as migrations
 from infrastructure.structured_logs import LogFormat, configure_logging
@@ -46,15 +46,14 @@ def migrate(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False,
 ) -> None:
-    """Apply the alembic migrations (both stores)."""
-    settings = Settings()
-    if down:
-        migrations.downgrade(settings, revision)
-    else:
-        migrations.upgrade(settings, revision)
-    console.print(
-        f"{settings.describe()} is at migration {migrations.current_revision(settings) or 'base'}"
-    )
+    """Apply the alembic migrations (both stores; every database tenants are routed to)."""
+    for settings in Settings().cells():
+        if down:
+            migrations.downgrade(settings, revision)
+        else:
+            migrations.upgrade(settings, revision)
+        current = migrations.current_revision(settings) or "base"
+        console.print(f"{settings.describe()} is at migration {current}")
 
 
 def serve(
@@ -71,8 +70,10 @@ def serve(
 
     settings = Settings()
     _logging(settings, log_format)
-    migrations.upgrade(settings)
-    services = build_services(settings)
+    for cell in settings.cells():
+        migrations.upgrade(cell)
+    cells = build_cells(settings)
+    services = cells.default
     if demo:
         load_demo_tenant(services, host, port)
     console.print(f"store: {settings.describe()}")
@@ -82,7 +83,7 @@ def serve(
         _serve_metrics(services, *bind)
     try:
         uvicorn.run(
-            create_app(settings, services=services, run_workers=worker),
+            create_app(settings, cells=cells, run_workers=worker),
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
@@ -90,7 +91,7 @@ def serve(
             access_log=False,  # one line per request comes from the app, with its context
         )
     finally:
-        services.close()
+        cells.close()
 
 
 def worker(

@@ -50,7 +50,7 @@ def _print_policy(view: PolicyView) -> None:
 @policy_app.command("show")
 def policy_show(tenant: Tenant) -> None:
     """The acknowledgement window and maintenance windows in force."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         _print_policy(services.policies.get_policy(tenant_code(services, tenant)))
 
 
@@ -61,7 +61,7 @@ def policy_ack_window(
     operator: Operator = None,
 ) -> None:
     """Set the acknowledgement window for uploads from now on."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         window = timedelta(hours=hours)
         _print_policy(services.policies.set_ack_window(code, window, cli_actor(operator)))
@@ -74,7 +74,7 @@ def policy_review_days(
     operator: Operator = None,
 ) -> None:
     """Working days within which supplementary-entry applications must be decided."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         view = services.policies.set_review_days(code, days, cli_actor(operator))
         _print_policy(view)
@@ -90,7 +90,7 @@ def policy_maintenance_add(
     operator: Operator = None,
 ) -> None:
     """Declare a platform maintenance window: its time does not count toward any window."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         _, view = services.policies.declare_maintenance(
             tenant_code(services, tenant),
             aware_time("starts", starts),
@@ -108,7 +108,7 @@ def policy_maintenance_withdraw(tenant: Tenant, window_id: str, operator: Operat
         wid = UUID(window_id)
     except ValueError:
         raise CliError(f"window_id: {window_id!r} is not a window id") from None
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         _print_policy(services.policies.withdraw_maintenance(code, wid, cli_actor(operator)))
 
@@ -128,7 +128,7 @@ def policy_closure_add(
     operator: Operator = None,
 ) -> None:
     """Declare company closure days: not working days for deadlines set from now on."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         view = services.policies.declare_closure_days(code, _days(day), note, cli_actor(operator))
         _print_policy(view)
@@ -137,7 +137,7 @@ def policy_closure_add(
 @policy_app.command("closure-withdraw")
 def policy_closure_withdraw(tenant: Tenant, day: Days, operator: Operator = None) -> None:
     """Make declared closure days working days again."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         _print_policy(
             services.policies.withdraw_closure_days(code, _days(day), cli_actor(operator))

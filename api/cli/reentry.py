@@ -38,7 +38,7 @@ def reentry_draft(
     reason: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Open an application for missing or rejected invoices."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         ids = [s.ledger.resolve_invoice_id(p.tenant_id, ref) for ref in invoice]
@@ -54,7 +54,7 @@ def reentry_fields(
 ) -> None:
     """Record the fields to enter for one invoice."""
     fields = field_pairs(set_)
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         print_case(
@@ -74,7 +74,7 @@ def reentry_attach(
     key: Key, application: str, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 ) -> None:
     """Attach evidence (PDF, OFD, XML, JPEG or PNG, checked by content)."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         app_id = case_id("application", application)
@@ -134,7 +134,7 @@ def reentry_withdraw(
 @reentry_app.command("show")
 def reentry_show(key: Key, application: str) -> None:
     """The application as JSON."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, _ = act_as(s, key)
         a = s.reentry.get(p.tenant_id, case_id("application", application))
         print(

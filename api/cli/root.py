@@ -38,8 +38,16 @@ class CliError(Exception):
 
 
 @contextmanager
-def services_for(settings: Settings | None = None) -> Iterator[Services]:
+def services_for(
+    settings: Settings | None = None, *, tenant: str | None = None, key: str | None = None
+) -> Iterator[Services]:
+    """The services of the database this command acts on: the tenant's (or the key's tenant's)
+    when FAPIAO_TENANT_DATABASES routes it elsewhere, else FAPIAO_DATABASE_URL's."""
     settings = settings or Settings()
+    if tenant:
+        settings = settings.for_tenant(tenant)
+    elif key and settings.tenant_databases:
+        settings = settings_of_key(settings, key)
     if not settings.is_postgres and not settings.sqlite_path.exists():
         raise CliError(
             f"no ledger at {settings.sqlite_path} (set FAPIAO_DATA_DIR or FAPIAO_DATABASE_URL "
@@ -56,6 +64,13 @@ def services_for(settings: Settings | None = None) -> Iterator[Services]:
         yield services
     finally:
         services.close()
+
+
+def settings_of_key(settings: Settings, key: str) -> Settings:
+    """The database whose key store knows this key (and holds its tenant)."""
+    from infrastructure.bootstrap import key_cell
+
+    return key_cell(settings, key) or settings
 
 
 def one_line(e: Exception) -> str:
@@ -172,7 +187,7 @@ def case_step(
 ) -> None:
     """Act as the key: check its roles, then `command(services)(tenant, case, [person], *args, by)`
     (`command` picks the service's method, e.g. `lambda s: s.reentry.review`)."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(roles)
         who = (p.person,) if person else ()

@@ -25,7 +25,7 @@ from api.http.routes import (
     reentry,
     webhooks,
 )
-from infrastructure.bootstrap import Services, build_services
+from infrastructure.bootstrap import Cells, Services, build_cells
 from infrastructure.settings import Settings
 
 DESCRIPTION = """
@@ -43,26 +43,30 @@ def create_app(
     *,
     services: Services | None = None,
     run_workers: bool = False,
+    cells: Cells | None = None,
 ) -> FastAPI:
-    """Build the app. With `services`, the caller owns them; otherwise the lifespan builds and
-    closes them. `run_workers` runs the projection worker in-process (embedded mode)."""
-    effective = services.settings if services is not None else settings or Settings()
+    """Build the app. With `services` (one database) or `cells` (tenants routed to several),
+    the caller owns them; otherwise the lifespan builds and closes them, one per database of
+    the settings. `run_workers` runs the projection workers in-process (embedded mode)."""
+    given = cells or (Cells([services]) if services is not None else None)
+    effective = given.default.settings if given is not None else settings or Settings()
     provider = tracing.tracer_provider(effective) if effective.otel_tracing else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = services is None
-        svc = services or build_services(effective)
-        app.state.services = svc
+        served = given or build_cells(effective)
+        app.state.cells = served
+        app.state.services = served.default
         if provider is not None:
-            tracing.trace_sql(provider, [svc.engine, svc.write_engine])
+            for cell in served.cells:
+                tracing.trace_sql(provider, [cell.engine, cell.write_engine])
         if run_workers:
-            svc.start_workers()
+            served.start_workers()
         try:
             yield
         finally:
-            if owned:
-                svc.close()
+            if given is None:
+                served.close()
             if provider is not None:
                 tracing.stop_tracing(provider)
 
