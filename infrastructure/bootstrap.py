@@ -254,7 +254,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     workers: dict[str, ProjectionWorker] = {}
     signer = CheckpointSigner(
         settings.keys_dir or settings.data_dir / "keys",
-        settings.log_origin,
+        settings.origin,
         create_if_missing=settings.environment != "production",
         env_seed=settings.signing_key.get_secret_value() if settings.signing_key else None,
     )

@@ -143,7 +143,15 @@ class Settings(BaseSettings):
     @field_validator("tenant_databases")
     @classmethod
     def _cells(cls, v: dict[str, str]) -> dict[str, str]:
-        return {code.strip().upper(): str(cls._known_scheme(url)) for code, url in v.items()}
+        routed = {}
+        for code, url in v.items():
+            try:
+                routed[code.strip().upper()] = str(cls._known_scheme(url))
+            except ValueError:
+                raise ValueError(
+                    f"FAPIAO_TENANT_DATABASES: {code}: a sqlite:/// or postgresql:// URL"
+                ) from None
+        return routed
 
     @property
     def read_url(self) -> URL | None:
@@ -159,15 +167,18 @@ class Settings(BaseSettings):
         return self.cell(url)
 
     def cell(self, url: str) -> Settings:
-        """Another database's settings: its own log (origin named after it), no replica."""
-        name = make_url(url).database or "cell"
-        return self.model_copy(
-            update={
-                "database_url": url,
-                "read_database_url": None,
-                "log_origin": f"{self.log_origin}/{Path(name).stem}",
-            }
-        )
+        """Another database's settings (its replica, if any, is not this one's)."""
+        return self.model_copy(update={"database_url": url, "read_database_url": None})
+
+    @property
+    def origin(self) -> str:
+        """This database's log origin in checkpoints: FAPIAO_LOG_ORIGIN, or a name under it
+        for a database tenants are routed to (each cell is a log of its own), the same in
+        every process that serves it."""
+        if self.database_url is not None and self.database_url in self.tenant_databases.values():
+            name = make_url(self.database_url).database or "cell"
+            return f"{self.log_origin}/{Path(name).stem}"
+        return self.log_origin
 
     def cells(self) -> list[Settings]:
         """This database's settings first, then one per other database in the routing."""

@@ -160,7 +160,7 @@ def export_bundle(
                 "Source-Organization": tenant_id,
                 "External-Identifier": out.stem,
                 "Bag-Software-Agent": "fapiao-ledger",
-                "Fapiao-Log-Origin": services.settings.log_origin,
+                "Fapiao-Log-Origin": services.settings.origin,
                 "Fapiao-Checkpoint-Size": str(size),
                 "Fapiao-Subject": " ".join(str(i) for i in invoice_ids),
             },

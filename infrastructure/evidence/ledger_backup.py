@@ -275,7 +275,7 @@ def create_backup(
             "store": "postgresql" if settings.is_postgres else "sqlite",
             "database": database,
             "schema_revision": migrations.current_revision(settings),
-            "log_origin": settings.log_origin,
+            "log_origin": settings.origin,
             "events": events,
             "head_position": head,
             "checkpoint": None
