@@ -11,6 +11,7 @@ import os
 import pty
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,12 @@ from fastapi.testclient import TestClient
 
 from api.http.app import create_app
 from infrastructure.bootstrap import Services
+from infrastructure.monitoring.platform_export_reader import write_export
 from infrastructure.structured_logs import configure_logging, resolve_format
 from tests.builders import issue_json
 from tests.e2e.test_api import Api
 from tests.fakes import SettableClock
+from tests.integration.test_reconciliation import platform_row
 
 
 @pytest.fixture
@@ -91,6 +94,22 @@ def test_a_signed_checkpoint_is_logged(api: Api, log_lines: io.StringIO) -> None
     api.services.merkle.checkpoint_now()
     signed = [r for r in records(log_lines) if r["event"] == "checkpoint signed"]
     assert signed and signed[-1]["tree_size"] >= 1 and "root_hash" in signed[-1]
+
+
+def test_a_reconciliation_is_logged_with_its_counts(
+    api: Api, log_lines: io.StringIO, tmp_path: Path
+) -> None:
+    inv = api.issue()
+    api.post(f"/v1/invoices/{inv['invoice_id']}/submissions", {})
+    path = write_export(tmp_path / "export.csv", [platform_row(inv["invoice_key"])])
+    with path.open("rb") as f:
+        r = api.client.post(
+            "/v1/reconciliations", files={"file": (path.name, f)}, headers=api.clerk
+        )
+    assert r.status_code == 201, r.text
+    (line,) = [r for r in records(log_lines) if r["event"] == "reconciled"]
+    assert line["rows"] == 1 and line["counts"] == {"matched": 1}
+    assert line["period_from"] == line["period_to"] == "2026-11-18"
 
 
 def test_console_lines_on_a_terminal_and_json_otherwise() -> None:
