@@ -24,10 +24,14 @@ APPROVERS = frozenset({Role.APPROVER})
 DECIDERS = REVIEWERS | APPROVERS  # may return an application with reasons
 # Tenant policy (acknowledgement window, maintenance windows): clerks notice outages too.
 POLICY_WRITERS = frozenset({Role.CLERK, Role.ADMIN})
+ADMINS = frozenset({Role.ADMIN})
+# History beyond one invoice (the ledger stream, checkpoints, evidence bundles).
+HISTORY_READERS = frozenset({Role.AUDITOR, Role.COMPLIANCE, Role.ADMIN})
 
 
 class ForbiddenError(ApplicationError):
     def __init__(self, roles: frozenset[Role], needed: frozenset[Role]) -> None:
+        self.roles, self.needed = roles, needed
         have = ", ".join(sorted(roles)) or "none"
         need = " or ".join(sorted(needed))
         super().__init__(f"this key's roles ({have}) may not do this; it needs {need}")
@@ -41,6 +45,7 @@ class Principal:
     key_id: str
     roles: frozenset[Role]
     user: str | None = None
+    acts_for_users: bool = False  # a key shared by the people of an ERP: it names each person
 
     @property
     def person(self) -> str:
@@ -51,8 +56,12 @@ class Principal:
     def actor(self) -> str:
         return f"key:{self.key_id}" + (f"/user:{self.user}" if self.user else "")
 
+    def may(self, allowed: frozenset[Role]) -> bool:
+        """Whether the roles allow it: what the console shows is what `require` would let by."""
+        return bool(self.roles & allowed)
+
     def require(self, allowed: frozenset[Role]) -> None:
-        if not self.roles & allowed:
+        if not self.may(allowed):
             raise ForbiddenError(self.roles, allowed)
 
 

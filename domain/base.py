@@ -23,6 +23,7 @@ class Source(StrEnum):
     RECONCILIATION = "reconciliation"
     TIMER = "timer"
     DEMO = "demo"
+    CONSOLE = "console"
 
 
 @dataclass(frozen=True)

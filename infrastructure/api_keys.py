@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 
@@ -108,12 +109,14 @@ class ApiKeyStore:
                 for r in conn.execute(query)
             ]
 
-    def revoke(self, key_id: str) -> None:
+    def revoke(self, key_id: str, tenant_id: str | None = None) -> None:
+        """Revoke a key; with `tenant_id`, only one of that tenant's (the console's admin)."""
+        where = [api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)]
+        if tenant_id is not None:
+            where.append(api_keys.c.tenant_id == tenant_id)
         with self.write_engine.begin() as conn:
             result = conn.execute(
-                update(api_keys)
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                update(api_keys).where(*where).values(revoked_at=datetime.now(UTC))
             )
             if result.rowcount == 0:
                 raise ApiKeyError(f"no active key {key_id}")
@@ -121,10 +124,22 @@ class ApiKeyStore:
     def authenticate(self, secret: str) -> Principal | None:
         if not secret.startswith("fpl_"):
             return None
+        return self._principal(api_keys.c.secret_hash == _hash(secret))
+
+    def principal_for(self, key_id: str) -> Principal | None:
+        """The key's principal while it is active (a console session names its key by id)."""
+        return self._principal(api_keys.c.key_id == key_id)
+
+    def _principal(self, where: Any) -> Principal | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(api_keys).where(api_keys.c.secret_hash == _hash(secret))
-            ).first()
+            row = conn.execute(select(api_keys).where(where)).first()
         if row is None or row.revoked_at is not None:
             return None
         return Principal(row.tenant_id, row.key_id, parse_roles(row.roles))
+
+    def tenant_name(self, tenant_id: str) -> str:
+        with self.engine.connect() as conn:
+            name = conn.execute(
+                select(tenants.c.name).where(tenants.c.tenant_id == tenant_id)
+            ).scalar()
+        return str(name or tenant_id)

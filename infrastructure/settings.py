@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         default="otlp",
         description="Where spans go: OTLP over HTTP (OTEL_EXPORTER_OTLP_*) or stderr",
     )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs console session cookies (at least 32 characters); without it a "
+        "random one is kept in <keys dir>/console-session.secret (required in production)",
+    )
+    session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 7, description="A console sign-in lasts this long"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -211,6 +219,13 @@ class Settings(BaseSettings):
                 ok = False
             if not ok:
                 raise ValueError("FAPIAO_SIGNING_KEY must be 64 hex digits (an Ed25519 seed)")
+        return v
+
+    @field_validator("session_secret")
+    @classmethod
+    def _session_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("FAPIAO_SESSION_SECRET must have at least 32 characters")
         return v
 
     @property

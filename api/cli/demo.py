@@ -126,3 +126,4 @@ def load_demo_tenant(services: Services, host: str, port: int) -> None:
         f"'http://{host}:{port}/v1/invoices?status=missing&limit=5'",
         flush=True,
     )
+    print(f"or sign in to the console with that key: http://{host}:{port}/console", flush=True)

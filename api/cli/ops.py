@@ -77,6 +77,7 @@ def serve(
     if demo:
         load_demo_tenant(services, host, port)
     console.print(f"store: {settings.describe()}")
+    print(f"console: http://{host}:{port}/console", flush=True)
     console.print(f"API docs: http://{host}:{port}/docs")
     bind = settings.metrics_bind()
     if settings.metrics_enabled and bind:

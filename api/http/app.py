@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.http import errors, tracing
 from api.http.observability import RequestObserver
@@ -25,6 +26,7 @@ from api.http.routes import (
     reentry,
     webhooks,
 )
+from api.web import console
 from infrastructure.bootstrap import Cells, Services, build_cells
 from infrastructure.settings import Settings
 
@@ -70,7 +72,8 @@ def create_app(
             if provider is not None:
                 tracing.stop_tracing(provider)
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files shipped in the package: /docs and /redoc work offline.
+    app = FastAPIOffline(
         title="fapiao-ledger",
         version="0.1.0",
         description=DESCRIPTION,
@@ -94,4 +97,5 @@ def create_app(
     app.include_router(checkpoints.router)
     app.include_router(history.router)
     app.include_router(evidence.router)
+    console.install(app)
     return app

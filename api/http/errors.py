@@ -113,15 +113,17 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or str(loc[0] if loc else "body")
 
 
+def request_invalid(_r: Request, exc: RequestValidationError) -> OrjsonResponse:
+    errors = [
+        {"field": _loc(tuple(e["loc"])), "rule": e["type"], "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "validation-failed", "Validation failed", detail, errors=errors)
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    def _request_invalid(_r: Request, exc: RequestValidationError) -> OrjsonResponse:
-        errors = [
-            {"field": _loc(tuple(e["loc"])), "rule": e["type"], "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "validation-failed", "Validation failed", detail, errors=errors)
+    app.add_exception_handler(RequestValidationError, request_invalid)  # type: ignore[arg-type]
 
     @app.exception_handler(HTTPException)
     def _http(_r: Request, exc: HTTPException) -> OrjsonResponse:

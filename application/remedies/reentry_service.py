@@ -121,6 +121,14 @@ class ReEntryService:
             only(lambda a: a.record_correction(by, person, invoice_id, fields)),
         )
 
+    def restate_reason(
+        self, tenant_id: str, application_id: UUID, person: str, reason: str, by: Provenance
+    ) -> CaseResult:
+        """The applicant's reason, while the application is a draft or returned."""
+        return self._change(
+            tenant_id, application_id, only(lambda a: a.record_reason(by, person, reason))
+        )
+
     def attach(
         self, tenant_id: str, application_id: UUID, person: str, ref: AttachmentRef, by: Provenance
     ) -> CaseResult:

@@ -14,6 +14,7 @@ from eventsourcing.domain import AggregateCreated, BaseAggregate
 from domain.base import LedgerEvent, Provenance
 from domain.calendar import MON_FRI, WorkingDeadline
 from domain.errors import (
+    DomainError,
     InvalidCommandFieldError,
     InvalidFieldError,
     InvalidTransitionError,
@@ -37,6 +38,7 @@ CORRECTABLE = (
     "remarks",
 )
 DOCUMENT_TYPES = ("application/pdf", "application/ofd", "application/xml")
+EDITABLE = ("drafted", "returned")  # the applicant may still change it
 
 
 class ReEntryApplication(BaseAggregate[UUID]):
@@ -69,6 +71,15 @@ class ReEntryApplication(BaseAggregate[UUID]):
 
         def apply(self, app: ReEntryApplication) -> None:
             app.corrections[self.invoice_id] = dict(self.fields)
+
+    class ReasonRecorded(Event):
+        """The applicant stated (or restated) why the invoices need re-entry."""
+
+        TOPIC = "fapiao.reentry_application.reason_recorded.v1"
+        reason: str
+
+        def apply(self, app: ReEntryApplication) -> None:
+            app.reason = self.reason
 
     class AttachmentAdded(Event):
         """Evidence attached: the event keeps the file's hash, name, type and size only."""
@@ -205,11 +216,35 @@ class ReEntryApplication(BaseAggregate[UUID]):
 
     # ---- the applicant ---------------------------------------------------------------------
 
-    def _by_applicant(self, person: str, step: str) -> None:
+    def refusal(self, step: str, person: str) -> DomainError | None:
+        """Why `person` may not take `step` (review, approve, return, withdraw, or an
+        applicant's edit) now, or None: the rules each command enforces, asked before the click
+        so the console can explain a refusal instead of offering the button."""
+        if step in ("review", "approve", "return"):
+            allowed = {"review": ("submitted",), "approve": ("reviewed",)}.get(
+                step, ("submitted", "reviewed")
+            )
+            if self.status not in allowed:
+                return InvalidTransitionError(self.status, step)
+            if person == self.applicant:
+                return SeparationOfDutiesError(person, step, "applicant")
+            if step == "approve" and person == self.reviewer:
+                return SeparationOfDutiesError(person, step, "reviewer")
+            return None
         if person != self.applicant:
-            raise SeparationOfDutiesError(person, step, "not the applicant")
-        if self.status not in ("drafted", "returned"):
-            raise InvalidTransitionError(self.status, step)
+            return SeparationOfDutiesError(person, step, "not the applicant")
+        editable = ("drafted", "submitted", "returned") if step == "withdraw" else EDITABLE
+        if self.status not in editable:
+            return InvalidTransitionError(self.status, step)
+        return None
+
+    def _check(self, step: str, person: str) -> None:
+        refused = self.refusal(step, person)
+        if refused is not None:
+            raise refused
+
+    def _by_applicant(self, person: str, step: str) -> None:
+        self._check(step, person)
 
     def record_correction(
         self, by: Provenance, person: str, invoice_id: UUID, fields: dict[str, str]
@@ -230,6 +265,14 @@ class ReEntryApplication(BaseAggregate[UUID]):
             invoice_id=str(invoice_id),
             fields={k: str(v) for k, v in fields.items()},
         )
+
+    def record_reason(self, by: Provenance, person: str, reason: str) -> None:
+        self._by_applicant(person, "correct")
+        if not reason.strip():
+            raise InvalidCommandFieldError(
+                "reason", "say why the invoices need re-entry", "required"
+            )
+        self.trigger_event(self.ReasonRecorded, **by.fields(), reason=reason.strip())
 
     def add_attachment(self, by: Provenance, person: str, ref: AttachmentRef) -> None:
         self._by_applicant(person, "attach to")
@@ -274,35 +317,21 @@ class ReEntryApplication(BaseAggregate[UUID]):
         )
 
     def withdraw(self, by: Provenance, person: str, reason: str) -> None:
-        if person != self.applicant:
-            raise SeparationOfDutiesError(person, "withdraw", "not the applicant")
-        if self.status not in ("drafted", "submitted", "returned"):
-            raise InvalidTransitionError(self.status, "withdraw")
+        self._check("withdraw", person)
         self.trigger_event(self.Withdrawn, **by.fields(), reason=reason)
 
     # ---- reviewer and approver -------------------------------------------------------------
 
     def review(self, by: Provenance, person: str, comment: str = "") -> None:
-        if self.status != "submitted":
-            raise InvalidTransitionError(self.status, "review")
-        if person == self.applicant:
-            raise SeparationOfDutiesError(person, "review", "applicant")
+        self._check("review", person)
         self.trigger_event(self.Reviewed, **by.fields(), reviewer=person, comment=comment)
 
     def approve(self, by: Provenance, person: str, comment: str = "") -> None:
-        if self.status != "reviewed":
-            raise InvalidTransitionError(self.status, "approve")
-        if person == self.applicant:
-            raise SeparationOfDutiesError(person, "approve", "applicant")
-        if person == self.reviewer:
-            raise SeparationOfDutiesError(person, "approve", "reviewer")
+        self._check("approve", person)
         self.trigger_event(self.Approved, **by.fields(), approver=person, comment=comment)
 
     def return_to_applicant(self, by: Provenance, person: str, reasons: list[str]) -> None:
-        if self.status not in ("submitted", "reviewed"):
-            raise InvalidTransitionError(self.status, "return")
-        if person == self.applicant:
-            raise SeparationOfDutiesError(person, "return", "applicant")
+        self._check("return", person)
         reasons = [r.strip() for r in reasons if r.strip()]
         if not reasons:
             raise InvalidCommandFieldError("reasons", "say what must change", "required")

@@ -146,6 +146,16 @@ class SqlTimerReader:
             row = conn.execute(select(func.count(due), func.count(case((due <= now, 1))))).one()
         return int(row[0]), int(row[1])
 
+    def overdue_count(self, tenant_id: str, now: datetime) -> int:
+        """Uploads whose acknowledgement window has run out, not yet marked missing."""
+        from sqlalchemy import func
+
+        query = select(func.count()).where(
+            ack_timers.c.tenant_id == tenant_id, ack_timers.c.due_at <= now
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def timer(self, invoice_id: UUID) -> DueTimer | None:
         with self.engine.connect() as conn:
             row = conn.execute(

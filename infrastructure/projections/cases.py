@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, or_, select
 
 from application.remedies import case_view as fold_module
 from infrastructure.projections.invoice_status import upsert
-from infrastructure.store.tables import cases
+from infrastructure.store.tables import cases, streams
 
 
 class CasesProjection:
@@ -87,6 +87,40 @@ class SqlCaseReader:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def naming(self, tenant_id: str, invoice_id: UUID) -> list[dict[str, Any]]:
+        """The tenant's cases that name this invoice, oldest first."""
+        c = cases.c
+        query = (
+            select(cases)
+            .where(c.tenant_id == tenant_id, c.invoice_ids.contains(str(invoice_id)))
+            .order_by(c.opened_at)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def listing(
+        self, tenant_id: str, case_type: str, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The tenant's cases of one type, newest first (a status, or all)."""
+        c = cases.c
+        where = [c.tenant_id == tenant_id, c.case_type == case_type]
+        if status:
+            where.append(c.status == status)
+        query = select(cases).where(*where).order_by(c.opened_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def streams_of(self, tenant_id: str, first_topic: str, limit: int) -> list[UUID]:
+        """Ids of the tenant's aggregates that began with `first_topic` (lost-invoice cases,
+        reconciliation runs: few per tenant, so they are loaded, not projected)."""
+        query = (
+            select(streams.c.stream_id)
+            .where(streams.c.tenant_id == tenant_id, streams.c.first_topic == first_topic)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [r for (r,) in conn.execute(query)]
 
     def counts(self, tenant_id: str) -> dict[str, int]:
         c = cases.c

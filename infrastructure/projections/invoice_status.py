@@ -146,6 +146,17 @@ class SqlInvoiceStatusReader:
             ).first()
         return None if row is None else dict(row._mapping)
 
+    def keys_for(self, tenant_id: str, invoice_ids: Sequence[UUID]) -> dict[UUID, str]:
+        """The invoice keys people know, for ids the ledger uses (this tenant's only)."""
+        if not invoice_ids:
+            return {}
+        c = invoice_status.c
+        query = select(c.invoice_id, c.invoice_key).where(
+            c.tenant_id == tenant_id, c.invoice_id.in_(list(set(invoice_ids)))
+        )
+        with self.engine.connect() as conn:
+            return {i: k for i, k in conn.execute(query)}
+
     def list(
         self, tenant_id: str, filters: InvoiceFilter, limit: int, after: tuple[date, UUID] | None
     ) -> tuple[list[dict[str, Any]], int]:

@@ -11,14 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from api.http.deps import PrincipalDep, ServicesDep
-from application.access import Role
+from application.access import HISTORY_READERS, Principal
 from application.ports import InvoiceFilter
 from domain.errors import InvalidFieldError
 from domain.invoices.status import InvoiceStatus
+from infrastructure.bootstrap import Services
 from infrastructure.evidence.bundle import bundle_name, export_bundle
 
 router = APIRouter(prefix="/v1", tags=["audit"])
-EXPORTERS = frozenset({Role.COMPLIANCE, Role.AUDITOR, Role.ADMIN})
+EXPORTERS = HISTORY_READERS
 MAX_INVOICES = 10_000
 
 
@@ -42,12 +43,26 @@ class BundleIn(BaseModel):
     summary="A BagIt zip proving these invoices' histories (compliance, auditors)",
 )
 def create_bundle(body: BundleIn, principal: PrincipalDep, services: ServicesDep) -> FileResponse:
+    folder, out = bundle_for(services, principal, body.invoices, body.status)
+    return FileResponse(
+        out,
+        media_type="application/zip",
+        filename=out.name,
+        background=BackgroundTask(_cleanup, folder),
+    )
+
+
+def bundle_for(
+    services: Services, principal: Principal, refs: list[str], status: InvoiceStatus | None
+) -> tuple[Path, Path]:
+    """Export the bundle for these invoices (or every one in `status`) into a new temporary
+    folder, and record the export; returns the folder and the zip (the API and the console)."""
     principal.require(EXPORTERS)
     tenant = principal.tenant_id
-    ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in body.invoices]
-    if body.status is not None:
+    ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in refs]
+    if status is not None:
         rows, total = services.reader.list(
-            tenant, InvoiceFilter(status=body.status.value), MAX_INVOICES, None
+            tenant, InvoiceFilter(status=status.value), MAX_INVOICES, None
         )
         ids += [r["invoice_id"] for r in rows]
     if not ids:
@@ -57,19 +72,18 @@ def create_bundle(body: BundleIn, principal: PrincipalDep, services: ServicesDep
     name = bundle_name(tenant, str(ids[0]) if len(ids) == 1 else f"{len(ids)}-invoices")
     tmp = Path(tempfile.mkdtemp(prefix="fapiao-export-"))
     out = tmp / f"{name}.zip"
-    export_bundle(services, tenant, ids, out)
+    try:
+        export_bundle(services, tenant, ids, out)
+    except BaseException:
+        _cleanup(tmp)
+        raise
     services.access_log.record(
         principal,
         "evidence-export",
         ",".join(str(i) for i in ids[:20]) + ("..." if len(ids) > 20 else ""),
         services.ledger.clock.now(),
     )
-    return FileResponse(
-        out,
-        media_type="application/zip",
-        filename=out.name,
-        background=BackgroundTask(_cleanup, tmp),
-    )
+    return tmp, out
 
 
 def _cleanup(folder: Path) -> None:

@@ -9,10 +9,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -23,7 +23,9 @@ from api.http.deps import PrincipalDep, ServicesDep, provenance
 from application.access import INVOICE_WRITERS
 from application.monitoring.reconciliation_service import RunResult
 from application.ports import Finding
+from domain.base import Provenance
 from domain.errors import InvalidFieldError
+from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import PlatformExportReader
 
 router = APIRouter(prefix="/v1", tags=["reconciliation"])
@@ -104,6 +106,36 @@ def reconcile(
     period_to: Annotated[date | None, Form()] = None,
 ) -> RunOut:
     principal.require(INVOICE_WRITERS)
+    result = reconcile_upload(
+        services,
+        principal.tenant_id,
+        provenance(principal, None, services),
+        file.file,
+        file.filename,
+        direction,
+        encoding,
+        columns,
+        period_from,
+        period_to,
+    )
+    return RunOut.of(result)
+
+
+def reconcile_upload(
+    services: Services,
+    tenant_id: str,
+    by: Provenance,
+    stream: BinaryIO,
+    filename: str | None,
+    direction: str = "outbound",
+    encoding: str | None = None,
+    columns: str | None = None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """An uploaded export, kept in a temporary file while it is read and hashed, reconciled
+    (the API's route and the console's upload both come here)."""
     mapping = None
     if columns:
         try:
@@ -116,11 +148,11 @@ def reconcile(
     if (period_from is None) != (period_to is None):
         raise InvalidFieldError("period_to", "give both ends of the period, or neither", "pair")
     with tempfile.TemporaryDirectory(prefix="fapiao-upload-") as tmp:
-        path = Path(tmp) / (os.path.basename(file.filename or "export") or "export")
+        path = Path(tmp) / (os.path.basename(filename or "export") or "export")
         digest = hashlib.sha256()
         size = 0
         with path.open("wb") as out:
-            while chunk := file.file.read(1 << 20):
+            while chunk := stream.read(1 << 20):
                 size += len(chunk)
                 if size > MAX_UPLOAD:
                     raise InvalidFieldError("file", "larger than 2 GiB", "size")
@@ -136,17 +168,18 @@ def reconcile(
             ) from None
         period = (period_from, period_to) if period_from and period_to else None
         result = services.reconciliation.reconcile(
-            principal.tenant_id,
+            tenant_id,
             reader,
             digest.hexdigest(),
             path.name,
-            provenance(principal, None, services),
+            by,
             direction,
             mapping,
             period,
+            progress,
         )
         shutil.rmtree(tmp, ignore_errors=True)
-    return RunOut.of(result)
+    return result
 
 
 @router.get("/reconciliations/{run_id}", response_model=RunOut, summary="A run's summary")

@@ -43,8 +43,18 @@ class FieldsIn(BaseModel):
 
 
 class CommentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "附件齐全，金额与合同一致"}]}
+    )
     comment: str = ""
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "平台查询无此发票，上传回执缺失，需补录"}]},
+    )
+    reason: str
 
 
 class ReturnIn(BaseModel):
@@ -58,7 +68,9 @@ class ReturnIn(BaseModel):
 
 
 class WithdrawIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "平台已补传成功，无需补录"}]}
+    )
     reason: str = ""
 
 
@@ -161,6 +173,26 @@ def correct(
             principal.person,
             invoice_id,
             body.fields,
+            provenance(principal, None, services),
+        ),
+    )
+
+
+@router.put(
+    "/{application_id}/reason",
+    response_model=ApplicationOut,
+    summary="Applicant: state why the invoices need re-entry (draft or returned)",
+)
+def restate_reason(
+    application_id: UUID, body: ReasonIn, principal: PrincipalDep, services: ServicesDep
+) -> ApplicationOut:
+    principal.require(INVOICE_WRITERS)
+    return _view(
+        services.reentry.restate_reason(
+            principal.tenant_id,
+            application_id,
+            principal.person,
+            body.reason,
             provenance(principal, None, services),
         ),
     )

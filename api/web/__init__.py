@@ -1,0 +1,1 @@
+"""web: the console (server-rendered pages, vendored assets, one catalogue of texts)."""

@@ -1,0 +1,153 @@
+"""证据: export a bundle for invoices or a status (the API's own export, recorded in the access
+log), verify an uploaded bundle with the product's offline verifier and show the result check by
+check, and the access log (admins)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
+
+from api.http.deps import ServicesDep
+from api.http.routes.evidence import bundle_for
+from api.web.forms import NOT_FOUND, PostedDep, ViewerDep
+from api.web.render import page, redirect_with
+from application.access import ADMINS, HISTORY_READERS
+from application.service_errors import ApplicationError
+from domain.errors import DomainError
+from domain.invoices.status import InvoiceStatus
+from infrastructure.evidence.bundle import BundleVerifyReport, verify_bundle
+
+router = APIRouter()
+LOG_LIMIT = 200
+MAX_BUNDLE = 2 * 1024**3
+
+# The verifier's checks in the order it runs them, and how its findings name each one.
+CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("readable", ("not a readable zip", "exactly one bag")),
+    ("manifest", ("BagIt:",)),
+    ("signature", ("data/checkpoint.txt",)),
+    ("state", ("state bytes", "unreadable")),
+    ("inclusion", ("not in the tree",)),
+    ("replay", ("does not replay", "state.json")),
+)
+
+
+def checks(report: BundleVerifyReport) -> list[dict[str, Any]]:
+    """Each check with its verdict (passed, failed, or not run) and its failures."""
+    unplaced = list(report.failures)
+    rows = []
+    for name, marks in CHECKS:
+        mine = [f for f in report.failures if any(m in f for m in marks)]
+        unplaced = [f for f in unplaced if f not in mine]
+        rows.append({"name": name, "failures": mine})
+    unreadable = bool(rows[0]["failures"])
+    for row in rows:
+        row["state"] = (
+            "fail"
+            if row["failures"]
+            else ("skip" if unreadable and row["name"] != "readable" else "pass")
+        )
+    if unplaced:
+        rows.append({"name": "other", "failures": unplaced, "state": "fail"})
+    return rows
+
+
+def _past_exports(services: Any, tenant: str) -> list[dict[str, Any]]:
+    rows = services.access_log.list(tenant, LOG_LIMIT)
+    return [r for r in rows if r["action"] == "evidence-export"]
+
+
+@router.get("/evidence", response_class=HTMLResponse)
+def evidence_page(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+    v.principal.require(HISTORY_READERS)
+    return page(
+        request,
+        services,
+        v,
+        "evidence.html",
+        statuses=[s.value for s in InvoiceStatus],
+        past=_past_exports(services, v.principal.tenant_id),
+        report=None,
+    )
+
+
+@router.post("/evidence/export")
+def export(
+    services: ServicesDep,
+    v: PostedDep,
+    invoices: Annotated[str, Form(max_length=400_000)] = "",
+    status: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    refs = invoices.replace(",", " ").split()
+    back = "/console/evidence"
+    try:
+        chosen = InvoiceStatus(status) if status else None
+        folder, out = bundle_for(services, v.principal, refs, chosen)
+    except NOT_FOUND:
+        raise
+    except (DomainError, ApplicationError) as e:
+        title, lines = v.t.error(e)
+        return redirect_with(services, back, "error", title, lines)
+    except (ValueError, LookupError) as e:  # not a status; nothing sealed yet
+        return redirect_with(services, back, "error", v.t("ui.error"), [str(e)])
+    return FileResponse(
+        out,
+        media_type="application/zip",
+        filename=out.name,
+        background=BackgroundTask(shutil.rmtree, folder, True),
+    )
+
+
+@router.post("/evidence/verify", response_class=HTMLResponse)
+def verify(
+    request: Request,
+    services: ServicesDep,
+    v: PostedDep,
+    vkey: Annotated[str, Form(max_length=400)] = "",
+) -> HTMLResponse:
+    v.principal.require(HISTORY_READERS)
+    upload = request.state.form.get("file")
+    report = None
+    name = ""
+    if isinstance(upload, UploadFile) and upload.filename:
+        name = upload.filename
+        folder = Path(tempfile.mkdtemp(prefix="fapiao-console-verify-"))
+        try:
+            path = folder / "bundle.zip"
+            with path.open("wb") as out:
+                shutil.copyfileobj(upload.file, out, 1 << 20)
+            if os.path.getsize(path) > MAX_BUNDLE:
+                raise ValueError("larger than 2 GiB")
+            report = verify_bundle(path, vkey.strip() or None)
+        except ValueError as e:
+            report = BundleVerifyReport(failures=[f"not a readable zip ({e})"])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    bundled_key = report is not None and not vkey.strip()
+    return page(
+        request,
+        services,
+        v,
+        "evidence.html",
+        statuses=[s.value for s in InvoiceStatus],
+        past=_past_exports(services, v.principal.tenant_id),
+        report=report,
+        checks=checks(report) if report else [],
+        bundle_name=name,
+        bundled_key=bundled_key,
+    )
+
+
+@router.get("/access-log", response_class=HTMLResponse)
+def access_log(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+    v.principal.require(ADMINS)
+    rows = services.access_log.list(v.principal.tenant_id, LOG_LIMIT)
+    return page(request, services, v, "access_log.html", rows=rows)
