@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -61,8 +62,22 @@ def checks(report: BundleVerifyReport) -> list[dict[str, Any]]:
 
 
 def _past_exports(services: Any, tenant: str) -> list[dict[str, Any]]:
-    rows = services.access_log.list(tenant, LOG_LIMIT)
-    return [r for r in rows if r["action"] == "evidence-export"]
+    """Exports from the access log, naming the invoices by the keys people know."""
+    rows = [
+        r for r in services.access_log.list(tenant, LOG_LIMIT) if r["action"] == "evidence-export"
+    ]
+    ids = {}
+    for r in rows:
+        for part in r["subject"].rstrip(".").split(","):
+            try:
+                ids[part] = UUID(part)
+            except ValueError:
+                continue
+    keys = services.reader.keys_for(tenant, list(ids.values()))
+    for r in rows:
+        names = [keys.get(ids[p], p) if p in ids else p for p in r["subject"].split(",")]
+        r["invoice_keys"] = names[:20]
+    return rows
 
 
 @router.get("/evidence", response_class=HTMLResponse)
@@ -121,7 +136,7 @@ def verify(
         name = upload.filename
         folder = Path(tempfile.mkdtemp(prefix="fapiao-console-verify-"))
         try:
-            path = folder / "bundle.zip"
+            path = folder / (Path(name).name or "bundle.zip")
             with path.open("wb") as out:
                 shutil.copyfileobj(upload.file, out, 1 << 20)
             if os.path.getsize(path) > MAX_BUNDLE:
