@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from application.invoices.lifecycle import MoneyIn
 from domain.calendar import SHANGHAI
@@ -16,6 +16,31 @@ from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft
 def shown(value: datetime | None) -> str | None:
     """Times are stored in UTC and shown in Beijing time, with the offset (+08:00)."""
     return None if value is None else value.astimezone(SHANGHAI).isoformat()
+
+
+def shown_times(value: Any, key: str = "") -> Any:
+    """Every `*_at` time in a decoded payload shown in Beijing time with its offset, the rest as
+    it is (the API's times are Beijing times, README "Conventions")."""
+    if isinstance(value, dict):
+        return {k: shown_times(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown_times(v, key) for v in value]
+    if isinstance(value, str) and key.endswith("_at"):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return shown(parsed) if parsed.tzinfo else value
+    return value
+
+
+def upload_example(file: str = "发票.pdf", **fields: str) -> dict[str, Any]:
+    """An example for a multipart upload route (the OpenAPI shows the file by its name)."""
+    example = {"file": f"(binary: {file})", **fields}
+    return {"requestBody": {"content": {"multipart/form-data": {"example": example}}}}
+
+
+UPLOAD_EXAMPLE = upload_example()
 
 
 class Strict(BaseModel):
@@ -116,6 +141,10 @@ class IssueInvoiceRequest(Strict):
 
 
 class IssueBatchRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"invoices": [ISSUE_EXAMPLE]}]}
+    )
+
     invoices: list[IssueInvoiceRequest] = Field(min_length=1, max_length=1000)
 
 
@@ -230,8 +259,13 @@ class EventOut(BaseModel):
     version: int
     type: str
     topic: str
-    recorded_at: str
+    recorded_at: str = Field(description="When the database stored it (Beijing time)")
     actor: str
     source: str
-    occurred_at: str
+    occurred_at: str = Field(description="When it happened, business time (Beijing time)")
     data: dict[str, Any]
+
+    @field_validator("recorded_at", "occurred_at", "data", mode="before")
+    @classmethod
+    def _beijing(cls, value: Any, info: ValidationInfo) -> Any:
+        return shown_times(value, info.field_name or "")

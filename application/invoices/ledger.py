@@ -225,15 +225,19 @@ class InvoiceLedger(Application[UUID]):
         return invoice
 
     def resolve_invoice_id(self, tenant_id: str, ref: str) -> UUID:
-        """Accept a uuid or a canonical invoice key (`20 digits` or `code:number`)."""
+        """Accept a uuid or a canonical invoice key (`20 digits` or `code:number`); an unknown
+        key is not found under that key."""
         try:
             return UUID(ref)
         except ValueError:
             pass
         try:
-            return invoice_id(tenant_id, parse_canonical_key(ref))
+            found = invoice_id(tenant_id, parse_canonical_key(ref))
         except InvalidFieldError:
             raise InvoiceNotFoundError(ref) from None
+        if not self._exists(found):  # say so by the key the caller sent, not a derived id
+            raise InvoiceNotFoundError(ref)
+        return found
 
     def get_invoice_as_of(
         self, tenant_id: str, invoice_id: UUID, at: datetime

@@ -115,6 +115,7 @@ class MissingReportRequest(LifecycleCommand):
 
 
 class VoidRequest(LifecycleCommand):
+    model_config = _with_examples({"reason": "开票信息有误，发票联和抵扣联已全部收回"})
     step = Step.VOID
     name = "void"
     summary = "Void a paper invoice"

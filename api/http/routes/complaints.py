@@ -11,10 +11,11 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance, read_from
-from api.http.schemas import shown
+from api.http.schemas import UPLOAD_EXAMPLE, shown
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
 from domain.remedies.complaint import CHANNELS, ESCALATIONS, OUTCOMES, Complaint
+from infrastructure.bootstrap import Services
 
 router = APIRouter(prefix="/v1", tags=["complaints and cases"])
 
@@ -68,7 +69,10 @@ class ExchangeIn(BaseModel):
 
 
 class DeadlineIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"due_on": "2026-11-30", "reminder_days": 2}]},
+    )
     due_on: date
     reminder_days: int = 2
 
@@ -94,7 +98,10 @@ class EscalateIn(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"outcome": "resolved", "text": "区局已补录，平台可查"}]},
+    )
     outcome: str = Field(description=", ".join(OUTCOMES))
     text: str = ""
 
@@ -116,10 +123,13 @@ class ComplaintOut(BaseModel):
     invoices_still_missing: list[UUID] = Field(
         description="Set on resolution: linked invoices still missing then (flagged)"
     )
+    invoice_keys: list[str] = Field(description="The linked invoices' keys, as people know them")
+    invoices_still_missing_keys: list[str] = Field(description="Keys of those still missing")
     position: int = 0
 
     @classmethod
-    def of(cls, c: Complaint, position: int = 0) -> ComplaintOut:
+    def of(cls, c: Complaint, services: Services, position: int = 0) -> ComplaintOut:
+        keys = services.reader.keys_for(c.tenant_id, [UUID(i) for i in c.invoice_ids])
         return cls(
             complaint_id=c.id,
             number=c.number,
@@ -135,12 +145,14 @@ class ComplaintOut(BaseModel):
             escalations=c.escalations,
             reply_overdue=c.overdue_for is not None and c.overdue_for == c.reply_due_on,
             invoices_still_missing=[UUID(i) for i in c.still_missing],
+            invoice_keys=[keys.get(UUID(i), i) for i in c.invoice_ids],
+            invoices_still_missing_keys=[keys.get(UUID(i), i) for i in c.still_missing],
             position=position,
         )
 
 
-def _view(result: CaseResult) -> ComplaintOut:
-    return ComplaintOut.of(result.case, result.position)
+def _view(result: CaseResult, services: Services) -> ComplaintOut:
+    return ComplaintOut.of(result.case, services, result.position)
 
 
 @router.post(
@@ -163,12 +175,13 @@ def lodge(body: LodgeIn, principal: PrincipalDep, services: ServicesDep) -> Comp
             body.reminder_days,
             provenance(principal, None, services),
         ),
+        services,
     )
 
 
 @router.get("/complaints/{complaint_id}", response_model=ComplaintOut, summary="One complaint")
 def get(complaint_id: UUID, principal: PrincipalDep, services: ServicesDep) -> ComplaintOut:
-    return ComplaintOut.of(services.complaints.get(principal.tenant_id, complaint_id))
+    return ComplaintOut.of(services.complaints.get(principal.tenant_id, complaint_id), services)
 
 
 @router.post(
@@ -176,6 +189,7 @@ def get(complaint_id: UUID, principal: PrincipalDep, services: ServicesDep) -> C
     response_model=ComplaintOut,
     status_code=201,
     summary="Attach evidence (PDF, OFD, XML, JPEG, PNG by content)",
+    openapi_extra=UPLOAD_EXAMPLE,
 )
 def evidence(
     complaint_id: UUID,
@@ -190,6 +204,7 @@ def evidence(
         services.complaints.add_evidence(
             principal.tenant_id, complaint_id, ref, provenance(principal, None, services)
         ),
+        services,
     )
 
 
@@ -215,6 +230,7 @@ def exchange(
             body.promised_reply_on,
             provenance(principal, None, services),
         ),
+        services,
     )
 
 
@@ -235,6 +251,7 @@ def deadline(
             body.reminder_days,
             provenance(principal, None, services),
         ),
+        services,
     )
 
 
@@ -257,6 +274,7 @@ def escalate(
             body.due_on,
             provenance(principal, None, services),
         ),
+        services,
     )
 
 
@@ -277,6 +295,7 @@ def resolve(
             body.text,
             provenance(principal, None, services),
         ),
+        services,
     )
 
 

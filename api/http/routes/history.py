@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from api.http.deps import PrincipalDep, ServicesDep
 from api.http.routes.invoices import EventOut
-from api.http.schemas import shown
+from api.http.schemas import shown, shown_times
 from application.access import Role
 from application.invoices.ledger import _jsonable
 from infrastructure.projections.streams import tenant_events
@@ -133,5 +133,5 @@ def ledger_events(
         until,
     )
     return StreamingResponse(
-        (orjson.dumps(e) + b"\n" for e in events), media_type="application/x-ndjson"
+        (orjson.dumps(shown_times(e)) + b"\n" for e in events), media_type="application/x-ndjson"
     )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.schemas import upload_example
 from application.access import INVOICE_WRITERS
 from application.remedies.case_commands import CaseResult
 from domain.remedies.lost_invoice import LostInvoiceCase
@@ -38,20 +39,41 @@ class LossIn(BaseModel):
 
 
 class CopyRequestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "issuer": "北京云帆科技有限公司",
+                    "requested_on": "2026-11-19",
+                    "note": "请提供加盖发票专用章的记账联复印件",
+                }
+            ]
+        },
+    )
     issuer: str
     requested_on: date
     note: str = ""
 
 
 class CertificateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"certificate_number": "京税证〔2026〕00123", "issued_on": "2026-11-25"}]
+        },
+    )
     certificate_number: str
     issued_on: date
 
 
 class CloseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"outcome": "copy_obtained", "note": "已取得复印件并入账"}]
+        },
+    )
     outcome: str
     note: str = ""
 
@@ -151,6 +173,7 @@ def certificate(
     response_model=LostCaseOut,
     status_code=201,
     summary="A scan for a step: loss, copy_request, copy or certificate",
+    openapi_extra=upload_example(step="copy"),
 )
 def attach(
     case_id: UUID,

@@ -54,6 +54,7 @@ _by_status(InvoiceStatus.REJECTED, "Invoices the platform refused")
 
 class AwaitingOut(BaseModel):
     invoice_id: UUID
+    invoice_key: str
     attempt: int
     uploaded_at: str
     window_hours: float
@@ -81,11 +82,13 @@ def overdue(
 ) -> AwaitingPage:
     reads = read_from(services, request, response, "ack_timers", consistent_after)
     rows, total = reads.timers.awaiting(principal.tenant_id, limit, offset)
+    keys = reads.reader.keys_for(principal.tenant_id, [r.invoice_id for r in rows])
     return AwaitingPage(
         total=total,
         items=[
             AwaitingOut(
                 invoice_id=r.invoice_id,
+                invoice_key=keys.get(r.invoice_id, str(r.invoice_id)),
                 attempt=r.attempt,
                 uploaded_at=shown(r.started_at) or "",
                 window_hours=r.window_seconds / 3600,

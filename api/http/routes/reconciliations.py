@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.schemas import upload_example
 from application.access import INVOICE_WRITERS
 from application.monitoring.reconciliation_service import RunResult
 from application.ports import Finding
@@ -89,6 +90,12 @@ class FindingOut(BaseModel):
     response_model=RunOut,
     status_code=201,
     summary="Reconcile a platform export (CSV or XLSX, UTF-8 or GB18030)",
+    openapi_extra=upload_example(
+        "全量发票查询导出.xlsx",
+        direction="outbound",
+        period_from="2026-11-01",
+        period_to="2026-11-30",
+    ),
 )
 def reconcile(
     principal: PrincipalDep,

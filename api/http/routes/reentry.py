@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
-from api.http.schemas import shown
+from api.http.schemas import UPLOAD_EXAMPLE, shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
 from domain.remedies.reentry_application import ReEntryApplication
@@ -203,6 +203,7 @@ def restate_reason(
     response_model=ApplicationOut,
     status_code=201,
     summary="Attach evidence (PDF, OFD, XML, JPEG or PNG, checked by content)",
+    openapi_extra=UPLOAD_EXAMPLE,
 )
 def attach(
     application_id: UUID,
