@@ -34,6 +34,7 @@ PAGES = [
     "/console/invoices",
     "/console/invoices?status=missing",
     "/console/invoices?issued_from={first}&issued_to={last}&min_total=1000",
+    "/console/invoices?as_of={as_of}",
     "/console/invoices/{key}",
     "/console/invoices/{key}?as_of={as_of}",
     "/console/queues/missing",
@@ -66,7 +67,7 @@ def settings_for(store: str, folder: Path, name: str) -> Settings:
 
 
 def bulk(services: Services, tenant: str, count: int) -> None:
-    """`count` invoices issued in batches of 1,000 over two years, half of them submitted."""
+    """`count` invoices issued in batches of 1,000, their issue dates spread over two years."""
     rng = Random(7)  # noqa: S311 - benchmark data
     buyers = [(f"买方{i}有限公司", "91330100716105852F") for i in range(1)]
     today = services.ledger.today()
