@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
+from api.cli.demo import load_demo_tenant
 from api.http.app import create_app
 from api.web.i18n import CATALOGUE, Translator
 from application.topics import events_of
@@ -157,7 +158,8 @@ def test_404s_and_queues_name_the_invoice_key_and_times_are_beijing(api: Api) ->
     assert missing.status_code == 404 and "26112000000135119999" in missing.json()["detail"]
     inv = api.issue()
     api.post(f"/v1/invoices/{inv['invoice_key']}/submissions", {})
-    api.services.bring_up_to_date("ack_timers")
+    for view in ("ack_timers", "invoice_status"):
+        api.services.bring_up_to_date(view)
     overdue = api.get("/v1/queues/overdue").json()
     assert overdue["items"][0]["invoice_key"] == inv["invoice_key"]
     assert overdue["items"][0]["due_at"].endswith("+08:00")
@@ -179,3 +181,21 @@ def test_the_session_ends_after_its_hours(api: Api) -> None:
     api.client.cookies.set("fapiao_session", kept or "")  # a browser would have dropped it
     moved = api.client.get("/console", follow_redirects=False)
     assert moved.status_code == 303 and "expired=1" in moved.headers["location"]
+
+
+def test_the_demo_key_printed_by_serve_opens_the_demo_dashboard_in_chinese(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_demo_tenant(services, "127.0.0.1", 8000)
+    printed = capsys.readouterr().out
+    assert "http://127.0.0.1:8000/console" in printed
+    key = re.search(r"demo API key \(clerk, auditor\): (fpl_\S+)", printed)
+    assert key is not None
+    with TestClient(create_app(services=services)) as client:
+        sign_in(client, key.group(1))
+        for path in ("/console", "/console/invoices", "/console/queues/missing"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert "北京云帆科技有限公司" in page.text and 'lang="zh-CN"' in page.text
+        dashboard = client.get("/console").text
+        assert "工作台" in dashboard and "合计 300" in dashboard

@@ -15,10 +15,12 @@ from api.http.deps import ServicesDep
 from api.web.forms import PostedDep, ViewerDep, act, by
 from api.web.render import page, redirect_with
 from api.web.routes.invoices import beijing_time
+from api.web.session import Viewer
 from application.access import ADMINS, POLICY_WRITERS, Role
 from application.monitoring.alert_rules import EVENT_TYPES
 from domain.errors import InvalidFieldError
 from infrastructure.api_keys import ApiKeyError
+from infrastructure.bootstrap import Services
 from infrastructure.monitoring.webhooks import WebhookError
 
 router = APIRouter()
@@ -80,8 +82,9 @@ def _uuid(field: str, text: str) -> UUID:
         raise InvalidFieldError(field, f"{text!r} is not an id", "uuid") from None
 
 
-@router.get("/admin/webhooks", response_class=HTMLResponse)
-def webhooks(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+def _webhooks_page(
+    request: Request, services: Services, v: Viewer, secret: tuple[UUID, str] | None
+) -> HTMLResponse:
     tenant = v.principal.tenant_id
     return page(
         request,
@@ -93,8 +96,13 @@ def webhooks(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLRespo
         dead=services.webhooks.deliveries(tenant, "dead", 100),
         recent=services.webhooks.deliveries(tenant, None, 20),
         event_types=EVENT_TYPES,
-        secret=None,
+        secret=secret,
     )
+
+
+@router.get("/admin/webhooks", response_class=HTMLResponse)
+def webhooks(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+    return _webhooks_page(request, services, v, None)
 
 
 @router.post("/admin/webhooks/{what}", response_model=None)
@@ -117,18 +125,7 @@ def change_webhooks(
             return redirect_with(
                 services, "/console/admin/webhooks", "error", v.t("ui.error"), [str(e)]
             )
-        return page(
-            request,
-            services,
-            v,
-            "admin_webhooks.html",
-            tab="webhooks",
-            subscriptions=services.webhooks.subscriptions(tenant),
-            dead=services.webhooks.deliveries(tenant, "dead", 100),
-            recent=services.webhooks.deliveries(tenant, None, 20),
-            event_types=EVENT_TYPES,
-            secret=(sid, secret),
-        )
+        return _webhooks_page(request, services, v, (sid, secret))
 
     def do() -> None:
         v.principal.require(POLICY_WRITERS)
@@ -142,9 +139,9 @@ def change_webhooks(
     return act(services, v, "/console/admin/webhooks", do, v.t("ui.done"))
 
 
-@router.get("/admin/keys", response_class=HTMLResponse)
-def keys(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
-    v.principal.require(ADMINS)
+def _keys_page(
+    request: Request, services: Services, v: Viewer, created: tuple[str, str] | None
+) -> HTMLResponse:
     return page(
         request,
         services,
@@ -153,8 +150,14 @@ def keys(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
         tab="keys",
         keys=services.keys.list_keys(v.principal.tenant_id),
         roles=[r.value for r in Role],
-        created=None,
+        created=created,
     )
+
+
+@router.get("/admin/keys", response_class=HTMLResponse)
+def keys(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+    v.principal.require(ADMINS)
+    return _keys_page(request, services, v, None)
 
 
 @router.post("/admin/keys/{what}", response_model=None)
@@ -174,16 +177,7 @@ def change_keys(
             title, lines = v.t.error(InvalidFieldError("roles", "choose a role", "required"))
             return redirect_with(services, "/console/admin/keys", "error", title, lines)
         new_id, secret = services.keys.create_key(tenant, chosen, label.strip())
-        return page(
-            request,
-            services,
-            v,
-            "admin_keys.html",
-            tab="keys",
-            keys=services.keys.list_keys(tenant),
-            roles=[r.value for r in Role],
-            created=(new_id, secret),
-        )
+        return _keys_page(request, services, v, (new_id, secret))
 
     def do() -> None:
         if what != "revoke":

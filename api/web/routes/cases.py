@@ -44,6 +44,12 @@ def _upload(form: Any) -> UploadFile:
     return upload
 
 
+def _text(form: Any, name: str) -> str:
+    """A form field's text, stripped and bounded ("" when absent or a file)."""
+    value = form.get(name, "")
+    return value.strip()[:4000] if isinstance(value, str) else ""
+
+
 def _events(services: Services, aggregate_id: UUID) -> list[Any]:
     return list(services.ledger.events.get(aggregate_id))
 
@@ -142,44 +148,44 @@ def complaint_step(
     back = f"/console/complaints/{case_id}"
     tenant, form, service = v.principal.tenant_id, request.state.form, services.complaints
 
-    def f(name: str) -> str:
-        value = form.get(name, "")
-        return value.strip()[:4000] if isinstance(value, str) else ""
-
     def do() -> None:
         v.principal.require(INVOICE_WRITERS)
         b = by(v, services)
         if step == "exchange":
-            at = beijing_time("at", f("at")) or b.occurred_at
+            at = beijing_time("at", _text(form, "at")) or b.occurred_at
             service.log_exchange(
                 tenant,
                 case_id,
                 at,
-                f("channel"),
-                f("counterpart"),
-                f("counterpart_role"),
-                f("said"),
-                f("promised"),
-                _date("promised_reply_on", f("promised_reply_on")),
+                _text(form, "channel"),
+                _text(form, "counterpart"),
+                _text(form, "counterpart_role"),
+                _text(form, "said"),
+                _text(form, "promised"),
+                _date("promised_reply_on", _text(form, "promised_reply_on")),
                 b,
             )
         elif step == "deadline":
-            due = _date("due_on", f("due_on"))
+            due = _date("due_on", _text(form, "due_on"))
             if due is None:
                 raise InvalidFieldError("due_on", "give the date", "required")
-            service.set_reply_deadline(tenant, case_id, due, int(f("reminder_days") or 2), b)
+            service.set_reply_deadline(
+                tenant, case_id, due, int(_text(form, "reminder_days") or 2), b
+            )
         elif step == "escalate":
-            due = _date("due_on", f("due_on"))
+            due = _date("due_on", _text(form, "due_on"))
             if due is None:
                 raise InvalidFieldError("due_on", "give the date", "required")
-            service.escalate(tenant, case_id, f("step"), f("to"), f("note"), due, b)
+            service.escalate(
+                tenant, case_id, _text(form, "step"), _text(form, "to"), _text(form, "note"), due, b
+            )
         elif step == "evidence":
             service.get(tenant, case_id)
             upload = _upload(form)
             ref = services.attachments.put(upload.file, upload.filename or "evidence")
             service.add_evidence(tenant, case_id, ref, b)
         elif step == "resolve":
-            service.resolve(tenant, case_id, f("outcome"), f("text"), b)
+            service.resolve(tenant, case_id, _text(form, "outcome"), _text(form, "text"), b)
         else:
             raise InvalidFieldError("step", f"no step {step!r}", "enum")
 
@@ -265,26 +271,22 @@ def lost_step(
     back = f"/console/lost/{case_id}"
     tenant, form, service = v.principal.tenant_id, request.state.form, services.lost_invoices
 
-    def f(name: str) -> str:
-        value = form.get(name, "")
-        return value.strip()[:4000] if isinstance(value, str) else ""
-
     def do() -> None:
         v.principal.require(INVOICE_WRITERS)
         b = by(v, services)
         if step == "copy-request":
-            on = _date("requested_on", f("requested_on")) or services.ledger.today()
-            service.request_copy(tenant, case_id, f("issuer"), on, f("note"), b)
+            on = _date("requested_on", _text(form, "requested_on")) or services.ledger.today()
+            service.request_copy(tenant, case_id, _text(form, "issuer"), on, _text(form, "note"), b)
         elif step == "certificate":
-            on = _date("issued_on", f("issued_on")) or services.ledger.today()
-            service.record_certificate(tenant, case_id, f("certificate_number"), on, b)
+            on = _date("issued_on", _text(form, "issued_on")) or services.ledger.today()
+            service.record_certificate(tenant, case_id, _text(form, "certificate_number"), on, b)
         elif step == "attach":
             service.get(tenant, case_id)
             upload = _upload(form)
-            ref = services.attachments.put(upload.file, upload.filename or f("step"))
-            service.attach(tenant, case_id, f("step"), ref, b)
+            ref = services.attachments.put(upload.file, upload.filename or _text(form, "step"))
+            service.attach(tenant, case_id, _text(form, "step"), ref, b)
         elif step == "close":
-            service.close(tenant, case_id, f("outcome"), f("note"), b)
+            service.close(tenant, case_id, _text(form, "outcome"), _text(form, "note"), b)
         else:
             raise InvalidFieldError("step", f"no step {step!r}", "enum")
 

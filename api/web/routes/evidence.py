@@ -20,6 +20,7 @@ from api.http.deps import ServicesDep
 from api.http.routes.evidence import bundle_for
 from api.web.forms import NOT_FOUND, PostedDep, ViewerDep
 from api.web.render import page, redirect_with
+from api.web.session import Viewer
 from application.access import ADMINS, HISTORY_READERS
 from application.service_errors import ApplicationError
 from domain.errors import DomainError
@@ -80,9 +81,7 @@ def _past_exports(services: Any, tenant: str) -> list[dict[str, Any]]:
     return rows
 
 
-@router.get("/evidence", response_class=HTMLResponse)
-def evidence_page(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
-    v.principal.require(HISTORY_READERS)
+def _page(request: Request, services: Any, v: Viewer, **verified: Any) -> HTMLResponse:
     return page(
         request,
         services,
@@ -90,8 +89,14 @@ def evidence_page(request: Request, services: ServicesDep, v: ViewerDep) -> HTML
         "evidence.html",
         statuses=[s.value for s in InvoiceStatus],
         past=_past_exports(services, v.principal.tenant_id),
-        report=None,
+        **({"report": None} | verified),
     )
+
+
+@router.get("/evidence", response_class=HTMLResponse)
+def evidence_page(request: Request, services: ServicesDep, v: ViewerDep) -> HTMLResponse:
+    v.principal.require(HISTORY_READERS)
+    return _page(request, services, v)
 
 
 @router.post("/evidence/export")
@@ -147,13 +152,10 @@ def verify(
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     bundled_key = report is not None and not vkey.strip()
-    return page(
+    return _page(
         request,
         services,
         v,
-        "evidence.html",
-        statuses=[s.value for s in InvoiceStatus],
-        past=_past_exports(services, v.principal.tenant_id),
         report=report,
         checks=checks(report) if report else [],
         bundle_name=name,
