@@ -25,6 +25,7 @@ import pytest
 import uvicorn
 
 from api.http.app import create_app
+from application.demo.scenario import DEMO_NAME, DEMO_TENANT, load_demo
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 from tests.fakes import SettableClock
@@ -78,7 +79,11 @@ class Console:
 
 
 @pytest.fixture
-def console(sqlite_template: Path, tmp_path: Path) -> Iterator[Console]:
+def console(
+    sqlite_template: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Console]:
+    """`@pytest.mark.demo(count)` loads that many demo invoices before the server starts (set-up
+    writes, kept out of the way of the server's own background work)."""
     path = tmp_path / "ledger.db"
     shutil.copy(sqlite_template, path)
     settings = Settings(
@@ -90,6 +95,10 @@ def console(sqlite_template: Path, tmp_path: Path) -> Iterator[Console]:
     )
     clock = SettableClock()
     services = build_services(settings, clock)
+    demo = request.node.get_closest_marker("demo")
+    if demo is not None:
+        services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
+        load_demo(services.ledger, DEMO_TENANT, count=demo.args[0] if demo.args else 300)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.cli.demo import DEMO_NAME, DEMO_TENANT
-from application.demo.scenario import load_demo
+import pytest
+
+from application.demo.scenario import DEMO_TENANT
 from domain.calendar import SHANGHAI
 from tests.browser.conftest import Console, shot, sign_in
 from tests.builders import BUYER, SELLER
@@ -171,9 +172,8 @@ def test_a_clerks_day_from_issuing_to_re_entry(
     assert "已批准" in page.text_content("#app-status")
 
 
+@pytest.mark.demo(60)
 def test_an_auditors_read_only_day(console: Console, open_page: Any, tmp_path: Path) -> None:
-    console.services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
-    load_demo(console.services.ledger, DEMO_TENANT, count=60)
     auditor = console.key(DEMO_TENANT, "auditor")
     page = open_page()
     sign_in(console, page, auditor)
