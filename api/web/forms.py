@@ -12,17 +12,35 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
-from api.http.deps import ServicesDep
 from api.web.render import redirect_with
-from api.web.session import Viewer, check_csrf, viewer
+from api.web.session import Viewer, check_csrf, session_tenant, viewer
 from application.dto import Idempotency
 from application.remedies.case_commands import CaseNotFoundError
 from application.service_errors import ApplicationError, InvoiceNotFoundError, RunNotFoundError
 from domain.base import Provenance, Source
 from domain.errors import DomainError
-from infrastructure.bootstrap import Services
+from infrastructure.bootstrap import Cells, Services
 
 NOT_FOUND = (InvoiceNotFoundError, CaseNotFoundError, RunNotFoundError)
+
+
+def console_services(request: Request) -> Services:
+    """The services of the signed-in tenant's database: with tenants routed to several (cells),
+    the cell of the tenant the session names; else the one database."""
+    chosen: Services | None = getattr(request.state, "services", None)
+    if chosen is not None:
+        return chosen
+    chosen = request.app.state.services
+    cells: Cells | None = getattr(request.app.state, "cells", None)
+    if cells is not None and cells.routed:
+        tenant = session_tenant(request, chosen)
+        if tenant is not None:
+            chosen = cells.for_tenant(tenant)
+    request.state.services = chosen
+    return chosen
+
+
+ServicesDep = Annotated[Services, Depends(console_services)]
 
 
 def get_viewer(request: Request, services: ServicesDep) -> Viewer:

@@ -27,6 +27,7 @@ from application.access import (
 )
 from domain.calendar import SHANGHAI
 from infrastructure.bootstrap import Services
+from infrastructure.settings import Settings
 
 TEMPLATES = Path(__file__).with_name("templates")
 FLASH_COOKIE = "fapiao_flash"
@@ -166,8 +167,8 @@ def freshness(services: Services) -> dict[str, Any]:
     }
 
 
-def _flash_serializer(services: Services) -> URLSafeSerializer:
-    return URLSafeSerializer(session_secret(services.settings), salt="flash")
+def _flash_serializer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(session_secret(settings), salt="flash")
 
 
 def redirect_with(
@@ -175,7 +176,7 @@ def redirect_with(
 ) -> RedirectResponse:
     """After a form: go to `target` (303) and show a message there once."""
     response = RedirectResponse(target, status_code=303)
-    body = _flash_serializer(services).dumps({"k": kind, "t": title, "l": lines or []})
+    body = _flash_serializer(services.settings).dumps({"k": kind, "t": title, "l": lines or []})
     response.set_cookie(FLASH_COOKIE, body, httponly=True, samesite="strict", path="/")
     return response
 
@@ -205,7 +206,7 @@ def page(
     raw = request.cookies.get(FLASH_COOKIE)
     if raw:
         try:
-            flash = _flash_serializer(services).loads(raw)
+            flash = _flash_serializer(request.app.state.services.settings).loads(raw)
         except BadSignature:
             flash = None
     response = templates.TemplateResponse(

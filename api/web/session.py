@@ -67,8 +67,10 @@ def _kept_secret(folder: Path) -> str:
     return path.read_text().strip()
 
 
-def _serializer(services: Services, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(session_secret(services.settings), salt=salt)
+def _serializer(request: Request, salt: str) -> URLSafeTimedSerializer:
+    """Signed with the process's secret (the first database's settings: every cell alike)."""
+    settings: Settings = request.app.state.services.settings
+    return URLSafeTimedSerializer(session_secret(settings), salt=salt)
 
 
 @dataclass
@@ -112,6 +114,21 @@ def remember_language(request: Request, response: Response) -> None:
         )
 
 
+def session_tenant(request: Request, services: Services) -> str | None:
+    """The tenant a valid session cookie names (which cell serves its pages), else None."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(request, "session").loads(
+            raw, max_age=int(services.settings.session_hours * 3600)
+        )
+    except BadSignature:
+        return None
+    tenant = data.get("t") if isinstance(data, dict) else None
+    return tenant if isinstance(tenant, str) else None
+
+
 def viewer(request: Request, services: Services) -> Viewer:
     """The signed-in viewer, or SignInRequired."""
     raw = request.cookies.get(SESSION_COOKIE)
@@ -119,11 +136,11 @@ def viewer(request: Request, services: Services) -> Viewer:
         raise SignInRequired()
     max_age = int(services.settings.session_hours * 3600)
     try:
-        data: dict[str, Any] = _serializer(services, "session").loads(raw, max_age=max_age)
+        data: dict[str, Any] = _serializer(request, "session").loads(raw, max_age=max_age)
     except BadSignature:
         raise SignInRequired(expired=True) from None
     principal = services.keys.principal_for(str(data.get("k", "")))
-    if principal is None:
+    if principal is None or principal.tenant_id != data.get("t"):
         raise SignInRequired(expired=True)
     user = data.get("u")
     if user:
@@ -138,8 +155,13 @@ def viewer(request: Request, services: Services) -> Viewer:
 def start_session(
     request: Request, response: Response, services: Services, principal: Principal
 ) -> None:
-    token = _serializer(services, "session").dumps(
-        {"k": principal.key_id, "u": principal.user, "c": secrets.token_urlsafe(24)}
+    token = _serializer(request, "session").dumps(
+        {
+            "k": principal.key_id,
+            "t": principal.tenant_id,
+            "u": principal.user,
+            "c": secrets.token_urlsafe(24),
+        }
     )
     response.set_cookie(
         SESSION_COOKIE,
@@ -159,7 +181,7 @@ def end_session(response: Response) -> None:
 
 def sign_in_token(request: Request, services: Services) -> tuple[str, str | None]:
     """The sign-in form's CSRF token, and the cookie to set when it is new (else None)."""
-    serializer = _serializer(services, "sign-in")
+    serializer = _serializer(request, "sign-in")
     raw = request.cookies.get(SIGN_IN_COOKIE)
     if raw:
         try:
@@ -186,7 +208,7 @@ def keep_sign_in_token(request: Request, response: Response, cookie: str | None)
 def check_sign_in_token(request: Request, services: Services, sent: str) -> None:
     raw = request.cookies.get(SIGN_IN_COOKIE, "")
     try:
-        expected = str(_serializer(services, "sign-in").loads(raw, max_age=SIGN_IN_MAX_AGE))
+        expected = str(_serializer(request, "sign-in").loads(raw, max_age=SIGN_IN_MAX_AGE))
     except BadSignature:
         raise CsrfRefused() from None
     if not hmac.compare_digest(expected, sent):

@@ -161,3 +161,22 @@ def test_a_key_left_in_the_old_database_is_refused(two_databases: Settings) -> N
         assert r.status_code == 401
         assert "served from another database" in r.json()["detail"]
     assert events_in(settings.database_url or "") == []
+
+
+def test_the_console_serves_each_tenant_from_its_own_database(two_databases: Settings) -> None:
+    from tests.e2e.test_console import sign_in
+
+    settings = two_databases
+    mine = cli(settings, "keys", "create", "--tenant", SELLER, "--roles", "clerk")
+    theirs = cli(settings, "keys", "create", "--tenant", OTHER_TENANT, "--roles", "clerk")
+    app = create_app(settings, run_workers=True)
+    with TestClient(app) as client:
+        other = client.post("/v1/invoices", json=issue_json(), headers=key_of(theirs))
+        assert other.status_code == 201, other.text
+        key = other.json()["invoice_key"]
+        assert sign_in(client, key_of(theirs)["Authorization"][7:]).status_code == 303
+        page = client.get(f"/console/invoices/{key}")
+        assert page.status_code == 200 and key in page.text
+        client.cookies.clear()
+        assert sign_in(client, key_of(mine)["Authorization"][7:]).status_code == 303
+        assert client.get(f"/console/invoices/{key}").status_code == 404

@@ -11,8 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.http.deps import ServicesDep
-from api.web.forms import PostedDep, ViewerDep, act, by
+from api.web.forms import PostedDep, ServicesDep, ViewerDep, act, by
 from api.web.render import page, redirect_with
 from api.web.routes.invoices import beijing_time
 from api.web.session import Viewer

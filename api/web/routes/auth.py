@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.http.deps import ServicesDep
-from api.web.forms import PostedDep
+from api.web.forms import PostedDep, ServicesDep
 from api.web.i18n import Translator
 from api.web.render import page, redirect_with
 from api.web.session import (
@@ -67,6 +66,9 @@ def sign_in(
 ) -> Response:
     check_sign_in_token(request, services, csrf)
     t = Translator(lang_of(request))
+    cells = getattr(request.app.state, "cells", None)
+    if cells is not None and cells.routed:  # the database that holds the key's tenant
+        services = cells.for_key(api_key.strip())
     principal = services.keys.authenticate(api_key.strip())
     if principal is None:
         return _form(request, services, 401, t("ui.bad_key"))

@@ -12,8 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile
 
-from api.http.deps import ServicesDep
-from api.web.forms import PostedDep, ViewerDep, act, by
+from api.web.forms import PostedDep, ServicesDep, ViewerDep, act, by
 from api.web.render import page
 from api.web.routes.invoices import beijing_time
 from api.web.session import Viewer

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.http.deps import ServicesDep
-from api.web.forms import ViewerDep
+from api.web.forms import ServicesDep, ViewerDep
 from api.web.render import TAG, page
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from domain.invoices.status import InvoiceStatus

@@ -16,9 +16,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
-from api.http.deps import ServicesDep
 from api.http.routes.evidence import bundle_for
-from api.web.forms import NOT_FOUND, PostedDep, ViewerDep
+from api.web.forms import NOT_FOUND, PostedDep, ServicesDep, ViewerDep
 from api.web.render import page, redirect_with
 from api.web.session import Viewer
 from application.access import ADMINS, HISTORY_READERS

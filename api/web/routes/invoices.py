@@ -20,17 +20,9 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from api.http.deps import ServicesDep
 from api.http.routes.invoices import _decode_cursor, _encode_cursor
 from api.http.schemas import IssueInvoiceRequest
-from api.web.forms import (
-    PostedDep,
-    ViewerDep,
-    act,
-    by,
-    form_idempotency,
-    new_form_key,
-)
+from api.web.forms import PostedDep, ServicesDep, ViewerDep, act, by, form_idempotency, new_form_key
 from api.web.render import page, redirect_with
 from api.web.session import Viewer
 from application.access import INVOICE_WRITERS

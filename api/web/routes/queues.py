@@ -11,9 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.http.deps import ServicesDep
 from api.http.routes.invoices import _decode_cursor, _encode_cursor
-from api.web.forms import ViewerDep, new_form_key
+from api.web.forms import ServicesDep, ViewerDep, new_form_key
 from api.web.render import page
 from api.web.session import Viewer
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS

@@ -15,9 +15,8 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from api.http.deps import ServicesDep
 from api.http.routes.reconciliations import _csv, reconcile_upload
-from api.web.forms import PostedDep, ViewerDep, by
+from api.web.forms import PostedDep, ServicesDep, ViewerDep, by
 from api.web.jobs import JobBoard
 from api.web.render import page, redirect_with
 from application.access import INVOICE_WRITERS
