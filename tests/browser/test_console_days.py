@@ -167,6 +167,7 @@ def test_a_clerks_day_from_issuing_to_re_entry(
     wait_for_text(page, "#invoice-status", "已补录")
     assert "已补录" in page.text_content("#timeline")
     assert "发票.pdf" in page.text_content("#attachments")
+    assert page.input_value("#step-acknowledge input[name=platform_ref]") == ""  # no default
     shot(console, page, "10-invoice-re-entered")
     page.goto(application)
     assert "已批准" in page.text_content("#app-status")

@@ -11,14 +11,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from api.web.forms import ServicesDep, ViewerDep
-from api.web.render import TAG, page
+from api.web.render import page
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from domain.invoices.status import InvoiceStatus
 from infrastructure.bootstrap import Services
 
 router = APIRouter()
-COLOURS = {"green": "#52c41a", "blue": "#1677ff", "orange": "#fa8c16", "red": "#f5222d"}
-TREND_STATUSES = ("issued", "submitted", "acknowledged", "missing", "rejected", "re_entered")
+TREND = {  # one colour per status in the chart (tags pair blue and red statuses; bars must not)
+    "issued": "#91caff",
+    "submitted": "#1677ff",
+    "acknowledged": "#52c41a",
+    "missing": "#f5222d",
+    "rejected": "#fa8c16",
+    "re_entered": "#722ed1",
+}
+TREND_STATUSES = tuple(TREND)
 
 
 def todo(services: Services, v: Any) -> list[dict[str, Any]]:
@@ -43,7 +50,7 @@ def trend_svg(days: list[Any], rows: list[tuple[Any, str, int]]) -> dict[str, An
         if day in by_day and status in TREND_STATUSES:
             by_day[day][status] = n
     peak = max([sum(v.values()) for v in by_day.values()] + [1])
-    width, height, gap = 720, 160, 2
+    width, height, gap = 1200, 160, 2
     bar = max((width - gap * len(days)) / max(len(days), 1), 2)
     bars = []
     for i, day in enumerate(days):
@@ -54,7 +61,7 @@ def trend_svg(days: list[Any], rows: list[tuple[Any, str, int]]) -> dict[str, An
                 continue
             h = n / peak * (height - 10)
             y -= h
-            colour = COLOURS.get(TAG.get(status, "grey").split()[0], "#bfbfbf")
+            colour = TREND[status]
             bars.append(
                 {
                     "x": round(i * (bar + gap), 1),
@@ -65,7 +72,7 @@ def trend_svg(days: list[Any], rows: list[tuple[Any, str, int]]) -> dict[str, An
                     "title": f"{day} {status} {n}",
                 }
             )
-    legend = [(s, COLOURS.get(TAG.get(s, "grey").split()[0], "#bfbfbf")) for s in TREND_STATUSES]
+    legend = list(TREND.items())
     return {"bars": bars, "width": width, "height": height, "peak": peak, "legend": legend}
 
 

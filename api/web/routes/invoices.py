@@ -347,7 +347,7 @@ def command_fields(command: type[LifecycleCommand]) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "required": info.is_required(),
-                "default": "" if info.default in (None, ...) else str(info.default),
+                "default": "" if info.is_required() or info.default is None else str(info.default),
                 "time": name.endswith("_at"),
                 "help": info.description or "",
             }
