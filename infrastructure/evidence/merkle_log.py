@@ -1,68 +1,166 @@
 """The Merkle log in SQL: the sealing projection, signed checkpoints, proofs, and verification
 of the live ledger against its seal.
 
-Roots and proofs are computed from the stored leaf hashes, never from the event table.
+Two trees per checkpoint: the log (one leaf per stored event, in log order) and the stream
+heads (one leaf per stream, its last event, ordered by where the stream first appears). The
+checkpoint's note carries the second root as an extension line. Roots and proofs are computed
+from the stored leaves, never from the event table; a checkpoint is signed only once the new
+root is proven to extend the previous signed checkpoint (application/evidence/seal_guard.py).
+Every table here is append-only (triggers); the seal is never rebuilt.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, func, select
 
-from application.evidence.leaf_encoding import leaf_hash
+from application.evidence.leaf_encoding import head_hash, leaf_hash, tenant_of_first_event
+from application.evidence.seal_guard import SealBrokenError, prove_extension
 from application.ports import StoredEventRow
+from application.service_errors import ApplicationError
 from domain.evidence import merkle
-from domain.evidence.checkpoint import Checkpoint, parse_note
+from domain.evidence.checkpoint import (
+    Checkpoint,
+    NoteFormatError,
+    StreamHeads,
+    parse_note,
+)
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner, verify_note_signature
-from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves
+from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves, seal_incidents
+
+log = logging.getLogger("fapiao.seal")
 
 
-def _leaves(conn: Connection, size: int | None = None) -> list[bytes]:
-    query = select(merkle_leaves.c.leaf_hash).order_by(merkle_leaves.c.leaf_index)
-    if size is not None:
-        query = query.limit(size)
-    return [bytes.fromhex(h) for (h,) in conn.execute(query)]
+class SealRebuildRefusedError(ApplicationError):
+    """The seal is append-only: emptying it would let the log sign a different history."""
 
-
-def _frontier(conn: Connection) -> merkle.Frontier:
-    """The stored right edge; rebuilt from the leaves once if missing (an older database)."""
-    rows = list(conn.execute(select(merkle_frontier).order_by(merkle_frontier.c.slot)))
-    frontier = merkle.Frontier([(int(r.size), bytes.fromhex(r.hash)) for r in rows])
-    if not rows:
-        for leaf in _leaves(conn):
-            frontier.append(leaf)
-    return frontier
-
-
-def _store_frontier(conn: Connection, frontier: merkle.Frontier) -> None:
-    conn.execute(delete(merkle_frontier))
-    if frontier.subtrees:
-        conn.execute(
-            merkle_frontier.insert(),
-            [{"slot": i, "size": n, "hash": h.hex()} for i, (n, h) in enumerate(frontier.subtrees)],
+    def __init__(self) -> None:
+        super().__init__(
+            "the seal is append-only and is never emptied or rebuilt (a rebuilt log would sign "
+            "a fork); `fapiao ledger verify` checks it"
         )
 
 
-def _sign(
-    conn: Connection, signer: CheckpointSigner, size: int, root: bytes | None = None
-) -> dict[str, Any]:
-    root = root if root is not None else merkle.root(_leaves(conn, size))
-    text = signer.sign(Checkpoint(signer.origin, size, root))
-    _, sigs = parse_note(text)
-    row = {
-        "tree_size": size,
-        "root_hash": root.hex(),
-        "signed_at": datetime.now(UTC),
-        "key_name": sigs[0].key_name,
-        "note": text,
-    }
-    conn.execute(checkpoints.insert(), [row])
-    return row
+# ---- reading the stored seal ---------------------------------------------------------------
+
+
+@dataclass
+class StreamHead:
+    slot: int
+    version: int
+    position: int
+    tenant: str | None
+
+
+@dataclass
+class HeadsTree:
+    """Every stream's head, by slot (first appearance); changes are hashed when flushed."""
+
+    streams: dict[str, StreamHead] = field(default_factory=dict)
+    tree: merkle.Tree = field(default_factory=merkle.Tree)
+    pending: set[str] = field(default_factory=set)
+
+    def see(self, stream_id: str, version: int, position: int, tenant: str | None) -> None:
+        head = self.streams.get(stream_id)
+        if head is None:
+            self.streams[stream_id] = StreamHead(len(self.streams), version, position, tenant)
+        else:
+            head.version, head.position = version, position
+        self.pending.add(stream_id)
+
+    def flush(self) -> StreamHeads:
+        if self.pending:
+            changes = {}
+            for sid in self.pending:
+                h = self.streams[sid]
+                changes[h.slot] = head_hash(sid, h.version, h.position)
+            self.tree.update(changes)
+            self.pending.clear()
+        return StreamHeads(len(self.streams), self.tree.root())
+
+
+@dataclass
+class SealState:
+    """The sealer's running view: the log's frontier and the heads, at `size` leaves."""
+
+    frontier: merkle.Frontier = field(default_factory=merkle.Frontier)
+    heads: HeadsTree = field(default_factory=HeadsTree)
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
+
+    def add(
+        self, stream_id: str, version: int, position: int, tenant: str | None, h: bytes
+    ) -> None:
+        self.frontier.append(h)
+        self.heads.see(stream_id, version, position, tenant)
+
+
+@dataclass
+class LogSnapshot:
+    """The sealed leaves up to `size`, read once: both trees and every stream's head."""
+
+    size: int
+    hashes: list[bytes]
+    positions: list[int]
+    tenants: list[str | None]
+    index_of: dict[int, int]  # position -> leaf index
+    heads: HeadsTree
+
+    @property
+    def tree(self) -> merkle.Tree:
+        if not hasattr(self, "_tree"):
+            self._tree = merkle.Tree(self.hashes)
+        return self._tree
+
+    def stream_heads(self) -> StreamHeads:
+        return self.heads.flush()
+
+    def head_proof(self, stream_id: str) -> tuple[StreamHead, list[bytes]] | None:
+        self.heads.flush()
+        head = self.heads.streams.get(stream_id)
+        if head is None:
+            return None
+        return head, self.heads.tree.inclusion_proof(head.slot)
+
+
+def _leaf_rows(conn: Connection, size: int | None = None) -> Iterator[Any]:
+    query = select(
+        merkle_leaves.c.leaf_index,
+        merkle_leaves.c.position,
+        merkle_leaves.c.stream_id,
+        merkle_leaves.c.stream_version,
+        merkle_leaves.c.tenant_id,
+        merkle_leaves.c.leaf_hash,
+    ).order_by(merkle_leaves.c.leaf_index)
+    if size is not None:
+        query = query.where(merkle_leaves.c.leaf_index < size)
+    yield from conn.execute(query)
+
+
+def _leaf_hashes(conn: Connection, start: int, stop: int) -> list[bytes]:
+    c = merkle_leaves.c
+    return [
+        bytes.fromhex(h)
+        for (h,) in conn.execute(
+            select(c.leaf_hash)
+            .where(c.leaf_index >= start, c.leaf_index < stop)
+            .order_by(c.leaf_index)
+        )
+    ]
+
+
+def _sealed_size(conn: Connection) -> int:
+    top = conn.execute(select(func.max(merkle_leaves.c.leaf_index))).scalar()
+    return 0 if top is None else int(top) + 1
 
 
 def _latest(conn: Connection) -> Any:
@@ -71,8 +169,113 @@ def _latest(conn: Connection) -> Any:
     ).first()
 
 
+def _frontier_at(conn: Connection, size: int) -> list[tuple[int, bytes]]:
+    c = merkle_frontier.c
+    rows = conn.execute(select(c.size, c.hash).where(c.tree_size == size).order_by(c.slot))
+    return [(int(n), bytes.fromhex(h)) for n, h in rows]
+
+
+def _open_incident(conn: Connection) -> Any:
+    """The latest refusal, if no checkpoint was signed after it."""
+    incident = conn.execute(
+        select(seal_incidents).order_by(seal_incidents.c.detected_at.desc()).limit(1)
+    ).first()
+    if incident is None:
+        return None
+    latest = conn.execute(select(func.max(checkpoints.c.signed_at))).scalar()
+    return incident if latest is None or incident.detected_at > latest else None
+
+
+# ---- proving and signing ---------------------------------------------------------------------
+
+
+def _stored_checkpoint(row: Any, signer: CheckpointSigner) -> Checkpoint:
+    """The stored checkpoint, its note parsed, coherent with its columns and signed by one of
+    the log's published keys; else SealBrokenError naming what is wrong."""
+    size = int(row.tree_size)
+    try:
+        checkpoint, sigs = parse_note(row.note)
+    except NoteFormatError as e:
+        raise SealBrokenError(f"checkpoint {size}: its note does not parse ({e})") from None
+    heads = checkpoint.stream_heads()
+    if (
+        checkpoint.size != size
+        or checkpoint.root.hex() != row.root_hash
+        or heads is None
+        or heads.root.hex() != row.heads_root
+        or heads.count != row.heads_count
+    ):
+        raise SealBrokenError(f"checkpoint {size}: its stored columns differ from its note")
+    keys = {k.key_id: k.public_key for k in signer.public_keys()}
+    if not any(
+        s.key_id.hex() in keys
+        and s.key_name == row.key_name
+        and verify_note_signature(checkpoint.body(), s, keys[s.key_id.hex()])
+        for s in sigs
+    ):
+        raise SealBrokenError(f"checkpoint {size}: no published key verifies its signature")
+    return checkpoint
+
+
+def _prove_and_sign(
+    conn: Connection,
+    signer: CheckpointSigner,
+    size: int,
+    heads: StreamHeads,
+    expected_root: bytes | None,
+    new_leaves: Sequence[bytes] | None = None,
+) -> dict[str, Any]:
+    """Sign the checkpoint of `size` once it is proven to extend the latest one."""
+    latest = _latest(conn)
+    previous = None if latest is None else _stored_checkpoint(latest, signer)
+    start = 0 if previous is None else previous.size
+    if size <= start:
+        raise SealBrokenError(f"checkpoint {start} already covers {size} leaves")
+    frontier_rows = [] if previous is None else _frontier_at(conn, start)
+    if new_leaves is None:
+        new_leaves = _leaf_hashes(conn, start, size)
+    if len(new_leaves) != size - start:
+        raise SealBrokenError(f"leaves {start}..{size - 1} are not all stored")
+    frontier = prove_extension(previous, frontier_rows, new_leaves, expected_root)
+    checkpoint = Checkpoint(signer.origin, size, frontier.root(), (heads.line(),))
+    text = signer.sign(checkpoint)
+    _, sigs = parse_note(text)
+    row = {
+        "tree_size": size,
+        "root_hash": checkpoint.root.hex(),
+        "heads_count": heads.count,
+        "heads_root": heads.root.hex(),
+        "signed_at": datetime.now(UTC),
+        "key_name": sigs[0].key_name,
+        "note": text,
+    }
+    conn.execute(checkpoints.insert(), [row])
+    conn.execute(
+        merkle_frontier.insert(),
+        [
+            {"tree_size": size, "slot": i, "size": n, "hash": h.hex()}
+            for i, (n, h) in enumerate(frontier.subtrees)
+        ],
+    )
+    return row
+
+
+def _record_incident(conn: Connection, size: int, reason: str) -> None:
+    """Raise the alarm once per distinct reason (the sealer retries every batch)."""
+    open_ = _open_incident(conn)
+    log.critical("seal: refusing to sign checkpoint %s: %s", size, reason)
+    if open_ is not None and open_.reason == reason:
+        return
+    conn.execute(
+        seal_incidents.insert().values(
+            incident_id=uuid.uuid4(), detected_at=datetime.now(UTC), tree_size=size, reason=reason
+        )
+    )
+
+
 class SealProjection:
-    """Appends every stored event, in log order, as a leaf; signs checkpoints as it goes."""
+    """Appends every stored event, in log order, as a leaf naming its tenant; signs a
+    checkpoint (both roots) every `every` events or `interval`, once it can prove it."""
 
     name = "seal"
     topics: frozenset[str] = frozenset()
@@ -85,50 +288,115 @@ class SealProjection:
         interval: timedelta = timedelta(minutes=10),
     ) -> None:
         self.signer, self.every, self.interval = signer, every, interval
+        self._state: SealState | None = None
+        self._broken: str | None = None  # why the stored seal cannot be trusted, from loading
 
     def handles(self, event: object) -> bool:
         return True
+
+    def _load(self, conn: Connection) -> SealState:
+        """Rebuild the running state from the stored leaves (once per process), checking every
+        stored checkpoint's note and signature, and the latest one against the leaves."""
+        state, latest = SealState(), _latest(conn)
+        self._broken = None
+        target = None if latest is None else int(latest.tree_size)
+        at_target: tuple[list[tuple[int, bytes]], StreamHeads] | None = None
+        for r in _leaf_rows(conn):
+            if int(r.leaf_index) != state.size:
+                self._broken = f"merkle_leaves: leaf {state.size} is missing"
+                break
+            state.add(
+                r.stream_id,
+                int(r.stream_version),
+                int(r.position),
+                r.tenant_id,
+                bytes.fromhex(r.leaf_hash),
+            )
+            if state.size == target:
+                at_target = (list(state.frontier.subtrees), state.heads.flush())
+        if at_target is not None:
+            self._check_latest(conn, latest, *at_target)
+        elif target is not None:
+            self._broken = self._broken or f"checkpoint {target} covers more leaves than are stored"
+        for row in conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)):
+            try:
+                _stored_checkpoint(row, self.signer)
+            except SealBrokenError as e:
+                self._broken = self._broken or e.reason
+        self._state = state
+        return state
+
+    def _check_latest(
+        self,
+        conn: Connection,
+        latest: Any,
+        subtrees: list[tuple[int, bytes]],
+        heads: StreamHeads,
+    ) -> None:
+        size = int(latest.tree_size)
+        if merkle.Frontier(subtrees).root().hex() != latest.root_hash:
+            self._broken = f"checkpoint {size}: the stored leaves do not give its root"
+        elif heads.root.hex() != latest.heads_root or heads.count != latest.heads_count:
+            self._broken = f"checkpoint {size}: the stored leaves do not give its stream heads"
+        elif _frontier_at(conn, size) != subtrees:
+            self._broken = f"merkle_frontier at {size}: differs from the stored leaves' frontier"
 
     def apply_batch(
         self, conn: Connection, items: Sequence[tuple[int, StoredEventRow]]
     ) -> list[tuple[int, Any, Exception]]:
         if not items:
             return []
-        frontier = _frontier(conn)
-        first = frontier.size
+        state = self._state
+        if state is None or state.size != _sealed_size(conn):
+            state = self._load(conn)
+        first = state.size
         leaves = []
         for i, (_, row) in enumerate(items):
-            h = leaf_hash(row)
-            frontier.append(h)
+            sid = str(row.originator_id)
+            known = state.heads.streams.get(sid)
+            if known is not None:
+                tenant = known.tenant
+            else:
+                tenant = tenant_of_first_event(row) if row.originator_version == 1 else None
+            h = leaf_hash(row, tenant)
+            state.add(sid, row.originator_version, row.position, tenant, h)
             leaves.append(
                 {
                     "leaf_index": first + i,
                     "position": row.position,
-                    "stream_id": str(row.originator_id),
+                    "stream_id": sid,
                     "stream_version": row.originator_version,
+                    "tenant_id": tenant,
                     "leaf_hash": h.hex(),
                 }
             )
         conn.execute(merkle_leaves.insert(), leaves)
-        _store_frontier(conn, frontier)
-        size = frontier.size
         latest = _latest(conn)
-        signed_size = latest.tree_size if latest else 0
+        signed = int(latest.tree_size) if latest else 0
         stale = latest is None or datetime.now(UTC) - latest.signed_at >= self.interval
-        if size - signed_size >= self.every or (stale and size > signed_size):
-            _sign(conn, self.signer, size, frontier.root())
+        if state.size - signed >= self.every or (stale and state.size > signed):
+            try:
+                if self._broken:
+                    raise SealBrokenError(self._broken)
+                _prove_and_sign(
+                    conn, self.signer, state.size, state.heads.flush(), state.frontier.root()
+                )
+            except SealBrokenError as e:
+                _record_incident(conn, state.size, e.reason)
         return []
 
     def reset(self, conn: Connection) -> None:
-        """Leaves are recomputed identically; signed checkpoints are kept (and checked)."""
-        conn.execute(delete(merkle_leaves))
-        conn.execute(delete(merkle_frontier))
+        raise SealRebuildRefusedError()
+
+
+# ---- verification ------------------------------------------------------------------------------
 
 
 @dataclass
 class LogVerifyReport:
     leaves: int
     unsealed: int
+    checkpoints: int
     checkpoint_size: int | None
     failures: list[str]
 
@@ -136,20 +404,90 @@ class LogVerifyReport:
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def first_bad_position(self) -> int | None:
+        for f in self.failures:
+            if f.startswith("position "):
+                return int(f.split()[1].rstrip(":"))
+        return None
+
+
+@dataclass
+class SealHealth:
+    refusing: bool
+    reason: str | None = None
+    since: datetime | None = None
+    tree_size: int | None = None
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
 
 class MerkleLog:
     def __init__(self, engine: Engine, write_engine: Engine, signer: CheckpointSigner) -> None:
         self.engine, self.write_engine, self.signer = engine, write_engine, signer
 
+    # ---- checkpoints ----
+
+    def snapshot(self, size: int | None = None) -> LogSnapshot:
+        """Read the sealed leaves (all, or the first `size`) once, for proofs at that size."""
+        hashes, positions, tenants = [], [], []
+        heads = HeadsTree()
+        with self.engine.connect() as conn:
+            for r in _leaf_rows(conn, size):
+                if int(r.leaf_index) != len(hashes):
+                    raise SealBrokenError(f"merkle_leaves: leaf {len(hashes)} is missing")
+                hashes.append(bytes.fromhex(r.leaf_hash))
+                positions.append(int(r.position))
+                tenants.append(r.tenant_id)
+                heads.see(r.stream_id, int(r.stream_version), int(r.position), r.tenant_id)
+        if size is not None and len(hashes) != size:
+            raise LookupError(f"the log has no tree of size {size} yet")
+        index_of = {p: i for i, p in enumerate(positions)}
+        return LogSnapshot(len(hashes), hashes, positions, tenants, index_of, heads)
+
+    def checkpoint_for(self, snap: LogSnapshot) -> dict[str, Any]:
+        """The signed checkpoint of exactly the snapshot's size: the stored one, checked, or a
+        new one proven from the previous checkpoint. SealBrokenError if it cannot be."""
+        with self.write_engine.begin() as conn:
+            incident = _open_incident(conn)
+            if incident is not None:
+                raise SealBrokenError(incident.reason)
+            row = conn.execute(
+                select(checkpoints).where(checkpoints.c.tree_size == snap.size)
+            ).first()
+            if row is not None:
+                _stored_checkpoint(row, self.signer)
+                return dict(row._mapping)
+            latest = _latest(conn)
+            if latest is not None and int(latest.tree_size) > snap.size:
+                raise LookupError(f"no checkpoint of size {snap.size} was signed")
+            start = 0 if latest is None else int(latest.tree_size)
+            try:
+                return _prove_and_sign(
+                    conn,
+                    self.signer,
+                    snap.size,
+                    snap.stream_heads(),
+                    snap.tree.root(),
+                    snap.hashes[start:],
+                )
+            except SealBrokenError as e:
+                failed = e
+        with self.write_engine.begin() as conn:
+            _record_incident(conn, snap.size, failed.reason)
+        raise failed
+
     def checkpoint_now(self) -> dict[str, Any] | None:
         """Sign a checkpoint at the sealed size, unless the latest already covers it."""
-        with self.write_engine.begin() as conn:
-            frontier = _frontier(conn)
-            size = frontier.size
-            latest = _latest(conn)
-            if size == 0 or (latest and latest.tree_size >= size):
-                return dict(latest._mapping) if latest else None
-            return _sign(conn, self.signer, size, frontier.root())
+        with self.engine.connect() as conn:
+            size, latest = _sealed_size(conn), _latest(conn)
+        if size == 0:
+            return None
+        if latest is not None and int(latest.tree_size) >= size:
+            return self.checkpoint_for(self.snapshot(int(latest.tree_size)))
+        return self.checkpoint_for(self.snapshot(size))
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -161,6 +499,16 @@ class MerkleLog:
             row = conn.execute(select(checkpoints).where(checkpoints.c.tree_size == size)).first()
         return None if row is None else dict(row._mapping)
 
+    def health(self) -> SealHealth:
+        """Refusing to sign (an incident newer than the last checkpoint), or fine."""
+        with self.engine.connect() as conn:
+            incident = _open_incident(conn)
+        if incident is None:
+            return SealHealth(False)
+        return SealHealth(True, incident.reason, incident.detected_at, int(incident.tree_size))
+
+    # ---- leaves and proofs ----
+
     def leaf(self, position: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -168,95 +516,184 @@ class MerkleLog:
             ).first()
         return None if row is None else dict(row._mapping)
 
+    def tenant_leaves(self, tenant_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """The tenant's sealed positions, in log order (what its auditor may ask proofs for)."""
+        c = merkle_leaves.c
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(merkle_leaves)
+                    .where(c.tenant_id == tenant_id, c.position > after)
+                    .order_by(c.position)
+                    .limit(limit)
+                )
+            ]
+
     def inclusion(self, position: int, tree_size: int) -> tuple[int, list[bytes]]:
         """(leaf index, audit path) of the event at `position` in the tree of `tree_size`."""
         leaf = self.leaf(position)
         if leaf is None:
             raise LookupError(f"position {position} is not sealed yet")
-        with self.engine.connect() as conn:
-            leaves = _leaves(conn, tree_size)
-        if leaf["leaf_index"] >= len(leaves) or len(leaves) != tree_size:
+        if leaf["leaf_index"] >= tree_size:
             raise LookupError(f"position {position} is not in a tree of size {tree_size}")
-        return int(leaf["leaf_index"]), merkle.inclusion_proof(int(leaf["leaf_index"]), leaves)
-
-    def tree(self, size: int) -> tuple[merkle.Tree, dict[int, int]]:
-        """The tree of `size` leaves built once, and each sealed position's leaf index."""
-        with self.engine.connect() as conn:
-            rows = list(
-                conn.execute(
-                    select(merkle_leaves.c.position, merkle_leaves.c.leaf_hash)
-                    .order_by(merkle_leaves.c.leaf_index)
-                    .limit(size)
-                )
-            )
-        return (
-            merkle.Tree([bytes.fromhex(h) for _, h in rows]),
-            {int(p): i for i, (p, _) in enumerate(rows)},
-        )
+        snap = self.snapshot(tree_size)
+        index = int(leaf["leaf_index"])
+        return index, snap.tree.inclusion_proof(index)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        with self.engine.connect() as conn:
-            leaves = _leaves(conn, second)
-        if len(leaves) != second:
-            raise LookupError(f"the log has no tree of size {second} yet")
-        return merkle.consistency_proof(first, leaves)
+        snap = self.snapshot(second)
+        return merkle.consistency_proof(first, snap.hashes)
 
-    def verify(self, rows: Iterator[StoredEventRow]) -> LogVerifyReport:
-        """Recompute every leaf from the stored events; check the latest checkpoint."""
-        failures: list[str] = []
+    # ---- verification (read-only) ----
+
+    def verify(self, rows: Iterable[StoredEventRow]) -> LogVerifyReport:
+        """Recompute every leaf from the stored events and both trees from the leaves; check
+        every stored checkpoint (note, signature, roots, frontier) and its consistency with
+        the one before. Reads only; names every fault."""
+        failures: list[tuple[tuple[int, int], str]] = []
+
+        def fail(kind: int, at: int, text: str) -> None:
+            failures.append(((kind, at), text))
+
         with self.engine.connect() as conn:
             sealed = [
-                (int(r.leaf_index), int(r.position), r.leaf_hash)
-                for r in conn.execute(select(merkle_leaves).order_by(merkle_leaves.c.leaf_index))
+                (int(r.leaf_index), int(r.position), r.stream_id, int(r.stream_version))
+                + (r.tenant_id, r.leaf_hash)
+                for r in _leaf_rows(conn)
             ]
-            latest = _latest(conn)
-        by_position = {p: (i, h) for i, p, h in sealed}
-        head = sealed[-1][1] if sealed else 0
+            stored = list(conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)))
+            frontier_rows: dict[int, list[tuple[int, int, str]]] = {}
+            for f in conn.execute(
+                select(merkle_frontier).order_by(
+                    merkle_frontier.c.tree_size, merkle_frontier.c.slot
+                )
+            ):
+                frontier_rows.setdefault(int(f.tree_size), []).append(
+                    (int(f.slot), int(f.size), f.hash)
+                )
+        by_position = {s[1]: s for s in sealed}
+        head = max(by_position) if by_position else 0
         seen: set[int] = set()
+        tenant_of: dict[str, str | None] = {}
         unsealed = 0
         for row in rows:
             seen.add(row.position)
-            if row.position not in by_position:
+            sid = str(row.originator_id)
+            if row.originator_version == 1:
+                tenant_of[sid] = tenant_of_first_event(row)
+            found = by_position.get(row.position)
+            if found is None:
                 if row.position <= head:
-                    failures.append(
+                    fail(
+                        0,
+                        row.position,
                         f"position {row.position}: an event that was never sealed "
-                        "sits inside the sealed log (inserted afterwards?)"
+                        "sits inside the sealed log (inserted afterwards?)",
                     )
                 else:
                     unsealed += 1
                 continue
-            _, expected = by_position[row.position]
-            if leaf_hash(row).hex() != expected:
-                failures.append(
-                    f"position {row.position}: the stored event differs from its "
-                    "sealed leaf (changed or moved?)"
-                )
-        for _, position, _ in sealed:
-            if position not in seen:
-                failures.append(f"position {position}: a sealed event is missing (deleted?)")
-        if latest is not None:
-            leaves = [bytes.fromhex(h) for _, _, h in sealed[: latest.tree_size]]
-            if merkle.root(leaves).hex() != latest.root_hash:
-                failures.append(
-                    f"checkpoint {latest.tree_size}: the sealed leaves do not give its root"
-                )
-            checkpoint, sigs = parse_note(latest.note)
-            keys = {k.key_id: k.public_key for k in self.signer.public_keys()}
-            if not any(
-                s.key_id.hex() in keys
-                and verify_note_signature(checkpoint, s, keys[s.key_id.hex()])
-                for s in sigs
+            _, _, leaf_stream, leaf_version, tenant, expected = found
+            if leaf_hash(row, tenant).hex() != expected or (leaf_stream, leaf_version) != (
+                sid,
+                row.originator_version,
             ):
-                failures.append(
-                    f"checkpoint {latest.tree_size}: no published key verifies its signature"
+                fail(
+                    0,
+                    row.position,
+                    f"position {row.position}: the stored event differs from its "
+                    "sealed leaf (changed or moved?)",
                 )
-        failures.sort(
-            key=lambda f: int(f.split()[1].rstrip(":")) if f.startswith("position") else -1
-        )
+            elif tenant != tenant_of.get(sid):
+                fail(0, row.position, f"position {row.position}: the leaf names another tenant")
+        for _, position, *_ in sealed:
+            if position not in seen:
+                fail(0, position, f"position {position}: a sealed event is missing (deleted?)")
+        self._verify_trees(sealed, stored, frontier_rows, fail)
+        failures.sort(key=lambda f: f[0])
         return LogVerifyReport(
-            len(sealed), unsealed, latest.tree_size if latest else None, failures
+            len(sealed),
+            unsealed,
+            len(stored),
+            int(stored[-1].tree_size) if stored else None,
+            [text for _, text in failures],
         )
 
+    def _verify_trees(
+        self,
+        sealed: list[tuple[int, int, str, int, str | None, str]],
+        stored: list[Any],
+        frontier_rows: dict[int, list[tuple[int, int, str]]],
+        fail: Any,
+    ) -> None:
+        keys = {k.key_id: k.public_key for k in self.signer.public_keys()}
+        by_size = {int(c.tree_size): c for c in stored}
+        for size in sorted(set(frontier_rows) - set(by_size)):
+            fail(1, size, f"merkle_frontier at {size}: no checkpoint {size} (deleted?)")
+        state = SealState()
+        previous: tuple[int, bytes, list[tuple[int, bytes]]] | None = None
+        last_position = 0
+        pending = sorted(by_size)
+        hashes: list[bytes] = []
+        for index, position, stream, version, tenant, h in sealed:
+            if index != state.size:
+                fail(1, index, f"merkle_leaves: leaf {state.size} is missing")
+                return
+            if position <= last_position:
+                fail(0, position, f"position {position}: leaf {index} is out of log order")
+            last_position = position
+            leaf = bytes.fromhex(h)
+            hashes.append(leaf)
+            state.add(stream, version, position, tenant, leaf)
+            while pending and pending[0] == state.size:
+                size = pending.pop(0)
+                previous = self._verify_checkpoint(
+                    by_size[size], state, previous, hashes, frontier_rows.get(size, []), keys, fail
+                )
+        for size in pending:
+            fail(1, size, f"checkpoint {size}: covers more leaves than are sealed ({state.size})")
 
-def b64(value: bytes) -> str:
-    return base64.b64encode(value).decode()
+    def _verify_checkpoint(
+        self,
+        row: Any,
+        state: SealState,
+        previous: tuple[int, bytes, list[tuple[int, bytes]]] | None,
+        hashes: list[bytes],
+        frontier: list[tuple[int, int, str]],
+        keys: dict[str, bytes],
+        fail: Any,
+    ) -> tuple[int, bytes, list[tuple[int, bytes]]]:
+        size = int(row.tree_size)
+        root, heads = state.frontier.root(), state.heads.flush()
+        computed = list(state.frontier.subtrees)
+        try:
+            checkpoint, sigs = parse_note(row.note)
+        except NoteFormatError as e:
+            fail(1, size, f"checkpoint {size}: its note does not parse ({e})")
+            return size, root, computed
+        noted = checkpoint.stream_heads()
+        if checkpoint.size != size or checkpoint.root.hex() != row.root_hash:
+            fail(1, size, f"checkpoint {size}: its stored columns differ from its note")
+        if noted is None or (noted.root.hex(), noted.count) != (row.heads_root, row.heads_count):
+            fail(1, size, f"checkpoint {size}: its stored stream heads differ from its note")
+        if not any(
+            s.key_id.hex() in keys
+            and s.key_name == row.key_name
+            and verify_note_signature(checkpoint.body(), s, keys[s.key_id.hex()])
+            for s in sigs
+        ):
+            fail(1, size, f"checkpoint {size}: no published key verifies its signature")
+        if checkpoint.root != root:
+            fail(1, size, f"checkpoint {size}: the sealed leaves do not give its root")
+        if noted is not None and (noted.root, noted.count) != (heads.root, heads.count):
+            fail(1, size, f"checkpoint {size}: the sealed leaves do not give its stream heads")
+        kept = [(n, bytes.fromhex(h)) for _, n, h in frontier]
+        if kept != computed:
+            fail(1, size, f"merkle_frontier at {size}: differs from the sealed leaves' frontier")
+        if previous is not None:
+            first, first_root, first_frontier = previous
+            proof = merkle.consistency_proof_from(first_frontier, hashes[first:size])
+            if not merkle.verify_consistency(first, size, first_root, checkpoint.root, proof):
+                fail(1, size, f"checkpoint {size}: not consistent with checkpoint {first}")
+        return size, checkpoint.root, computed
