@@ -72,7 +72,7 @@ from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
 from infrastructure.evidence.bag_zip import BagZipWriter
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
-from infrastructure.evidence.merkle_log import LogSnapshot
+from infrastructure.evidence.merkle_log import SealedProofs
 from infrastructure.store.tables import cases
 
 README = """fapiao-ledger evidence bundle / 发票台账证据包
@@ -185,16 +185,16 @@ def export_bundle(
             return replay
     services.bring_up_to_date("cases")  # which cases name each invoice
     services.bring_up_to_date("seal")
-    snap = services.merkle.snapshot()
-    if snap.size == 0:
-        raise EmptyLedgerError()
-    checkpoint_row = services.merkle.checkpoint_for(snap)
-    known = _known_checkpoint(services, snap, request.since_checkpoint)
     ids = unique(request.invoice_ids)
+    known = _known_checkpoint(services, request.since_checkpoint)
+    candidates = _cases_naming(services, request.tenant_id, ids)
+    streams = [str(i) for i in ids] + candidates
+    sealed = _prove(services, streams, None, known)
+    proofs, row, rows = sealed
     for invoice_id in ids:  # this tenant's invoices only (else 404), without replaying them
-        head = snap.heads.streams.get(str(invoice_id))
-        first = services.ledger.event_log.select_stream(invoice_id)[:1]
-        if head is None or head.tenant != request.tenant_id or first[0].topic != ISSUED:
+        head = proofs.stream_heads.get(str(invoice_id))
+        first = rows[str(invoice_id)][:1]
+        if head is None or head[0].tenant != request.tenant_id or first[0].topic != ISSUED:
             raise InvoiceNotFoundError(invoice_id)
     names = dict(services.keys.list_tenants())
     by = request.by
@@ -210,12 +210,12 @@ def export_bundle(
         exported_by=_exported_by(request),
         selection={"invoices": list(request.refs), "status": request.status},
         invoice_ids=[str(i) for i in ids],
-        case_ids=_cases_naming(services, request.tenant_id, ids, snap),
-        tree_size=snap.size,
-        key_name=str(checkpoint_row["key_name"]),
-        known_checkpoint=known,
+        case_ids=[c for c in candidates if c in proofs.stream_heads],
+        tree_size=proofs.size,
+        key_name=str(row["key_name"]),
+        known_checkpoint=request.since_checkpoint,
     )
-    report = write_bundle(services, plan, snap, checkpoint_row["note"], out, progress)
+    report = write_bundle(services, plan, sealed, out, progress)
     record = services.access_log.entry(
         request.principal,
         "evidence-export",
@@ -246,6 +246,44 @@ def export_bundle(
     return report
 
 
+Sealed = tuple[SealedProofs, dict[str, Any], dict[str, list[StoredEventRow]]]
+
+
+def _prove(
+    services: Services, streams: list[str], size: int | None, known: Checkpoint | None
+) -> Sealed:
+    """The streams' stored events and their proofs at one signed size. Events sealed while
+    the rows were being read are picked up by reading again."""
+    for _ in range(5):
+        rows = {sid: list(services.ledger.event_log.select_stream(UUID(sid))) for sid in streams}
+        positions = [r.position for stream in rows.values() for r in stream]
+        try:
+            proofs, row = services.merkle.prove(
+                positions, streams, size, known.size if known else None
+            )
+        except SealBrokenError as e:
+            if e.reason == "nothing is sealed":
+                raise EmptyLedgerError() from None
+            raise
+        if known is not None:
+            if proofs.known is None:
+                raise InvalidFieldError(
+                    "since_checkpoint",
+                    f"its size {known.size} is not within this log's {proofs.size} leaves",
+                    "range",
+                )
+            if proofs.known[0] != known.root:
+                raise SealBrokenError(f"the checkpoint of size {known.size} you hold is a fork")
+        behind = [
+            sid
+            for sid, (head, _) in proofs.stream_heads.items()
+            if not rows[sid] or rows[sid][-1].position < head.position
+        ]
+        if not behind:
+            return proofs, row, rows
+    raise SealBrokenError("the streams kept changing while they were read; try again")
+
+
 def _exported_by(request: ExportRequest) -> dict[str, Any]:
     if request.principal is not None:
         p = request.principal
@@ -269,15 +307,15 @@ def _replay(services: Services, request: ExportRequest, out: Path) -> BundleRepo
         raise IdempotencyKeyReusedError(idempotency.key)
     record = services.access_log.get(UUID(receipt.response["access_id"]))
     plan = ExportPlan.from_details(record.details)
-    snap = services.merkle.snapshot(plan.tree_size)
-    row = services.merkle.checkpoint_for(snap)
-    report = write_bundle(services, plan, snap, row["note"], out)
+    known = _known_checkpoint(services, plan.known_checkpoint)
+    sealed = _prove(services, plan.invoice_ids + plan.case_ids, plan.tree_size, known)
+    report = write_bundle(services, plan, sealed, out)
     report.replayed = True
     return report
 
 
-def _known_checkpoint(services: Services, snap: LogSnapshot, text: str | None) -> str | None:
-    """The inspector's earlier checkpoint, checked to be one this log signed at that size."""
+def _known_checkpoint(services: Services, text: str | None) -> Checkpoint | None:
+    """The inspector's earlier checkpoint, checked to be one this log signed."""
     if text is None:
         return None
     try:
@@ -292,24 +330,16 @@ def _known_checkpoint(services: Services, snap: LogSnapshot, text: str | None) -
         raise InvalidFieldError(
             "since_checkpoint", "this log did not sign that checkpoint", "unknown_checkpoint"
         )
-    if not 0 < checkpoint.size <= snap.size:
-        raise InvalidFieldError(
-            "since_checkpoint",
-            f"its size {checkpoint.size} is not within this log's {snap.size} leaves",
-            "range",
-        )
-    if merkle.root(snap.hashes[: checkpoint.size]) != checkpoint.root:
-        raise SealBrokenError(f"the checkpoint of size {checkpoint.size} you hold is a fork")
-    return text
+    if checkpoint.size == 0:
+        raise InvalidFieldError("since_checkpoint", "an empty tree proves nothing", "range")
+    return checkpoint
 
 
-def _cases_naming(
-    services: Services, tenant_id: str, ids: Sequence[UUID], snap: LogSnapshot
-) -> list[str]:
-    """Cases (supplementary entry, complaints) naming any of these invoices, sealed by then."""
+def _cases_naming(services: Services, tenant_id: str, ids: Sequence[UUID]) -> list[str]:
+    """Cases (supplementary entry, complaints) naming any of these invoices."""
     wanted = {str(i) for i in ids}
     with services.engine.connect() as conn:
-        found = [
+        return [
             str(r.case_id)
             for r in conn.execute(
                 select(cases.c.case_id, cases.c.invoice_ids)
@@ -318,25 +348,24 @@ def _cases_naming(
             )
             if wanted & set(r.invoice_ids.split(","))
         ]
-    return [c for c in found if str(c) in snap.heads.streams]
 
 
 def write_bundle(
     services: Services,
     plan: ExportPlan,
-    snap: LogSnapshot,
-    note: str,
+    sealed: Sealed,
     out: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """The bundle's bytes, from the plan and the sealed log at `plan.tree_size` only."""
+    proofs, row, rows = sealed
+    note = str(row["note"])
     checkpoint, _ = parse_note(note)
-    heads = snap.stream_heads()
-    if checkpoint.stream_heads() != heads or checkpoint.size != snap.size:
+    if checkpoint.stream_heads() != proofs.heads or checkpoint.size != proofs.size:
         raise SealBrokenError(f"checkpoint {checkpoint.size}: its stream heads differ")
     writer = BagZipWriter(out, plan.name, datetime.fromisoformat(plan.exported_at))
     try:
-        writer_ = _Writer(services, snap, checkpoint, writer)
+        writer_ = _Writer(services, proofs, writer)
         streams: list[StreamView] = []
         entries: dict[str, list[dict[str, Any]]] = {"invoices": [], "cases": []}
         total = len(plan.invoice_ids) + len(plan.case_ids)
@@ -344,7 +373,7 @@ def write_bundle(
             [("invoice", i) for i in plan.invoice_ids] + [("case", c) for c in plan.case_ids],
             start=1,
         ):
-            view, head = writer_.stream(kind, sid)
+            view, head = writer_.stream(kind, sid, rows[sid])
             streams.append(view)
             label = "invoice_key" if kind == "invoice" else "number"
             entries[f"{kind}s"].append(
@@ -372,17 +401,18 @@ def write_bundle(
             "attachments": kept,
             "attachments_not_kept": missing,
         }
-        if plan.known_checkpoint is not None:
+        if plan.known_checkpoint is not None and proofs.known is not None:
             known, _ = parse_note(plan.known_checkpoint)
             manifest["known_checkpoint"] = {"tree_size": known.size, "root": known.root_b64}
             writer.add(f"checkpoints/{known.size}.txt", plan.known_checkpoint.encode())
-            proof = (
-                merkle.consistency_proof(known.size, snap.hashes) if known.size < snap.size else []
-            )
             writer.add(
-                f"consistency/{known.size}-{snap.size}.json",
+                f"consistency/{known.size}-{proofs.size}.json",
                 canonical(
-                    {"first": known.size, "second": snap.size, "proof": [p.hex() for p in proof]}
+                    {
+                        "first": known.size,
+                        "second": proofs.size,
+                        "proof": [p.hex() for p in proofs.known[1]],
+                    }
                 ),
             )
         signer = services.merkle.signer
@@ -405,7 +435,7 @@ def write_bundle(
         len(plan.case_ids),
         writer_.events,
         len(kept),
-        snap.size,
+        proofs.size,
         out,
         plan.bundle_id,
     )
@@ -429,22 +459,23 @@ def _bag_info(plan: ExportPlan, checkpoint: Checkpoint) -> list[tuple[str, str]]
 @dataclass
 class _Writer:
     services: Services
-    snap: LogSnapshot
-    checkpoint: Checkpoint
+    proofs: SealedProofs
     zip: BagZipWriter
     events: int = 0
     refs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def stream(self, kind: str, sid: str) -> tuple[StreamView, dict[str, Any]]:
+    def stream(
+        self, kind: str, sid: str, stored: list[StoredEventRow]
+    ) -> tuple[StreamView, dict[str, Any]]:
         folder = f"{kind}s/{sid}"
-        snap, ledger = self.snap, self.services.ledger
-        rows = [r for r in ledger.event_log.select_stream(UUID(sid)) if r.position in snap.index_of]
+        proofs = self.proofs
+        rows = [r for r in stored if r.position in proofs.leaves]  # what the checkpoint covers
         aggregate: Any = None
         decoded = []
         for row in rows:
-            i = snap.index_of[row.position]
-            leaf = leaf_document(row, snap.tenants[i])
-            if merkle.leaf_hash(canonical(leaf)) != snap.hashes[i]:
+            i, sealed_hash, tenant = proofs.leaves[row.position]
+            leaf = leaf_document(row, tenant)
+            if merkle.leaf_hash(canonical(leaf)) != sealed_hash:
                 raise SealBrokenError(
                     f"position {row.position}: the stored event differs from its sealed leaf"
                 )
@@ -458,15 +489,18 @@ class _Writer:
                 "decoded": view,
             }
             self.zip.add(f"{folder}/events/{row.position}.json", canonical(entry))
-            proof = snap.tree.inclusion_proof(i)
             self.zip.add(
                 f"{folder}/proofs/{row.position}.json",
                 canonical(
-                    {"leaf_index": i, "tree_size": snap.size, "proof": [p.hex() for p in proof]}
+                    {
+                        "leaf_index": i,
+                        "tree_size": proofs.size,
+                        "proof": [p.hex() for p in proofs.inclusion[row.position]],
+                    }
                 ),
             )
             self.events += 1
-        found = snap.head_proof(sid)
+        found = proofs.stream_heads.get(sid)
         if found is None or not rows:
             raise SealBrokenError(f"stream {sid} has no sealed events")
         head, path = found
@@ -479,7 +513,7 @@ class _Writer:
                 {
                     "head": head_doc,
                     "leaf_index": head.slot,
-                    "tree_size": len(snap.heads.streams),
+                    "tree_size": proofs.heads.count,
                     "proof": [p.hex() for p in path],
                 }
             ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,13 +77,18 @@ class HeadsTree:
         self.pending.add(stream_id)
 
     def flush(self) -> StreamHeads:
-        if self.pending:
+        """Hash the changed heads into the tree (all at once when most of them changed)."""
+        if len(self.pending) * 4 > len(self.streams):
+            self.tree = merkle.Tree(
+                [head_hash(sid, h.version, h.position) for sid, h in self.streams.items()]
+            )  # dicts keep insertion order: slot order
+        elif self.pending:
             changes = {}
             for sid in self.pending:
                 h = self.streams[sid]
                 changes[h.slot] = head_hash(sid, h.version, h.position)
             self.tree.update(changes)
-            self.pending.clear()
+        self.pending.clear()
         return StreamHeads(len(self.streams), self.tree.root())
 
 
@@ -104,35 +110,95 @@ class SealState:
         self.heads.see(stream_id, version, position, tenant)
 
 
-@dataclass
-class LogSnapshot:
-    """The sealed leaves up to `size`, read once: both trees and every stream's head."""
+class SealedLog:
+    """The sealed leaves read so far (both trees and every stream's head), extended by reading
+    only the leaves sealed since: what a process needs to prove and sign at the sealed size.
+    Leaves are append-only, so what was read stays true; `ledger verify` rereads everything."""
 
-    size: int
-    hashes: list[bytes]
-    positions: list[int]
-    tenants: list[str | None]
-    index_of: dict[int, int]  # position -> leaf index
-    heads: HeadsTree
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+        self.positions: list[int] = []
+        self.tenants: list[str | None] = []
+        self.index_of: dict[int, int] = {}  # position -> leaf index
+        self.heads = HeadsTree()
+        self.tree = merkle.Tree()
 
     @property
-    def tree(self) -> merkle.Tree:
-        if not hasattr(self, "_tree"):
-            self._tree = merkle.Tree(self.hashes)
-        return self._tree
+    def size(self) -> int:
+        return len(self.hashes)
 
-    def stream_heads(self) -> StreamHeads:
-        return self.heads.flush()
+    def extend(self, conn: Connection, size: int | None = None) -> None:
+        """Read the leaves after the ones held (up to `size` leaves in all, if given)."""
+        c = merkle_leaves.c
+        query = select(
+            c.leaf_index, c.position, c.stream_id, c.stream_version, c.tenant_id, c.leaf_hash
+        ).where(c.leaf_index >= self.size)
+        if size is not None:
+            query = query.where(c.leaf_index < size)
+        rows = conn.execute(query.order_by(c.leaf_index)).all()
+        if rows and (int(rows[0][0]), int(rows[-1][0])) != (self.size, self.size + len(rows) - 1):
+            raise SealBrokenError("merkle_leaves: a leaf is missing")
+        first = self.size
+        new = [bytes.fromhex(r[5]) for r in rows]
+        streams = self.heads.streams
+        for i, (_, position, stream, version, tenant, _) in enumerate(rows, start=first):
+            self.positions.append(int(position))
+            self.tenants.append(tenant)
+            self.index_of[int(position)] = i
+            head = streams.get(stream)
+            if head is None:
+                streams[stream] = StreamHead(len(streams), int(version), int(position), tenant)
+            else:
+                head.version, head.position = int(version), int(position)
+            self.heads.pending.add(stream)
+        self.hashes += new
+        if len(new) * 4 > self.size:
+            self.tree = merkle.Tree(self.hashes)
+        elif new:
+            self.tree.update({first + i: h for i, h in enumerate(new)})
 
-    def head_proof(self, stream_id: str) -> tuple[StreamHead, list[bytes]] | None:
-        self.heads.flush()
-        head = self.heads.streams.get(stream_id)
-        if head is None:
-            return None
-        return head, self.heads.tree.inclusion_proof(head.slot)
+    def proofs(
+        self, positions: Iterable[int], streams: Iterable[str], known_size: int | None = None
+    ) -> SealedProofs:
+        heads = self.heads.flush()
+        leaves, inclusion = {}, {}
+        for position in positions:
+            i = self.index_of.get(position)
+            if i is not None:
+                leaves[position] = (i, self.hashes[i], self.tenants[i])
+                inclusion[position] = self.tree.inclusion_proof(i)
+        head_proofs = {}
+        for sid in streams:
+            head = self.heads.streams.get(sid)
+            if head is not None:
+                copy = StreamHead(head.slot, head.version, head.position, head.tenant)
+                head_proofs[sid] = (copy, self.heads.tree.inclusion_proof(head.slot))
+        known = None
+        if known_size is not None and 0 < known_size <= self.size:
+            known = (
+                merkle.root(self.hashes[:known_size]),
+                merkle.consistency_proof(known_size, self.hashes) if known_size < self.size else [],
+            )
+        return SealedProofs(
+            self.size, self.tree.root(), heads, leaves, inclusion, head_proofs, known
+        )
+
+
+@dataclass(frozen=True)
+class SealedProofs:
+    """What one export needs from the sealed log at `size`, computed at once."""
+
+    size: int
+    root: bytes
+    heads: StreamHeads
+    leaves: dict[int, tuple[int, bytes, str | None]]  # position -> (leaf index, hash, tenant)
+    inclusion: dict[int, list[bytes]]  # position -> audit path in the tree of `size`
+    stream_heads: dict[str, tuple[StreamHead, list[bytes]]]  # stream -> (head, audit path)
+    known: tuple[bytes, list[bytes]] | None  # (root at the known size, consistency proof)
 
 
 def _leaf_rows(conn: Connection, size: int | None = None) -> Iterator[Any]:
+    """(leaf_index, position, stream_id, stream_version, tenant_id, leaf_hash), in order."""
     query = select(
         merkle_leaves.c.leaf_index,
         merkle_leaves.c.position,
@@ -143,7 +209,7 @@ def _leaf_rows(conn: Connection, size: int | None = None) -> Iterator[Any]:
     ).order_by(merkle_leaves.c.leaf_index)
     if size is not None:
         query = query.where(merkle_leaves.c.leaf_index < size)
-    yield from conn.execute(query)
+    yield from conn.execute(query).all()
 
 
 def _leaf_hashes(conn: Connection, start: int, stop: int) -> list[bytes]:
@@ -427,67 +493,83 @@ def b64(value: bytes) -> str:
 class MerkleLog:
     def __init__(self, engine: Engine, write_engine: Engine, signer: CheckpointSigner) -> None:
         self.engine, self.write_engine, self.signer = engine, write_engine, signer
+        self._sealed = SealedLog()  # this process's view, extended as the log grows
+        self._lock = threading.Lock()
 
     # ---- checkpoints ----
 
-    def snapshot(self, size: int | None = None) -> LogSnapshot:
-        """Read the sealed leaves (all, or the first `size`) once, for proofs at that size."""
-        hashes, positions, tenants = [], [], []
-        heads = HeadsTree()
-        with self.engine.connect() as conn:
-            for r in _leaf_rows(conn, size):
-                if int(r.leaf_index) != len(hashes):
-                    raise SealBrokenError(f"merkle_leaves: leaf {len(hashes)} is missing")
-                hashes.append(bytes.fromhex(r.leaf_hash))
-                positions.append(int(r.position))
-                tenants.append(r.tenant_id)
-                heads.see(r.stream_id, int(r.stream_version), int(r.position), r.tenant_id)
-        if size is not None and len(hashes) != size:
-            raise LookupError(f"the log has no tree of size {size} yet")
-        index_of = {p: i for i, p in enumerate(positions)}
-        return LogSnapshot(len(hashes), hashes, positions, tenants, index_of, heads)
+    def prove(
+        self,
+        positions: Iterable[int],
+        streams: Iterable[str],
+        size: int | None = None,
+        known_size: int | None = None,
+    ) -> tuple[SealedProofs, dict[str, Any]]:
+        """Proofs for these events and stream heads at the sealed size (or at `size`, which
+        must have a checkpoint), and the signed checkpoint of that size: the stored one,
+        checked, or a new one proven from the previous checkpoint. SealBrokenError if the
+        log cannot stand behind it."""
+        with self._lock:
+            if size is None or size == self._sealed.size:
+                log, fresh = self._sealed, False
+            else:
+                log, fresh = SealedLog(), True
+            with self.engine.connect() as conn:
+                log.extend(conn, size)
+            if size is not None and log.size != size:
+                raise LookupError(f"the log has no tree of size {size}")
+            row = self._checkpoint_at(log, must_exist=fresh)
+            return log.proofs(positions, streams, known_size), row
 
-    def checkpoint_for(self, snap: LogSnapshot) -> dict[str, Any]:
-        """The signed checkpoint of exactly the snapshot's size: the stored one, checked, or a
-        new one proven from the previous checkpoint. SealBrokenError if it cannot be."""
+    def _checkpoint_at(self, log: SealedLog, must_exist: bool) -> dict[str, Any]:
+        if log.size == 0:
+            raise SealBrokenError("nothing is sealed")
         with self.write_engine.begin() as conn:
             incident = _open_incident(conn)
             if incident is not None:
                 raise SealBrokenError(incident.reason)
             row = conn.execute(
-                select(checkpoints).where(checkpoints.c.tree_size == snap.size)
+                select(checkpoints).where(checkpoints.c.tree_size == log.size)
             ).first()
             if row is not None:
                 _stored_checkpoint(row, self.signer)
+                checkpoint, _ = parse_note(row.note)
+                if (
+                    checkpoint.root != log.tree.root()
+                    or checkpoint.stream_heads() != log.heads.flush()
+                ):
+                    raise SealBrokenError(
+                        f"checkpoint {log.size}: the sealed leaves differ from it"
+                    )
                 return dict(row._mapping)
+            if must_exist:
+                raise LookupError(f"no checkpoint was signed at size {log.size}")
             latest = _latest(conn)
-            if latest is not None and int(latest.tree_size) > snap.size:
-                raise LookupError(f"no checkpoint of size {snap.size} was signed")
             start = 0 if latest is None else int(latest.tree_size)
+            if start > log.size:
+                raise LookupError(f"the log was signed past {log.size} meanwhile; try again")
             try:
                 return _prove_and_sign(
                     conn,
                     self.signer,
-                    snap.size,
-                    snap.stream_heads(),
-                    snap.tree.root(),
-                    snap.hashes[start:],
+                    log.size,
+                    log.heads.flush(),
+                    log.tree.root(),
+                    log.hashes[start:],
                 )
             except SealBrokenError as e:
                 failed = e
         with self.write_engine.begin() as conn:
-            _record_incident(conn, snap.size, failed.reason)
+            _record_incident(conn, log.size, failed.reason)
         raise failed
 
     def checkpoint_now(self) -> dict[str, Any] | None:
         """Sign a checkpoint at the sealed size, unless the latest already covers it."""
         with self.engine.connect() as conn:
-            size, latest = _sealed_size(conn), _latest(conn)
+            size = _sealed_size(conn)
         if size == 0:
             return None
-        if latest is not None and int(latest.tree_size) >= size:
-            return self.checkpoint_for(self.snapshot(int(latest.tree_size)))
-        return self.checkpoint_for(self.snapshot(size))
+        return self.prove((), (), None)[1]
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -535,15 +617,27 @@ class MerkleLog:
         leaf = self.leaf(position)
         if leaf is None:
             raise LookupError(f"position {position} is not sealed yet")
-        if leaf["leaf_index"] >= tree_size:
-            raise LookupError(f"position {position} is not in a tree of size {tree_size}")
-        snap = self.snapshot(tree_size)
         index = int(leaf["leaf_index"])
-        return index, snap.tree.inclusion_proof(index)
+        if index >= tree_size:
+            raise LookupError(f"position {position} is not in a tree of size {tree_size}")
+        with self._lock:
+            hashes = self._hashes(tree_size)
+            if tree_size == self._sealed.size:
+                return index, self._sealed.tree.inclusion_proof(index)
+        return index, merkle.inclusion_proof(index, hashes)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        snap = self.snapshot(second)
-        return merkle.consistency_proof(first, snap.hashes)
+        with self._lock:
+            hashes = self._hashes(second)
+        return merkle.consistency_proof(first, hashes)
+
+    def _hashes(self, size: int) -> list[bytes]:
+        """The first `size` leaf hashes (the caller holds the lock)."""
+        with self.engine.connect() as conn:
+            self._sealed.extend(conn)
+        if self._sealed.size < size:
+            raise LookupError(f"the log has no tree of size {size} yet")
+        return self._sealed.hashes[:size]
 
     # ---- verification (read-only) ----
 
