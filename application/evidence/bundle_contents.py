@@ -44,8 +44,9 @@ def canonical(value: Any) -> bytes:
 
 
 def as_json(value: Any) -> Any:
-    """The value as its JSON reads back (keys sorted, plain types), as both sides compare it."""
-    return json.loads(canonical(value))
+    """The value as its JSON reads back (keys sorted, plain types), as both sides compare it.
+    (The stdlib's encoder: these values hold no floats, where it and RFC 8785 differ.)"""
+    return json.loads(json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False))
 
 
 def decoded_event(event: LedgerEvent, leaf: dict[str, Any]) -> dict[str, Any]:

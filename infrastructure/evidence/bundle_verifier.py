@@ -13,14 +13,13 @@ import base64
 import binascii
 import hashlib
 import json
-import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import bagit
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,7 +50,7 @@ from domain.evidence.checkpoint import (
     parse_verifier_key,
 )
 from infrastructure.clock import SystemClock
-from infrastructure.evidence.bag_zip import UnsafeBundleError, open_bag
+from infrastructure.evidence.bag_zip import UnsafeBundleError, ZipBag, open_bag, read_tags
 from infrastructure.evidence.bundle import README
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
 
@@ -105,26 +104,31 @@ def verify_bundle(
 ) -> BundleVerifyReport:
     """Check a bundle offline; every failure is named (file, and field where there is one)."""
     result = BundleVerifyReport()
-    with tempfile.TemporaryDirectory(prefix="fapiao-verify-") as tmp:
+    try:
+        archive = zipfile.ZipFile(bundle)
+    except (zipfile.BadZipFile, OSError) as e:
+        result.failures.append(f"{bundle.name}: not a readable zip ({e})")
+        return result
+    with archive:
         try:
-            root = open_bag(bundle, Path(tmp))
+            bag = open_bag(archive)
         except UnsafeBundleError as e:
             result.failures.append(str(e))
             return result
-        _Verifier(root, catalog, trusted_keys, known_checkpoint, result).run()
+        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result).run()
     return result
 
 
 class _Verifier:
     def __init__(
         self,
-        root: Path,
+        bag: ZipBag,
         catalog: EventCatalog,
         trusted: Sequence[VerifierKey] | None,
         known: str | None,
         result: BundleVerifyReport,
     ) -> None:
-        self.root, self.data, self.catalog = root, root / "data", catalog
+        self.bag, self.catalog = bag, catalog
         self.trusted, self.known, self.result = trusted, known, result
         self.keys: list[VerifierKey] = []
         self.mapper = InvoiceLedger(
@@ -136,12 +140,12 @@ class _Verifier:
         self.result.failures.append(text)
 
     def read(self, name: str) -> bytes | None:
+        """data/<name>, or None (and a failure) if the bag lacks it."""
         self.expected_files.add(name)
-        try:
-            return (self.data / name).read_bytes()
-        except OSError:
+        data = self.bag.read(f"data/{name}")
+        if data is None:
             self.fail(f"data/{name}: missing")
-            return None
+        return data
 
     # ---- the whole bag ----
 
@@ -170,16 +174,11 @@ class _Verifier:
         self._unexpected_files()
 
     def _bagit(self) -> None:
-        try:
-            bag = bagit.Bag(str(self.root))
-            bag.validate()
-            if bag.version_info != (1, 0):
-                self.fail(f"bagit.txt: BagIt-Version {bag.version}, expected 1.0")
-        except bagit.BagValidationError as e:
-            for d in getattr(e, "details", []) or [e]:
-                self.fail(f"BagIt: {d} (manifest-sha256.txt, tagmanifest-sha256.txt)")
-        except bagit.BagError as e:
-            self.fail(f"BagIt: {e}")
+        version, failures = self.bag.validate()
+        for failure in failures:
+            self.fail(failure)
+        if version is not None and version != "1.0":
+            self.fail(f"bagit.txt: BagIt-Version {version}, expected 1.0")
 
     def _keys(self) -> None:
         bundled: VerifierKey | None = None
@@ -263,9 +262,10 @@ class _Verifier:
     def _streams(self, checkpoint: Checkpoint, heads: StreamHeads) -> list[StreamView]:
         streams = []
         for kind in ("invoice", "case"):
-            folder = self.data / f"{kind}s"
-            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-                view = self._stream(kind, path, checkpoint, heads)
+            for sid in self.bag.children(f"data/{kind}s"):
+                if self.bag.is_file(f"data/{kind}s/{sid}"):
+                    continue  # a stray file: reported as unexpected
+                view = self._stream(kind, sid, checkpoint, heads)
                 if view is not None:
                     streams.append(view)
                     if kind == "invoice":
@@ -275,28 +275,28 @@ class _Verifier:
         return streams
 
     def _stream(
-        self, kind: str, folder: Path, checkpoint: Checkpoint, heads: StreamHeads
+        self, kind: str, sid: str, checkpoint: Checkpoint, heads: StreamHeads
     ) -> StreamView | None:
-        where = f"data/{kind}s/{folder.name}"
+        where = f"data/{kind}s/{sid}"
         try:
-            UUID(folder.name)
+            UUID(sid)
         except ValueError:
             self.fail(f"{where}: not a stream id")
             return None
         names = sorted(
-            (p for p in (folder / "events").glob("*") if p.is_file()),
-            key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.name),
+            self.bag.children(f"{where}/events"),
+            key=lambda n: (not n[:-5].isdigit(), int(n[:-5]) if n[:-5].isdigit() else 0, n),
         )
         aggregate: Any = None
         decoded: list[dict[str, Any]] = []
         last: dict[str, Any] | None = None
-        for path in names:
-            rel = f"{kind}s/{folder.name}/events/{path.name}"
-            if not path.stem.isdigit() or path.suffix != ".json":
+        for name in names:
+            rel = f"{kind}s/{sid}/events/{name}"
+            if not name.endswith(".json") or not name[:-5].isdigit():
                 self.read(rel)
                 self.fail(f"data/{rel}: not <position>.json")
                 continue
-            got = self._event(rel, folder.name, int(path.stem), checkpoint, aggregate)
+            got = self._event(rel, sid, int(name[:-5]), checkpoint, aggregate)
             if got is None:
                 continue
             leaf, event, view = got
@@ -316,9 +316,9 @@ class _Verifier:
             if view is not None:
                 decoded.append(view)
             self.result.events += 1
-        self._head(kind, folder.name, last, heads)
-        state = self._state(f"{kind}s/{folder.name}/state.json", aggregate)
-        return StreamView(kind, folder.name, state, decoded)
+        self._head(kind, sid, last, heads)
+        state = self._state(f"{kind}s/{sid}/state.json", aggregate)
+        return StreamView(kind, sid, state, decoded)
 
     def _event(
         self, rel: str, stream_id: str, position: int, checkpoint: Checkpoint, aggregate: Any
@@ -478,8 +478,7 @@ class _Verifier:
         cited = {r["sha256"] for s in streams for r in attachment_refs(s.events)}
         kept = set(manifest.get("attachments", []))
         declared = kept | set(manifest.get("attachments_not_kept", []))
-        folder = self.data / "attachments"
-        present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        present = set(self.bag.children("data/attachments"))
         for sha in sorted(present):
             data = self.read(f"attachments/{sha}")
             if data is not None and hashlib.sha256(data).hexdigest() != sha:
@@ -548,7 +547,7 @@ class _Verifier:
                 self.fail(f"data/checkpoint.txt: same size as {what}, another root: a fork")
             return
         rel = f"consistency/{m}-{n}.json"
-        if not (self.data / rel).exists():
+        if not self.bag.is_file(f"data/{rel}"):
             self.fail(
                 f"data/{rel}: missing; nothing shows this log extends {what} (size {m}); "
                 "export with --since-checkpoint"
@@ -592,10 +591,7 @@ class _Verifier:
             )
 
     def _bag_info(self, manifest: dict[str, Any]) -> None:
-        try:
-            info = bagit.Bag(str(self.root)).info
-        except bagit.BagError:
-            return
+        info = read_tags(self.bag.read("bag-info.txt") or b"")
         expect = {
             "External-Identifier": manifest.get("bundle_id"),
             "Organization-Identifier": manifest.get("tenant", {}).get("taxpayer_code"),
@@ -607,10 +603,9 @@ class _Verifier:
                 self.fail(f"bag-info.txt: {tag} is {info.get(tag)!r}; the manifest says {value!r}")
 
     def _unexpected_files(self) -> None:
-        for path in sorted(self.data.rglob("*")):
-            rel = path.relative_to(self.data).as_posix()
-            if path.is_file() and rel not in self.expected_files:
-                self.fail(f"data/{rel}: not part of a bundle (unexpected file)")
+        for name in sorted(self.bag.files):
+            if name.startswith("data/") and name[5:] not in self.expected_files:
+                self.fail(f"{name}: not part of a bundle (unexpected file)")
 
 
 MANIFEST_SHAPE: dict[str, type | tuple[type, ...]] = {
