@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from api.cli.root import CliError, cli_actor, console, err, services_for
 from application.ports import InvoiceFilter
+from domain.invoices.status import InvoiceStatus
 
 evidence_app = typer.Typer(
     help="Evidence bundles: export, and verify offline.", no_args_is_help=True
@@ -51,6 +52,11 @@ def evidence_export(
     with services_for() as services:
         ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice or []]
         if status is not None:
+            try:
+                status = InvoiceStatus(status).value
+            except ValueError:
+                known = ", ".join(s.value for s in InvoiceStatus)
+                raise CliError(f"--status {status!r} is not one of {known}") from None
             services.bring_up_to_date("invoice_status")
             rows, _ = services.reader.list(tenant, InvoiceFilter(status=status), 10_001, None)
             ids += [r["invoice_id"] for r in rows]

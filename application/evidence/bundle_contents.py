@@ -20,22 +20,13 @@ from typing import Any
 
 import rfc8785
 
-from application.invoices.ledger import _jsonable
+from application.invoices.ledger import NOT_DATA, _jsonable
 from domain.base import LedgerEvent
 from domain.calendar import SHANGHAI
 from domain.evidence.checkpoint import Checkpoint, StreamHeads
 
 MANIFEST_TITLE = "fapiao-ledger bundle manifest v1"
 BUNDLE_FORMAT = "fapiao-ledger evidence bundle v2"
-_NOT_DATA = {
-    "originator_id",
-    "originator_version",
-    "timestamp",
-    "originator_topic",
-    "actor",
-    "source",
-    "occurred_at",
-}
 
 
 def canonical(value: Any) -> bytes:
@@ -61,7 +52,7 @@ def decoded_event(event: LedgerEvent, leaf: dict[str, Any]) -> dict[str, Any]:
             "actor": event.actor,
             "source": event.source,
             "occurred_at": event.occurred_at.isoformat(),
-            "data": {k: _jsonable(v) for k, v in vars(event).items() if k not in _NOT_DATA},
+            "data": {k: _jsonable(v) for k, v in vars(event).items() if k not in NOT_DATA},
         }
     )
 

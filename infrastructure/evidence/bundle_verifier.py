@@ -205,9 +205,14 @@ class _Verifier:
         elif bundled is not None:
             self.keys = [bundled]
 
-    def _signed(self, name: str, text: str) -> tuple[str, list[NoteSignature]] | None:
+    def _signed(self, name: str) -> tuple[str, list[NoteSignature]] | None:
+        """data/<name> as a signed note: its text, once a key we trust signed it (else a
+        failure, and the text is still returned so the rest can be checked)."""
+        raw = self.read(name)
+        if raw is None:
+            return None
         try:
-            body, sigs = parse_signed_note(text)
+            body, sigs = parse_signed_note(raw.decode("utf-8", "replace"))
         except NoteFormatError as e:
             self.fail(f"data/{name}: {e}")
             return None
@@ -223,10 +228,7 @@ class _Verifier:
         return body, sigs
 
     def _checkpoint(self) -> Checkpoint | None:
-        raw = self.read("checkpoint.txt")
-        signed = (
-            None if raw is None else self._signed("checkpoint.txt", raw.decode("utf-8", "replace"))
-        )
+        signed = self._signed("checkpoint.txt")
         if signed is None:
             return None
         try:
@@ -238,10 +240,7 @@ class _Verifier:
         return checkpoint
 
     def _manifest(self, checkpoint: Checkpoint | None) -> dict[str, Any] | None:
-        raw = self.read("manifest.txt")
-        signed = (
-            None if raw is None else self._signed("manifest.txt", raw.decode("utf-8", "replace"))
-        )
+        signed = self._signed("manifest.txt")
         if signed is None:
             return None
         try:
