@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from application.evidence.leaf_encoding import head_hash, leaf_hash, tenant_of_first_event
 from application.evidence.seal_guard import SealBrokenError, prove_extension
@@ -37,6 +38,10 @@ from infrastructure.evidence.checkpoint_signer import CheckpointSigner, verify_n
 from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves, seal_incidents
 
 log = logging.getLogger("fapiao.seal")
+
+
+class _SignedMeanwhile(Exception):
+    """Another process signed at or past this size while we read: read again."""
 
 
 class SealRebuildRefusedError(ApplicationError):
@@ -514,12 +519,17 @@ class MerkleLog:
                 log, fresh = self._sealed, False
             else:
                 log, fresh = SealedLog(), True
-            with self.engine.connect() as conn:
-                log.extend(conn, size)
-            if size is not None and log.size != size:
-                raise LookupError(f"the log has no tree of size {size}")
-            row = self._checkpoint_at(log, must_exist=fresh)
-            return log.proofs(positions, streams, known_size), row
+            for _ in range(3):
+                with self.engine.connect() as conn:
+                    log.extend(conn, size)
+                if size is not None and log.size != size:
+                    raise LookupError(f"the log has no tree of size {size}")
+                try:
+                    row = self._checkpoint_at(log, must_exist=fresh)
+                except _SignedMeanwhile:
+                    continue  # another signer got there first: read what it signed
+                return log.proofs(positions, streams, known_size), row
+            raise SealBrokenError("checkpoints kept being signed under this export; try again")
 
     def _checkpoint_at(self, log: SealedLog, must_exist: bool) -> dict[str, Any]:
         if log.size == 0:
@@ -547,7 +557,7 @@ class MerkleLog:
             latest = _latest(conn)
             start = 0 if latest is None else int(latest.tree_size)
             if start > log.size:
-                raise LookupError(f"the log was signed past {log.size} meanwhile; try again")
+                raise _SignedMeanwhile()
             try:
                 return _prove_and_sign(
                     conn,
@@ -557,6 +567,8 @@ class MerkleLog:
                     log.tree.root(),
                     log.hashes[start:],
                 )
+            except IntegrityError:  # the same size was signed meanwhile; this one rolls back
+                raise _SignedMeanwhile() from None
             except SealBrokenError as e:
                 failed = e
         with self.write_engine.begin() as conn:
