@@ -37,7 +37,7 @@ from domain.evidence.checkpoint import (
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner, verify_note_signature
 from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves, seal_incidents
 
-log = logging.getLogger("fapiao.seal")
+logger = logging.getLogger("fapiao.seal")
 
 
 class _SignedMeanwhile(Exception):
@@ -246,12 +246,15 @@ def _frontier_at(conn: Connection, size: int) -> list[tuple[int, bytes]]:
     return [(int(n), bytes.fromhex(h)) for n, h in rows]
 
 
+RESOLVED = "resolved: "
+
+
 def _open_incident(conn: Connection) -> Any:
-    """The latest refusal, if no checkpoint was signed after it."""
+    """The latest refusal, unless a checkpoint was signed after it or it was resolved."""
     incident = conn.execute(
         select(seal_incidents).order_by(seal_incidents.c.detected_at.desc()).limit(1)
     ).first()
-    if incident is None:
+    if incident is None or incident.reason.startswith(RESOLVED):
         return None
     latest = conn.execute(select(func.max(checkpoints.c.signed_at))).scalar()
     return incident if latest is None or incident.detected_at > latest else None
@@ -334,9 +337,10 @@ def _prove_and_sign(
 def _record_incident(conn: Connection, size: int, reason: str) -> None:
     """Raise the alarm once per distinct reason (the sealer retries every batch)."""
     open_ = _open_incident(conn)
-    log.critical("seal: refusing to sign checkpoint %s: %s", size, reason)
     if open_ is not None and open_.reason == reason:
+        logger.error("seal: still refusing to sign checkpoint %s: %s", size, reason)
         return
+    logger.critical("seal: refusing to sign checkpoint %s: %s", size, reason)
     conn.execute(
         seal_incidents.insert().values(
             incident_id=uuid.uuid4(), detected_at=datetime.now(UTC), tree_size=size, reason=reason
@@ -509,11 +513,14 @@ class MerkleLog:
         streams: Iterable[str],
         size: int | None = None,
         known_size: int | None = None,
+        recheck: bool = False,
     ) -> tuple[SealedProofs, dict[str, Any]]:
         """Proofs for these events and stream heads at the sealed size (or at `size`, which
         must have a checkpoint), and the signed checkpoint of that size: the stored one,
         checked, or a new one proven from the previous checkpoint. SealBrokenError if the
-        log cannot stand behind it."""
+        log cannot stand behind it. While the log is refusing to sign, only `recheck` (an
+        operator's `fapiao ledger checkpoint`) proves again, and resolves the refusal if the
+        checks pass."""
         with self._lock:
             if size is None or size == self._sealed.size:
                 log, fresh = self._sealed, False
@@ -525,63 +532,76 @@ class MerkleLog:
                 if size is not None and log.size != size:
                     raise LookupError(f"the log has no tree of size {size}")
                 try:
-                    row = self._checkpoint_at(log, must_exist=fresh)
+                    row = self._checkpoint_at(log, must_exist=fresh, recheck=recheck)
                 except _SignedMeanwhile:
                     continue  # another signer got there first: read what it signed
                 return log.proofs(positions, streams, known_size), row
             raise SealBrokenError("checkpoints kept being signed under this export; try again")
 
-    def _checkpoint_at(self, log: SealedLog, must_exist: bool) -> dict[str, Any]:
+    def _checkpoint_at(self, log: SealedLog, must_exist: bool, recheck: bool) -> dict[str, Any]:
         if log.size == 0:
             raise SealBrokenError("nothing is sealed")
         with self.write_engine.begin() as conn:
             incident = _open_incident(conn)
-            if incident is not None:
+            if incident is not None and not recheck:
                 raise SealBrokenError(incident.reason)
-            row = conn.execute(
-                select(checkpoints).where(checkpoints.c.tree_size == log.size)
-            ).first()
-            if row is not None:
-                _stored_checkpoint(row, self.signer)
-                checkpoint, _ = parse_note(row.note)
-                if (
-                    checkpoint.root != log.tree.root()
-                    or checkpoint.stream_heads() != log.heads.flush()
-                ):
-                    raise SealBrokenError(
-                        f"checkpoint {log.size}: the sealed leaves differ from it"
-                    )
-                return dict(row._mapping)
-            if must_exist:
-                raise LookupError(f"no checkpoint was signed at size {log.size}")
-            latest = _latest(conn)
-            start = 0 if latest is None else int(latest.tree_size)
-            if start > log.size:
-                raise _SignedMeanwhile()
             try:
-                return _prove_and_sign(
-                    conn,
-                    self.signer,
-                    log.size,
-                    log.heads.flush(),
-                    log.tree.root(),
-                    log.hashes[start:],
-                )
-            except IntegrityError:  # the same size was signed meanwhile; this one rolls back
-                raise _SignedMeanwhile() from None
+                row, signed = self._stored_or_signed(conn, log, must_exist)
+                if incident is not None and not signed:  # nothing new to sign: check it all
+                    if merkle.Frontier(_frontier_at(conn, log.size)).root() != log.tree.root():
+                        raise SealBrokenError(
+                            f"the stored frontier at checkpoint {log.size} does not give its "
+                            "signed root"
+                        )
+                    conn.execute(
+                        seal_incidents.insert().values(
+                            incident_id=uuid.uuid4(),
+                            detected_at=datetime.now(UTC),
+                            tree_size=log.size,
+                            reason=f"{RESOLVED}the checks pass again ({incident.reason})",
+                        )
+                    )
+                    logger.warning("seal: the checks pass again; signing resumes")
+                return row
             except SealBrokenError as e:
                 failed = e
         with self.write_engine.begin() as conn:
             _record_incident(conn, log.size, failed.reason)
         raise failed
 
-    def checkpoint_now(self) -> dict[str, Any] | None:
-        """Sign a checkpoint at the sealed size, unless the latest already covers it."""
+    def _stored_or_signed(
+        self, conn: Connection, log: SealedLog, must_exist: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """The checkpoint at the log's size, checked against the leaves, or newly proven and
+        signed; (row, whether it was signed now)."""
+        row = conn.execute(select(checkpoints).where(checkpoints.c.tree_size == log.size)).first()
+        if row is not None:
+            checkpoint = _stored_checkpoint(row, self.signer)
+            if checkpoint.root != log.tree.root() or checkpoint.stream_heads() != log.heads.flush():
+                raise SealBrokenError(f"checkpoint {log.size}: the sealed leaves differ from it")
+            return dict(row._mapping), False
+        if must_exist:
+            raise LookupError(f"no checkpoint was signed at size {log.size}")
+        latest = _latest(conn)
+        start = 0 if latest is None else int(latest.tree_size)
+        if start > log.size:
+            raise _SignedMeanwhile()
+        try:
+            signed = _prove_and_sign(
+                conn, self.signer, log.size, log.heads.flush(), log.tree.root(), log.hashes[start:]
+            )
+        except IntegrityError:  # the same size was signed meanwhile; this one rolls back
+            raise _SignedMeanwhile() from None
+        return signed, True
+
+    def checkpoint_now(self, recheck: bool = False) -> dict[str, Any] | None:
+        """Sign a checkpoint at the sealed size, unless the latest already covers it. With
+        `recheck`, an open refusal is proven again (and resolved if the checks pass)."""
         with self.engine.connect() as conn:
             size = _sealed_size(conn)
         if size == 0:
             return None
-        return self.prove((), (), None)[1]
+        return self.prove((), (), None, recheck=recheck)[1]
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -391,6 +391,11 @@ def test_a_corrupted_frontier_and_an_edited_old_checkpoint_stop_the_log_signing(
     latest, oldest = sizes[-1], sizes[0]
     old = services.merkle.checkpoint(oldest)
     assert old is not None
+    with services.engine.connect() as conn:
+        frontier_hash = conn.execute(
+            text("SELECT hash FROM merkle_frontier WHERE tree_size = :s AND slot = 0"),
+            {"s": latest},
+        ).scalar_one()
     tamper(
         services,
         "merkle_frontier",
@@ -432,6 +437,26 @@ def test_a_corrupted_frontier_and_an_edited_old_checkpoint_stop_the_log_signing(
         assert "merkle_frontier" in seal._broken  # type: ignore[attr-defined]
     finally:
         fresh.close()
+    # Repaired (as a restore from backup would): the operator's checkpoint proves again.
+    tamper(
+        services,
+        "merkle_frontier",
+        "UPDATE merkle_frontier SET hash = :h WHERE tree_size = :s AND slot = 0",
+        h=frontier_hash,
+        s=latest,
+    )
+    tamper(
+        services,
+        "checkpoints",
+        "UPDATE checkpoints SET note = :note WHERE tree_size = :s",
+        note=old["note"],
+        s=oldest,
+    )
+    repaired = fapiao(services.settings, "ledger", "checkpoint")
+    assert repaired.returncode == 0, repaired.stderr
+    assert checkpoint_sizes(services)[-1] > latest
+    assert services.merkle.health().refusing is False
+    assert fapiao(services.settings, "ledger", "verify").returncode == 0
 
 
 def test_the_seal_is_never_rebuilt(services: Services) -> None:
@@ -440,3 +465,40 @@ def test_the_seal_is_never_rebuilt(services: Services) -> None:
     assert cli.returncode == 2 and "append-only" in cli.stderr
     assert cli.stderr.strip().count("\n") == 0
     assert services.workers["seal"].position() == 2
+
+
+def test_a_refusal_is_resolved_once_the_checks_pass_again(services: Services) -> None:
+    sealed(services, 2)
+    checkpoint = services.merkle.checkpoint_now()
+    assert checkpoint is not None
+    size, note = checkpoint["tree_size"], checkpoint["note"]
+    tamper(
+        services,
+        "checkpoints",
+        "UPDATE checkpoints SET key_name = 'someone/else' WHERE tree_size = :s",
+        s=size,
+    )
+    with pytest.raises(SealBrokenError, match="no published key verifies"):
+        services.merkle.checkpoint_now()  # what an export does: the stored checkpoint is checked
+    assert services.merkle.health().refusing
+    with pytest.raises(SealBrokenError):
+        services.merkle.checkpoint_now()  # refused while the incident is open
+    still = fapiao(services.settings, "ledger", "checkpoint")  # proves again: still broken
+    assert still.returncode == 2 and "no published key verifies" in still.stderr
+    tamper(
+        services,
+        "checkpoints",
+        "UPDATE checkpoints SET key_name = :k WHERE tree_size = :s",
+        k=checkpoint["key_name"],
+        s=size,
+    )
+    repaired = fapiao(services.settings, "ledger", "checkpoint")
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout == note  # nothing new to sign: the same checkpoint, checked
+    assert not services.merkle.health().refusing
+    with services.engine.connect() as conn:
+        reasons = [
+            r[0]
+            for r in conn.execute(text("SELECT reason FROM seal_incidents ORDER BY detected_at"))
+        ]
+    assert len(reasons) == 2 and reasons[1].startswith("resolved: the checks pass again")
