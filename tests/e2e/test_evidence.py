@@ -767,6 +767,38 @@ def test_a_cli_export_is_in_the_access_log_and_another_tenant_gets_404(
     ]
     assert entry["actor"].startswith("cli:")
     assert verify(api, out).failures == []
+    held = tmp_path / "held.txt"  # the inspector kept the checkpoint of that bundle
+    held.write_text(unpack(out, tmp_path / "c").joinpath("data", "checkpoint.txt").read_text())
+    api.post(f"/v1/invoices/{inv['invoice_id']}/submissions", {})
+    later = tmp_path / "later.zip"
+    cli = fapiao(
+        api.services.settings,
+        "evidence",
+        "export",
+        "--tenant",
+        SELLER,
+        "--status",
+        "submitted",
+        "--since-checkpoint",
+        str(held),
+        "--out",
+        str(later),
+    )
+    assert cli.returncode == 0, cli.stderr
+    keys = tmp_path / "keys.txt"
+    keys.write_text(fapiao(api.services.settings, "ledger", "keys").stdout)
+    checked = fapiao(
+        "sqlite:////nonexistent/ledger.db",
+        "evidence",
+        "verify",
+        str(later),
+        "--public-key",
+        str(keys),
+        "--known-checkpoint",
+        str(held),
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "it extends the checkpoint you hold" in checked.stdout
     foreign = api.client.post(
         "/v1/evidence-bundles", json={"invoices": [inv["invoice_id"]]}, headers=api.other
     )
