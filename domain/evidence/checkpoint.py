@@ -45,6 +45,8 @@ class StreamHeads:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A signed tree head: the log's origin, tree size and root, and extension lines."""
+
     origin: str
     size: int
     root: bytes
@@ -70,6 +72,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class NoteSignature:
+    """One signature line of a note: who (key name and 4-byte id) and the signature bytes."""
+
     key_name: str
     key_id: bytes
     signature: bytes
@@ -80,6 +84,7 @@ class NoteSignature:
 
 
 def key_id(key_name: str, public_key: bytes) -> bytes:
+    """The 4-byte Ed25519 key id of c2sp.org/signed-note."""
     return hashlib.sha256(key_name.encode() + b"\n" + ED25519 + public_key).digest()[:4]
 
 
@@ -101,6 +106,7 @@ class VerifierKey:
 
 
 def parse_verifier_key(text: str) -> VerifierKey:
+    """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
     parts = text.strip().split("+", 2)  # the base64 may hold "+" too
     if len(parts) != 3:
         raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")
@@ -117,10 +123,12 @@ def parse_verifier_key(text: str) -> VerifierKey:
 
 
 def note(checkpoint: Checkpoint, signatures: list[NoteSignature]) -> str:
+    """The checkpoint as a signed note."""
     return signed_note(checkpoint.body(), signatures)
 
 
 def signed_note(text: str, signatures: list[NoteSignature]) -> str:
+    """Text, a blank line, the signature lines."""
     if not text.endswith("\n") or "\n\n" in text:
         raise NoteFormatError("a note's text ends with a newline and has no blank line")
     return text + "\n" + "".join(s.line() for s in signatures)
@@ -148,6 +156,7 @@ def parse_signed_note(text: str) -> tuple[str, list[NoteSignature]]:
 
 
 def parse_checkpoint(body: str) -> Checkpoint:
+    """A note's text as a checkpoint (strict: decimal size, 32-byte base64 root)."""
     lines = body.removesuffix("\n").split("\n")
     if len(lines) < 3:
         raise NoteFormatError("a checkpoint has an origin, a size and a root hash")
@@ -163,6 +172,7 @@ def parse_checkpoint(body: str) -> Checkpoint:
 
 
 def parse_note(text: str) -> tuple[Checkpoint, list[NoteSignature]]:
+    """A signed checkpoint note: the checkpoint and its signature lines (unverified)."""
     body, signatures = parse_signed_note(text)
     return parse_checkpoint(body), signatures
 
