@@ -51,6 +51,18 @@ class ApiKeyStore:
                 )
         return code
 
+    def require_tenant(self, taxpayer_code: str) -> str:
+        """The tenant's id if it exists; else ApiKeyError naming how to create it."""
+        code, _ = parse_uscc("tenant", taxpayer_code)
+        with self.engine.connect() as conn:
+            found = conn.execute(select(tenants.c.tenant_id).where(tenants.c.tenant_id == code))
+            if found.first() is None:
+                raise ApiKeyError(
+                    f"no tenant {code} in this ledger "
+                    f"(create it with `fapiao keys create --tenant {code} --roles ...`)"
+                )
+        return code
+
     def list_tenants(self) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
             return [

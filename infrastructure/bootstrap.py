@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from application.evidence.event_catalog import EventCatalog
 from application.invoices.ledger import InvoiceLedger
@@ -35,6 +36,9 @@ from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog, AccessLogProjection
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
+from infrastructure.happenings import log_happenings
+from infrastructure.holiday_calendar import china_holidays
+from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
@@ -57,8 +61,21 @@ from infrastructure.projections.worker import (
 from infrastructure.remedies.attachment_store import FileAttachmentStore
 from infrastructure.settings import Settings
 from infrastructure.store.database import create_engine_for
+from infrastructure.store.replica import Replica
 
 log = logging.getLogger("fapiao.services")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The readers one request uses: the replica's, or the primary's when there is no replica,
+    it is unreachable, or it has not replayed the position the request asked for."""
+
+    reader: SqlInvoiceStatusReader
+    timers: SqlTimerReader
+    cases: SqlCaseReader
+    source: str = "primary"  # primary | replica
+    lag_ms: int | None = None  # the replica's replay lag, when there is one
 
 
 @dataclass
@@ -86,6 +103,9 @@ class Services:
     merkle: MerkleLog
     access_log: AccessLog
     case_ticker: CaseTicker
+    metrics: Metrics
+    replica: Replica | None = None
+    replica_reads: Reads | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -137,6 +157,25 @@ class Services:
             raise ProjectionLagError(projection, position, reached)
         return reached
 
+    def reads(self, projection: str, position: int | None) -> Reads:
+        """Where a list, history or queue read goes. With `position` (consistent_after) the
+        primary's view is waited for first (bounded); the replica answers only once it has
+        replayed that position too, else the primary does."""
+        if position:
+            self.wait_for(projection, position, self.settings.consistent_read_timeout)
+        primary = Reads(self.reader, self.timers, self.cases)
+        if self.replica is None or self.replica_reads is None:
+            return primary
+        try:
+            lag = self.replica.lag_ms()
+            worker = self.worker(projection)
+            if position and self.replica.position(worker.tracking, worker.app_name) < position:
+                return replace(primary, lag_ms=lag)
+        except DBAPIError as e:
+            log.warning("replica unreachable; reading from the primary: %s", type(e).__name__)
+            return primary
+        return replace(self.replica_reads, lag_ms=lag)
+
     def bring_up_to_date(self, name: str, timeout: float = 120.0) -> None:
         """Make projection `name` current with the log: catch up here if no runner is active,
         else wait for the one that is."""
@@ -181,6 +220,19 @@ class Services:
         path = _lock_path(self.settings, name)
         return "a local process (file lock held)" if FileLeadership.is_held(path) else None
 
+    def pool_usage(self) -> dict[str, tuple[int, int]]:
+        """(checked out, held open) per connection pool: reads, writes, the event store."""
+        usage = {
+            "read": pool_numbers(self.engine.pool),
+            "write": pool_numbers(self.write_engine.pool),
+        }
+        pool = getattr(getattr(self.ledger.recorder, "datastore", None), "pool", None)
+        if pool is not None and hasattr(pool, "get_stats"):
+            stats = pool.get_stats()
+            held = int(stats.get("pool_size", 0))
+            usage["events"] = (held - int(stats.get("pool_available", 0)), held)
+        return usage
+
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -188,6 +240,8 @@ class Services:
         self.ledger.close()
         self.engine.dispose()
         self.write_engine.dispose()
+        if self.replica is not None:
+            self.replica.engine.dispose()
 
 
 def event_catalog() -> EventCatalog:
@@ -222,10 +276,12 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     write_engine = create_engine_for(settings, immediate=True)
     board = ProgressBoard()
     ledger.on_saved(board.saved)
+    ledger.on_events(log_happenings)
+    metrics = Metrics()
     workers: dict[str, ProjectionWorker] = {}
     signer = CheckpointSigner(
         settings.keys_dir or settings.data_dir / "keys",
-        settings.log_origin,
+        settings.origin,
         create_if_missing=settings.environment != "production",
         env_seed=settings.signing_key.get_secret_value() if settings.signing_key else None,
     )
@@ -259,15 +315,18 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             batch_size=settings.projection_batch_size,
             poll_seconds=settings.projection_poll_seconds,
         )
-    policies = PolicyService(ledger)
+    policies = PolicyService(ledger, china_holidays())
     timers = SqlTimerReader(engine)
     store = SqlReconciliationStore(engine, write_engine)
-    reentry = ReEntryService(ledger, policies.review_days)
+    reentry = ReEntryService(ledger, policies.review_days, policies.working_calendar)
     complaints = ComplaintService(ledger)
     case_reader = SqlCaseReader(engine)
     holder: list[Services] = []
     reconciliation = ReconciliationService(
-        ledger, store, lambda: holder[0].bring_up_to_date("invoice_status")
+        ledger,
+        store,
+        lambda: holder[0].bring_up_to_date("invoice_status"),
+        metrics.observe_reconciliation,
     )
     services = Services(
         attachments=FileAttachmentStore(
@@ -302,6 +361,74 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         keys=ApiKeyStore(engine, write_engine),
         board=board,
         workers=workers,
+        metrics=metrics,
     )
+    if settings.read_url is not None:
+        replica_engine = create_engine_for(settings, url=settings.read_url)
+        services.replica = Replica(replica_engine)
+        services.replica_reads = Reads(
+            SqlInvoiceStatusReader(replica_engine),
+            SqlTimerReader(replica_engine),
+            SqlCaseReader(replica_engine),
+            source="replica",
+        )
     holder.append(services)
+    metrics.watch(services)
     return services
+
+
+class Cells:
+    """The services of every database this process serves: FAPIAO_DATABASE_URL's first, then
+    one per other database of FAPIAO_TENANT_DATABASES (a cell: its own event log, lock, seal
+    and projections). Requests are routed to their tenant's cell."""
+
+    def __init__(self, cells: list[Services]) -> None:
+        self.cells = cells
+
+    @property
+    def default(self) -> Services:
+        return self.cells[0]
+
+    @property
+    def routed(self) -> bool:
+        return len(self.cells) > 1
+
+    def for_tenant(self, tenant_id: str) -> Services:
+        url = self.default.settings.for_tenant(tenant_id).database_url
+        return next((c for c in self.cells if c.settings.database_url == url), self.default)
+
+    def for_key(self, secret: str) -> Services:
+        """The cell whose key store knows the key and holds its tenant (else the default)."""
+        for cell in self.cells:
+            principal = cell.keys.authenticate(secret)
+            if principal is not None and self.for_tenant(principal.tenant_id) is cell:
+                return cell
+        return self.default
+
+    def start_workers(self) -> None:
+        for cell in self.cells:
+            cell.start_workers()
+
+    def close(self) -> None:
+        for cell in self.cells:
+            cell.close()
+
+
+def build_cells(settings: Settings, clock: Clock | None = None) -> Cells:
+    return Cells([build_services(cell, clock) for cell in settings.cells()])
+
+
+def key_cell(settings: Settings, secret: str) -> Settings | None:
+    """For the CLI: which database's key store knows `secret` (with its tenant routed there)."""
+    for cell in settings.cells():
+        engine = create_engine_for(cell)
+        try:
+            principal = ApiKeyStore(engine, engine).authenticate(secret)
+        except DBAPIError:
+            principal = None  # not migrated (yet): it knows no key
+        finally:
+            engine.dispose()
+        if principal is not None:
+            if settings.for_tenant(principal.tenant_id).database_url == cell.database_url:
+                return cell
+    return None

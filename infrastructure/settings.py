@@ -5,9 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+LOCAL_DATA_DIR = Path(".fapiao")
+
+
+def default_data_dir() -> Path:
+    """`./.fapiao` if the current folder has one (a checkout's own), else the user's data
+    folder (e.g. ~/.local/share/fapiao-ledger), so the CLI works from any folder."""
+    if LOCAL_DATA_DIR.is_dir():
+        return LOCAL_DATA_DIR.resolve()
+    return Path(platformdirs.user_data_dir("fapiao-ledger", appauthor=False))
+
+
+def _absolute(path: Path) -> Path:
+    return path.expanduser().resolve()
 
 
 class Settings(BaseSettings):
@@ -19,7 +34,20 @@ class Settings(BaseSettings):
         default=None,
         description="sqlite:///path/to/ledger.db or postgresql://user:pw@host:5432/db",
     )
-    data_dir: Path = Path(".fapiao")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="SQLite file, keys and attachments (default ./.fapiao if present, else the "
+        "user's data folder); made absolute at startup",
+    )
+    read_database_url: str | None = Field(
+        default=None,
+        description="A streaming replica for list, history and queue reads (PostgreSQL)",
+    )
+    tenant_databases: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON {tenant code: database URL}: tenants whose ledger lives in another "
+        "database (a cell); all others use FAPIAO_DATABASE_URL",
+    )
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
     lock_timeout_seconds: int = Field(default=5, ge=1)
@@ -54,6 +82,31 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="First retry delay; doubles each failure"
     )
     environment: Literal["development", "test", "production"] = "development"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="JSON lines, or readable lines (auto: readable on a terminal)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="If set, /metrics wants `Authorization: Bearer <token>`"
+    )
+    metrics_address: str | None = Field(
+        default=None,
+        description="host:port to serve metrics on instead of the API's /metrics (e.g. an "
+        "interface only the monitoring network reaches)",
+    )
+    pg_bin_dir: Path | None = Field(
+        default=None,
+        description="Folder with pg_dump and pg_restore (default: PATH, then the newest "
+        "/usr/lib/postgresql/*/bin)",
+    )
+    otel_tracing: bool = Field(
+        default=False, description="OpenTelemetry traces of requests and SQL (needs [tracing])"
+    )
+    otel_exporter: Literal["otlp", "console"] = Field(
+        default="otlp",
+        description="Where spans go: OTLP over HTTP (OTEL_EXPORTER_OTLP_*) or stderr",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -65,7 +118,88 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"FAPIAO_DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme}:"
             )
+        if scheme == "sqlite":
+            url = make_url(v)
+            if url.database and url.database != ":memory:":
+                v = url.set(database=str(_absolute(Path(url.database)))).render_as_string()
         return v
+
+    @field_validator("data_dir", "attachments_dir", "keys_dir")
+    @classmethod
+    def _resolved(cls, v: Path | None) -> Path | None:
+        # Absolute once, at startup: a later chdir (or running from another folder) cannot
+        # point the process at a different ledger.
+        return None if v is None else _absolute(v)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _replica(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.split(":", 1)[0] not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("FAPIAO_READ_DATABASE_URL must be a postgresql:// replica")
+        return v
+
+    @field_validator("tenant_databases")
+    @classmethod
+    def _cells(cls, v: dict[str, str]) -> dict[str, str]:
+        routed = {}
+        for code, url in v.items():
+            try:
+                routed[code.strip().upper()] = str(cls._known_scheme(url))
+            except ValueError:
+                raise ValueError(
+                    f"FAPIAO_TENANT_DATABASES: {code}: a sqlite:/// or postgresql:// URL"
+                ) from None
+        return routed
+
+    @property
+    def read_url(self) -> URL | None:
+        if self.read_database_url is None:
+            return None
+        return make_url(self.read_database_url).set(drivername="postgresql+psycopg")
+
+    def for_tenant(self, tenant_id: str) -> Settings:
+        """The settings of the database holding this tenant's ledger (its cell)."""
+        url = self.tenant_databases.get(tenant_id.strip().upper())
+        if url is None or url == self.database_url:
+            return self
+        return self.cell(url)
+
+    def cell(self, url: str) -> Settings:
+        """Another database's settings (its replica, if any, is not this one's)."""
+        return self.model_copy(update={"database_url": url, "read_database_url": None})
+
+    @property
+    def origin(self) -> str:
+        """This database's log origin in checkpoints: FAPIAO_LOG_ORIGIN, or a name under it
+        for a database tenants are routed to (each cell is a log of its own), the same in
+        every process that serves it."""
+        if self.database_url is not None and self.database_url in self.tenant_databases.values():
+            name = make_url(self.database_url).database or "cell"
+            return f"{self.log_origin}/{Path(name).stem}"
+        return self.log_origin
+
+    def cells(self) -> list[Settings]:
+        """This database's settings first, then one per other database in the routing."""
+        urls = dict.fromkeys(u for u in self.tenant_databases.values() if u != self.database_url)
+        return [self, *(self.cell(u) for u in urls)]
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("FAPIAO_METRICS_ADDRESS must be host:port, e.g. 10.0.0.5:9464")
+        return v
+
+    def metrics_bind(self) -> tuple[str, int] | None:
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("signing_key")
     @classmethod
@@ -82,7 +216,7 @@ class Settings(BaseSettings):
     @property
     def url(self) -> URL:
         if self.database_url is None:
-            return make_url(f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}")
+            return make_url(f"sqlite:///{self.data_dir / 'ledger.db'}")
         url = make_url(self.database_url)
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")

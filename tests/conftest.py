@@ -157,3 +157,16 @@ def pg_services(pg_settings: Settings, clock: SettableClock) -> Iterator[Service
     svc = build_services(pg_settings, clock)
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[object]:
+    """A PostgreSQL cluster of the tests' own (restore target elsewhere), stopped at the end."""
+    from tests.pg_cluster import PrivateCluster
+
+    cluster = PrivateCluster.create()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[
     env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200"}
     if not isinstance(settings, str):
         env["FAPIAO_DATA_DIR"] = str(settings.data_dir)
+        if settings.tenant_databases:
+            env["FAPIAO_TENANT_DATABASES"] = json.dumps(settings.tenant_databases)
     return subprocess.run(
         [sys.executable, "-m", "api.cli.main", *args],
         cwd=ROOT,
@@ -114,6 +117,8 @@ def test_projection_status_and_rebuild(settings: Settings) -> None:
 
 
 def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: Path) -> None:
+    """Also: its logs are JSON lines under --log-format json (a missing invoice being marked
+    among them) and `curl /metrics` shows every family with live values."""
     import json
     import re
     import socket
@@ -126,13 +131,24 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
     env = {k: v for k, v in os.environ.items() if k != "FAPIAO_DATABASE_URL"}
     env["FAPIAO_DATA_DIR"] = str(tmp_path / "data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli.main", "serve", "--demo", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "api.cli.main",
+            "serve",
+            "--demo",
+            "--port",
+            str(port),
+            "--log-format",
+            "json",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    logs: list[dict[str, object]] = []
     try:
         key = None
         deadline = time.monotonic() + 90
@@ -140,9 +156,26 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
         for line in proc.stdout:
             if m := re.search(r"demo API key \(clerk, auditor\): (fpl_\S+)$", line.strip()):
                 key = m.group(1)
-            if "Uvicorn running" in line or time.monotonic() > deadline:
+            if line.startswith("{"):
+                logs.append(json.loads(line))
+            if "Uvicorn running" in str(logs[-1:]) or time.monotonic() > deadline:
                 break
         assert key, "no key printed"
+        marked = [r for r in logs if r["event"] == "invoice marked missing"]
+        assert marked and marked[0]["level"] == "info" and marked[0]["invoice_key"]
+        assert key not in str(logs)
+        metrics = (
+            urllib.request.urlopen(  # noqa: S310
+                f"http://127.0.0.1:{port}/metrics", timeout=10
+            )
+            .read()
+            .decode()
+        )
+        from tests.e2e.test_metrics import FAMILIES, parse, value
+
+        names, samples = parse(metrics)
+        assert FAMILIES <= names, FAMILIES - names
+        assert value(samples, "fapiao_projection_head", projection="invoice_status") > 300
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/invoice-counts", headers={"Authorization": f"Bearer {key}"}
         )
@@ -174,6 +207,11 @@ def test_serve_demo_prints_a_key_that_lists_invoices_in_every_status(tmp_path: P
 
 
 def test_policy_commands(settings: Settings) -> None:
+    services = build_services(settings)
+    try:
+        services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
+    finally:
+        services.close()
     shown = fapiao(settings, "policy", "show", "--tenant", SELLER)
     assert shown.returncode == 0 and "acknowledgement window 24 h" in shown.stdout
     assert (
@@ -214,3 +252,25 @@ def test_policy_commands(settings: Settings) -> None:
     )
     gone = fapiao(settings, "policy", "maintenance-withdraw", "--tenant", SELLER, window_id)
     assert gone.returncode == 0 and window_id not in gone.stdout
+    closed = fapiao(
+        settings,
+        "policy",
+        "closure-add",
+        "--tenant",
+        SELLER,
+        "--day",
+        "2026-12-31",
+        "--note",
+        "年终盘点",
+        "--operator",
+        "wang",
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert "closed 2026-12-31 年终盘点" in closed.stdout
+    assert "and 1 company closure day" in closed.stdout
+    reopened = fapiao(
+        settings, "policy", "closure-withdraw", "--tenant", SELLER, "--day", "2026-12-31"
+    )
+    assert reopened.returncode == 0 and "closed 2026-12-31" not in reopened.stdout
+    bad_day = fapiao(settings, "policy", "closure-add", "--tenant", SELLER, "--day", "31/12")
+    assert bad_day.returncode == 2 and "day" in bad_day.stderr

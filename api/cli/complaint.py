@@ -38,7 +38,7 @@ def complaint_lodge(
     reminder_days: Annotated[int, typer.Option()] = 2,
 ) -> None:
     """Lodge a complaint about invoices."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         ids = [s.ledger.resolve_invoice_id(p.tenant_id, ref) for ref in invoice]
@@ -141,7 +141,7 @@ def complaint_evidence(
     key: Key, complaint: str, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 ) -> None:
     """Attach evidence."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         cid = case_id("complaint", complaint)

@@ -87,6 +87,28 @@ def _print_demo(report: object) -> None:
     )
 
 
+DEMO_KEY_FILE = "demo-key.txt"
+
+
+def _demo_key(services: Services, tenant: str) -> str:
+    """The demo key kept in the data folder (same key on every restart), or a new one."""
+    import os
+
+    path = services.settings.data_dir / DEMO_KEY_FILE
+    if path.exists():
+        kept = path.read_text(encoding="utf-8").strip()
+        principal = services.keys.authenticate(kept)
+        if principal is not None and principal.tenant_id == tenant:
+            return kept
+    _, secret = services.keys.create_key(tenant, "clerk,auditor", "demo key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+    path.with_suffix(".tmp").replace(path)
+    return secret
+
+
 def load_demo_tenant(services: Services, host: str, port: int) -> None:
     tenant = services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
     if services.reader.counts(tenant) or services.ledger.recorder.max_notification_id():
@@ -96,7 +118,7 @@ def load_demo_tenant(services: Services, host: str, port: int) -> None:
             report = load_demo(services.ledger, tenant)
         services.worker("invoice_status").catch_up()
         console.print(f"demo: {report.invoices} invoices for {DEMO_NAME} ({tenant})")
-    key_id, secret = services.keys.create_key(tenant, "clerk,auditor", "demo key")
+    secret = _demo_key(services, tenant)
     # Plain print: a key must survive copy and paste, so no wrapping or markup.
     print(f"demo API key (clerk, auditor): {secret}")
     print(

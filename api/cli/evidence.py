@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from api.cli.root import CliError, cli_actor, console, err, services_for
+from api.cli.root import (
+    CliError,
+    Operator,
+    Tenant,
+    cli_actor,
+    console,
+    err,
+    services_for,
+    tenant_code,
+)
 from application.ports import InvoiceFilter
 from domain.invoices.status import InvoiceStatus
 
@@ -32,7 +41,7 @@ def _read(path: Path | None, what: str) -> str | None:
 
 @evidence_app.command("export")
 def evidence_export(
-    tenant: Annotated[str, typer.Option(help="The tenant's code")],
+    tenant: Tenant,
     out: Annotated[Path, typer.Option(help="Where to write the .zip")],
     invoice: Annotated[
         list[str] | None, typer.Option(help="Invoice id or key (repeat; duplicates are one)")
@@ -44,19 +53,23 @@ def evidence_export(
         Path | None,
         typer.Option(help="A checkpoint note the inspector holds: add a consistency proof"),
     ] = None,
+    operator: Operator = None,
 ) -> None:
-    """Write a BagIt evidence bundle for these invoices (recorded in the access log)."""
+    """Write a BagIt evidence bundle for these invoices; the export is recorded in the access
+    log under the operator's name."""
     from infrastructure.evidence.bundle import ExportRequest, export_bundle, unique
 
     known = _read(since_checkpoint, "--since-checkpoint")
-    with services_for() as services:
+    by = cli_actor(operator)
+    with services_for(tenant=tenant) as services:
+        tenant = tenant_code(services, tenant)
         ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice or []]
         if status is not None:
             try:
                 status = InvoiceStatus(status).value
             except ValueError:
-                known = ", ".join(s.value for s in InvoiceStatus)
-                raise CliError(f"--status {status!r} is not one of {known}") from None
+                allowed = ", ".join(s.value for s in InvoiceStatus)
+                raise CliError(f"--status {status!r} is not one of {allowed}") from None
             services.bring_up_to_date("invoice_status")
             rows, _ = services.reader.list(tenant, InvoiceFilter(status=status), 10_001, None)
             ids += [r["invoice_id"] for r in rows]
@@ -75,7 +88,7 @@ def evidence_export(
                     invoice_ids=ids,
                     refs=invoice or [],
                     status=status,
-                    by=cli_actor(),
+                    by=by,
                     since_checkpoint=known,
                 ),
                 out,

@@ -65,7 +65,7 @@ def _lifecycle_command(command_type: type[LifecycleCommand]) -> Callable[..., No
             body = command_type.model_validate(field_pairs(set_))
         except ValidationError as e:
             raise _invalid(e) from None
-        with services_for() as s:
+        with services_for(key=key) as s:
             principal, by = act_as(s, key, body.occurred_at)
             principal.require(INVOICE_WRITERS)
             tenant = principal.tenant_id
@@ -94,7 +94,7 @@ def invoice_issue(
         body = IssueInvoiceRequest.model_validate_json(text)
     except ValidationError as e:
         raise _invalid(e) from None
-    with services_for() as s:
+    with services_for(key=key) as s:
         principal, by = act_as(s, key, body.occurred_at)
         principal.require(INVOICE_WRITERS)
         result = s.ledger.issue_invoice(principal.tenant_id, body.to_draft(), by)
@@ -104,7 +104,7 @@ def invoice_issue(
 @invoice_app.command("show")
 def invoice_show(key: Key, invoice: InvoiceRef) -> None:
     """The invoice's current status (the status view, brought up to date first), as JSON."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         principal, _ = act_as(s, key)
         tenant = principal.tenant_id
         invoice_id = s.ledger.resolve_invoice_id(tenant, invoice)

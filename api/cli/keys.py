@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli.root import console, services_for
+from api.cli.root import console, services_for, tenant_code
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def keys_create(
     label: Annotated[str, typer.Option(help="What the key is for")] = "",
 ) -> None:
     """Create an API key (the tenant too, if new). The key is printed once."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         tenant_id = services.keys.ensure_tenant(tenant, tenant_name)
         key_id, secret = services.keys.create_key(tenant_id, roles, label)
     print(f"key {key_id} for {tenant_id}: {secret}", flush=True)
@@ -33,8 +33,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None) -> None:
     """List API keys (never their secrets)."""
-    with services_for() as services:
-        rows = services.keys.list_keys(tenant)
+    with services_for(tenant=tenant) as services:
+        rows = services.keys.list_keys(tenant_code(services, tenant) if tenant else None)
     table = Table("key", "tenant", "roles", "label", "created (UTC)", "revoked")
     for k in rows:
         table.add_row(
@@ -49,8 +49,13 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant"
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str) -> None:
+def keys_revoke(
+    key_id: str,
+    tenant: Annotated[
+        str | None, typer.Option(help="The key's tenant (to find its database, if routed)")
+    ] = None,
+) -> None:
     """Revoke a key; requests with it get 401 from now on."""
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
         services.keys.revoke(key_id)
     console.print(f"revoked {key_id}")

@@ -34,7 +34,7 @@ def lost_record(
     place: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Record a lost paper invoice."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         print_case(
@@ -97,7 +97,7 @@ def lost_attach(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
 ) -> None:
     """A scan for a step: loss, copy_request, copy or certificate."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         cid = case_id("case", case)

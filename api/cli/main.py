@@ -9,6 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from api.cli import (
+    backup,
     complaint,
     demo,
     evidence,
@@ -26,6 +27,7 @@ from api.cli.root import CliError, app, err, one_line
 from application.service_errors import ApplicationError
 from domain.errors import DomainError
 from infrastructure.api_keys import ApiKeyError
+from infrastructure.evidence.ledger_backup import BackupError
 
 app.command()(monitoring.reconcile)
 app.command()(ops.migrate)
@@ -35,6 +37,7 @@ app.command()(ops.worker)
 app.command("callback-secret")(monitoring.callback_secret)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(evidence.evidence_app, name="evidence")
+app.add_typer(backup.backup_app, name="backup")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(ops.projections_app, name="projections")
 app.add_typer(policy.policy_app, name="policy")
@@ -51,7 +54,7 @@ def main() -> None:
     except ValidationError as e:
         err.print(f"error: {one_line(e)}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
-    except (CliError, DomainError, ApplicationError, ApiKeyError, ValueError) as e:
+    except (CliError, DomainError, ApplicationError, ApiKeyError, BackupError, ValueError) as e:
         err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - one readable line, not a traceback

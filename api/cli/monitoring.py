@@ -10,7 +10,16 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from api.cli.root import CliError, cli_actor, console, services_for
+from api.cli.root import (
+    CliError,
+    Operator,
+    Tenant,
+    cli_actor,
+    console,
+    date_option,
+    services_for,
+    tenant_code,
+)
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
 
@@ -22,7 +31,7 @@ def reconcile(
             help="The platform's export (CSV or XLSX)", exists=True, dir_okay=False, readable=True
         ),
     ],
-    tenant: Annotated[str, typer.Option(help="The tenant's unified social credit code")],
+    tenant: Tenant,
     direction: Annotated[
         str, typer.Option(help="outbound (issued) or inbound (received)")
     ] = "outbound",
@@ -31,9 +40,24 @@ def reconcile(
     findings: Annotated[
         Path | None, typer.Option(help="Write the findings here (.csv/.json)")
     ] = None,
+    period_from: Annotated[
+        str | None, typer.Option(help="First issue date the export covers (YYYY-MM-DD)")
+    ] = None,
+    period_to: Annotated[
+        str | None, typer.Option(help="Last issue date it covers; default: the file's dates")
+    ] = None,
+    operator: Operator = None,
 ) -> None:
     """Reconcile a platform export against the ledger; the same file again changes nothing."""
     import json
+
+    first, last = date_option("period_from", period_from), date_option("period_to", period_to)
+    if (first is None) != (last is None):
+        raise CliError("period_to: give both ends of the period, or neither")
+    if first and last and last < first:
+        raise CliError("period_to: must not be before period_from")
+    period = (first, last) if first and last else None
+    by = cli_actor(operator)
 
     mapping = None
     if columns:
@@ -41,7 +65,8 @@ def reconcile(
             mapping = json.loads(columns.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CliError(f"columns: cannot read {columns}: {e}") from None
-    with services_for() as services:
+    with services_for(tenant=tenant) as services:
+        code = tenant_code(services, tenant)
         try:
             reader = PlatformExportReader(file, encoding)
         except LookupError:
@@ -50,13 +75,14 @@ def reconcile(
         with Progress(*columns_, console=console) as progress:
             task = progress.add_task("rows", total=reader.size or 1)
             result = services.reconciliation.reconcile(
-                tenant,
+                code,
                 reader,
                 sha256_of(file),
                 file.name,
-                cli_actor(),
+                by,
                 direction,
                 mapping,
+                period,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         table = Table("class", "count")
@@ -118,9 +144,9 @@ def _write_findings(services: Services, run_id: UUID, path: Path) -> None:
             )
 
 
-def callback_secret(tenant: Annotated[str, typer.Option(help="The tenant's code")]) -> None:
+def callback_secret(tenant: Tenant) -> None:
     """Issue a new HMAC secret for the tenant's provider callbacks (the old one stops working)."""
-    with services_for() as services:
-        code = services.keys.ensure_tenant(tenant, "")
+    with services_for(tenant=tenant) as services:
+        code = tenant_code(services, tenant)
         secret = services.callbacks.rotate_secret(code)
     print(f"callback secret for {code}: {secret}", flush=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,24 +12,48 @@ from rich.table import Table
 
 from api.cli.demo import load_demo_tenant
 from api.cli.root import CliError, console, services_for
-from infrastructure.bootstrap import build_services
+from infrastructure.bootstrap import Services, build_cells
 from infrastructure.settings import Settings
 from infrastructure.store import migrate as migrations
+from infrastructure.structured_logs import LogFormat, configure_logging
+
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="json (one JSON object per line), console, or auto (console on a terminal); "
+        "default FAPIAO_LOG_FORMAT",
+    ),
+]
+
+
+def _logging(settings: Settings, log_format: str | None) -> None:
+    fmt = log_format or settings.log_format
+    if fmt not in ("auto", "json", "console"):
+        raise CliError(f"log-format: {fmt!r} is not json, console or auto")
+    configure_logging(cast(LogFormat, fmt), settings.log_level)
+
+
+def _serve_metrics(services: Services, host: str, port: int) -> None:
+    """Metrics on a listener of their own (a daemon thread; it ends with the process)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, host, registry=services.metrics.registry)
+    console.print(f"metrics: http://{host}:{port}/metrics")
 
 
 def migrate(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False,
 ) -> None:
-    """Apply the alembic migrations (both stores)."""
-    settings = Settings()
-    if down:
-        migrations.downgrade(settings, revision)
-    else:
-        migrations.upgrade(settings, revision)
-    console.print(
-        f"{settings.describe()} is at migration {migrations.current_revision(settings) or 'base'}"
-    )
+    """Apply the alembic migrations (both stores; every database tenants are routed to)."""
+    for settings in Settings().cells():
+        if down:
+            migrations.downgrade(settings, revision)
+        else:
+            migrations.upgrade(settings, revision)
+        current = migrations.current_revision(settings) or "base"
+        console.print(f"{settings.describe()} is at migration {current}")
 
 
 def serve(
@@ -38,28 +61,37 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     demo: Annotated[bool, typer.Option(help="Load a demo tenant and print its API key")] = False,
     worker: Annotated[bool, typer.Option(help="Run the projection worker in-process")] = True,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Migrate, then serve the API (SQLite in .fapiao/ unless FAPIAO_DATABASE_URL is set)."""
+    """Migrate, then serve the API (SQLite in the data folder unless FAPIAO_DATABASE_URL is set)."""
     import uvicorn
 
     from api.http.app import create_app
 
     settings = Settings()
-    migrations.upgrade(settings)
-    services = build_services(settings)
+    _logging(settings, log_format)
+    for cell in settings.cells():
+        migrations.upgrade(cell)
+    cells = build_cells(settings)
+    services = cells.default
     if demo:
         load_demo_tenant(services, host, port)
     console.print(f"store: {settings.describe()}")
     console.print(f"API docs: http://{host}:{port}/docs")
+    bind = settings.metrics_bind()
+    if settings.metrics_enabled and bind:
+        _serve_metrics(services, *bind)
     try:
         uvicorn.run(
-            create_app(settings, services=services, run_workers=worker),
+            create_app(settings, cells=cells, run_workers=worker),
             host=host,
             port=port,
-            log_level="info",
+            log_level=settings.log_level.lower(),
+            log_config=None,  # ours (structured_logs), installed above
+            access_log=False,  # one line per request comes from the app, with its context
         )
     finally:
-        services.close()
+        cells.close()
 
 
 def worker(
@@ -67,11 +99,22 @@ def worker(
         list[str] | None,
         typer.Option(help="Only these projections (then no ticker or webhook deliverer)"),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve this worker's metrics on this port"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port")] = "127.0.0.1",
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run projection workers, the acknowledgement ticker and the webhook deliverer until
     interrupted. Start several: one is active per projection, the others stand by."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with services_for() as services:
+    settings = Settings()
+    _logging(settings, log_format)
+    with services_for(settings) as services:
+        bind = (metrics_host, metrics_port) if metrics_port is not None else None
+        bind = bind or settings.metrics_bind()
+        if settings.metrics_enabled and bind:
+            _serve_metrics(services, *bind)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         if projection:

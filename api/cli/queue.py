@@ -25,7 +25,7 @@ def queue_show(
     days: Annotated[int, typer.Option(help="Clerk: replies due within")] = 3,
 ) -> None:
     """The cases waiting for this role, with counts."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, _ = act_as(s, key)
         t = p.tenant_id
         s.bring_up_to_date("cases")

@@ -24,6 +24,7 @@ from api.cli.root import (
     services_for,
     store_file,
 )
+from api.http.schemas import shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from infrastructure.bootstrap import Services
 
@@ -37,7 +38,7 @@ def reentry_draft(
     reason: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Open an application for missing or rejected invoices."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         ids = [s.ledger.resolve_invoice_id(p.tenant_id, ref) for ref in invoice]
@@ -53,7 +54,7 @@ def reentry_fields(
 ) -> None:
     """Record the fields to enter for one invoice."""
     fields = field_pairs(set_)
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         print_case(
@@ -73,7 +74,7 @@ def reentry_attach(
     key: Key, application: str, file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 ) -> None:
     """Attach evidence (PDF, OFD, XML, JPEG or PNG, checked by content)."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(INVOICE_WRITERS)
         app_id = case_id("application", application)
@@ -133,7 +134,7 @@ def reentry_withdraw(
 @reentry_app.command("show")
 def reentry_show(key: Key, application: str) -> None:
     """The application as JSON."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, _ = act_as(s, key)
         a = s.reentry.get(p.tenant_id, case_id("application", application))
         print(
@@ -149,6 +150,9 @@ def reentry_show(key: Key, application: str) -> None:
                     "corrections": a.corrections,
                     "attachments": a.attachments,
                     "missing": [f"{e.field}: {e.message}" for e in a.missing_items()],
+                    "review_due_at": shown(a.review_due_at),
+                    "review_calendar": a.review_calendar,
+                    "review_calendar_note": a.review_calendar_note,
                 },
                 ensure_ascii=False,
                 indent=1,

@@ -38,8 +38,21 @@ class CliError(Exception):
 
 
 @contextmanager
-def services_for(settings: Settings | None = None) -> Iterator[Services]:
+def services_for(
+    settings: Settings | None = None, *, tenant: str | None = None, key: str | None = None
+) -> Iterator[Services]:
+    """The services of the database this command acts on: the tenant's (or the key's tenant's)
+    when FAPIAO_TENANT_DATABASES routes it elsewhere, else FAPIAO_DATABASE_URL's."""
     settings = settings or Settings()
+    if tenant:
+        settings = settings.for_tenant(tenant)
+    elif key and settings.tenant_databases:
+        settings = settings_of_key(settings, key)
+    if not settings.is_postgres and not settings.sqlite_path.exists():
+        raise CliError(
+            f"no ledger at {settings.sqlite_path} (set FAPIAO_DATA_DIR or FAPIAO_DATABASE_URL "
+            "to use another); to start one here, run `fapiao migrate` first"
+        )
     revision = migrations.current_revision(settings)
     if revision != migrations.head_revision(settings):
         raise CliError(
@@ -53,6 +66,13 @@ def services_for(settings: Settings | None = None) -> Iterator[Services]:
         services.close()
 
 
+def settings_of_key(settings: Settings, key: str) -> Settings:
+    """The database whose key store knows this key (and holds its tenant)."""
+    from infrastructure.bootstrap import key_cell
+
+    return key_cell(settings, key) or settings
+
+
 def one_line(e: Exception) -> str:
     if isinstance(e, ValidationError):
         return "; ".join(
@@ -62,9 +82,34 @@ def one_line(e: Exception) -> str:
     return str(e)
 
 
-def cli_actor() -> Provenance:
-    user = os.environ.get("USER") or getpass.getuser()
-    return Provenance(f"cli:{user}", Source.CLI, datetime.now(UTC))
+def os_user() -> str:
+    return os.environ.get("USER") or getpass.getuser()
+
+
+Operator = Annotated[
+    str | None,
+    typer.Option(
+        "--operator",
+        envvar="FAPIAO_OPERATOR",
+        help="Who runs this (recorded as cli:NAME); default: the OS user",
+    ),
+]
+
+
+def cli_actor(operator: str | None = None) -> Provenance:
+    """Provenance of a CLI command: the named operator, else the OS user."""
+    name = (operator or os_user()).strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise CliError("operator: a printable name of at most 100 characters")
+    return Provenance(f"cli:{name}", Source.CLI, datetime.now(UTC))
+
+
+Tenant = Annotated[str, typer.Option(help="The tenant's unified social credit code")]
+
+
+def tenant_code(services: Services, code: str) -> str:
+    """The tenant, checked to exist in this ledger (one line naming the fix otherwise)."""
+    return services.keys.require_tenant(code)
 
 
 def aware_time(field: str, text: str) -> datetime:
@@ -142,7 +187,7 @@ def case_step(
 ) -> None:
     """Act as the key: check its roles, then `command(services)(tenant, case, [person], *args, by)`
     (`command` picks the service's method, e.g. `lambda s: s.reentry.review`)."""
-    with services_for() as s:
+    with services_for(key=key) as s:
         p, by = act_as(s, key)
         p.require(roles)
         who = (p.person,) if person else ()

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.http import errors
+from api.http import errors, tracing
+from api.http.observability import RequestObserver
 from api.http.routes import (
     callbacks,
     checkpoints,
@@ -17,13 +18,14 @@ from api.http.routes import (
     history,
     invoices,
     lost_invoices,
+    metrics,
     policy,
     queues,
     reconciliations,
     reentry,
     webhooks,
 )
-from infrastructure.bootstrap import Services, build_services
+from infrastructure.bootstrap import Cells, Services, build_cells
 from infrastructure.settings import Settings
 
 DESCRIPTION = """
@@ -41,22 +43,32 @@ def create_app(
     *,
     services: Services | None = None,
     run_workers: bool = False,
+    cells: Cells | None = None,
 ) -> FastAPI:
-    """Build the app. With `services`, the caller owns them; otherwise the lifespan builds and
-    closes them. `run_workers` runs the projection worker in-process (embedded mode)."""
+    """Build the app. With `services` (one database) or `cells` (tenants routed to several),
+    the caller owns them; otherwise the lifespan builds and closes them, one per database of
+    the settings. `run_workers` runs the projection workers in-process (embedded mode)."""
+    given = cells or (Cells([services]) if services is not None else None)
+    effective = given.default.settings if given is not None else settings or Settings()
+    provider = tracing.tracer_provider(effective) if effective.otel_tracing else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = services is None
-        svc = services or build_services(settings or Settings())
-        app.state.services = svc
+        served = given or build_cells(effective)
+        app.state.cells = served
+        app.state.services = served.default
+        if provider is not None:
+            for cell in served.cells:
+                tracing.trace_sql(provider, [cell.engine, cell.write_engine])
         if run_workers:
-            svc.start_workers()
+            served.start_workers()
         try:
             yield
         finally:
-            if owned:
-                svc.close()
+            if given is None:
+                served.close()
+            if provider is not None:
+                tracing.stop_tracing(provider)
 
     app = FastAPI(
         title="fapiao-ledger",
@@ -65,7 +77,11 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestObserver)
+    if provider is not None:
+        tracing.trace_requests(app, provider)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(invoices.router)
     app.include_router(queues.router)
     app.include_router(policy.router)

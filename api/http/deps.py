@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -15,20 +15,35 @@ from api.http.errors import UnauthenticatedError
 from application.access import Principal
 from application.dto import Idempotency
 from domain.base import Provenance, Source
-from infrastructure.bootstrap import Services
+from infrastructure.bootstrap import Cells, Reads, Services
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `fapiao keys create`")
 
 
 def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+    """The services of the caller's database: with tenants routed to several (cells), the cell
+    of the bearer key, or of X-Fapiao-Tenant for signed callbacks; else the one database."""
+    chosen: Services | None = getattr(request.state, "services", None)
+    if chosen is not None:
+        return chosen
+    chosen = request.app.state.services
+    cells: Cells | None = getattr(request.app.state, "cells", None)
+    if cells is not None and cells.routed:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        tenant = request.headers.get("x-fapiao-tenant")
+        if scheme.lower() == "bearer" and token:
+            chosen = cells.for_key(token.strip())
+        elif tenant:
+            chosen = cells.for_tenant(tenant)
+    request.state.services = chosen
+    return chosen
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def get_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_actor_user: Annotated[
@@ -40,8 +55,13 @@ def get_principal(
     principal = services.keys.authenticate(credentials.credentials)
     if principal is None:
         raise UnauthenticatedError("the API key is unknown or revoked")
+    cells: Cells | None = getattr(request.app.state, "cells", None)
+    if cells is not None and cells.for_tenant(principal.tenant_id) is not services:
+        # A key left in a database its tenant has moved out of: it must not write there.
+        raise UnauthenticatedError("this key's tenant is served from another database")
     if x_actor_user:
-        return Principal(principal.tenant_id, principal.key_id, principal.roles, x_actor_user)
+        principal = Principal(principal.tenant_id, principal.key_id, principal.roles, x_actor_user)
+    request.state.principal = principal  # for the request's log line (tenant, key id)
     return principal
 
 
@@ -77,3 +97,21 @@ IdempotencyKey = Annotated[
         description="Repeat-safe retries: the same key and body return the first answer",
     ),
 ]
+
+
+def read_from(
+    services: Services,
+    request: Request,
+    response: Response,
+    projection: str,
+    position: int | None,
+) -> Reads:
+    """The readers for a list, history or queue read (the replica when it has `position`), and
+    the headers that say which answered and how far behind the replica is."""
+    reads = services.reads(projection, position)
+    response.headers["X-Fapiao-Read-From"] = reads.source
+    request.state.read_from = reads.source
+    if reads.lag_ms is not None:
+        response.headers["X-Fapiao-Replica-Lag-Ms"] = str(reads.lag_ms)
+        request.state.replica_lag_ms = reads.lag_ms
+    return reads

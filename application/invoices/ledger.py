@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
@@ -54,6 +54,8 @@ NOT_DATA = frozenset(
 
 Aggregate = BaseAggregate[UUID]
 Decision = tuple[list[Aggregate], Invoice, list[FieldWarning]]
+# (log position, domain event, the aggregate saved with it or None): what listeners hear.
+SavedEvent = tuple[int, Any, Any]
 
 
 class InvoiceLedger(Application[UUID]):
@@ -65,6 +67,7 @@ class InvoiceLedger(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self._listeners: list[Callable[[int], None]] = []
+        self._event_listeners: list[Callable[[list[SavedEvent]], None]] = []
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -77,6 +80,22 @@ class InvoiceLedger(Application[UUID]):
     def on_saved(self, listener: Callable[[int], None]) -> None:
         """Call `listener(last_position)` after every save in this process (worker wake-up)."""
         self._listeners.append(listener)
+
+    def on_events(self, listener: Callable[[list[SavedEvent]], None]) -> None:
+        """Call `listener(saved)` with each save's events once committed (structured logs)."""
+        self._event_listeners.append(listener)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Any]:
+        recordings: list[Any] = super()._record(processing_event)
+        if recordings and self._event_listeners:
+            aggregates = processing_event.aggregates
+            saved = [
+                (r.notification.id, r.domain_event, aggregates.get(r.domain_event.originator_id))
+                for r in recordings
+            ]
+            for listener in self._event_listeners:
+                listener(saved)
+        return recordings
 
     def _notify(self, recordings: list[Any]) -> None:
         super()._notify(recordings)

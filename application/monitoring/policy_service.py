@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import cast
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from application.invoices.ledger import MAX_ATTEMPTS, InvoiceLedger
 from application.service_errors import ConcurrencyConflictError
 from domain.base import Provenance
+from domain.calendar import NO_HOLIDAYS, HolidayTable, WorkingCalendar
 from domain.monitoring.tenant_policy import TenantPolicy, policy_id
 
 
@@ -33,11 +34,14 @@ class PolicyView:
     windows: list[MaintenanceWindow]
     position: int
     review_working_days: int = 3
+    closure_days: dict[date, str] = field(default_factory=dict)
+    calendar: str = ""
 
 
 class PolicyService:
-    def __init__(self, ledger: InvoiceLedger) -> None:
+    def __init__(self, ledger: InvoiceLedger, holidays: HolidayTable = NO_HOLIDAYS) -> None:
         self.ledger = ledger
+        self.holidays = holidays  # the public calendar (from infrastructure)
 
     def get_policy(self, tenant_id: str) -> PolicyView:
         """The policy in force (the defaults if the tenant never changed it)."""
@@ -52,10 +56,28 @@ class PolicyService:
             windows,
             0,
             policy.review_working_days,
+            dict(sorted(policy.closure_days.items())),
+            self._calendar(policy).describe(),
         )
 
     def review_days(self, tenant_id: str) -> int:
         return self._load(tenant_id).review_working_days
+
+    def working_calendar(self, tenant_id: str) -> WorkingCalendar:
+        """The tenant's working days: public holidays, make-up days and its closure days."""
+        return self._calendar(self._load(tenant_id))
+
+    def _calendar(self, policy: TenantPolicy) -> WorkingCalendar:
+        return WorkingCalendar(self.holidays, frozenset(policy.closure_days))
+
+    def declare_closure_days(
+        self, tenant_id: str, days: list[date], note: str, by: Provenance
+    ) -> PolicyView:
+        """Company closure days: not working days for deadlines set from now on."""
+        return self._change(tenant_id, by, lambda p: p.declare_closure_days(by, days, note))
+
+    def withdraw_closure_days(self, tenant_id: str, days: list[date], by: Provenance) -> PolicyView:
+        return self._change(tenant_id, by, lambda p: p.withdraw_closure_days(by, days))
 
     def set_review_days(self, tenant_id: str, days: int, by: Provenance) -> PolicyView:
         """Working days within which a supplementary-entry application must be decided."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -132,10 +133,12 @@ class ReconciliationService:
         ledger: InvoiceLedger,
         store: ReconciliationStore,
         bring_status_up_to_date: Callable[[], None],
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.bring_status_up_to_date = bring_status_up_to_date
+        self.observe = observe  # (rows, seconds) of each completed run: the rows/s metric
 
     def get_run(self, tenant_id: str, run: UUID) -> RunResult:
         try:
@@ -165,6 +168,7 @@ class ReconciliationService:
         """Reconcile one export; the same file again returns the first result, changing nothing."""
         if direction not in ("outbound", "inbound"):
             raise ReconciliationFileError("direction must be outbound or inbound")
+        started = time.perf_counter()
         rows = source.rows()
         index, _ = self._header(rows, columns or DEFAULT_COLUMNS, source)
         rid = run_id(tenant_id, sha256)
@@ -197,7 +201,10 @@ class ReconciliationService:
             merge.digest.hexdigest(),
         )
         self.ledger.save(run)
-        return self._result(run, replayed=False)
+        result = self._result(run, replayed=False)
+        if self.observe is not None:
+            self.observe(result.rows, time.perf_counter() - started)
+        return result
 
     # ---- steps -------------------------------------------------------------------------------
 

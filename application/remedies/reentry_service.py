@@ -25,7 +25,7 @@ from application.remedies.case_commands import (
     save_with_retries,
 )
 from domain.base import Provenance
-from domain.calendar import SHANGHAI, add_working_days
+from domain.calendar import WorkingCalendar
 from domain.errors import InvalidTransitionError
 from domain.invoices.invoice import Invoice
 from domain.remedies.attachment_ref import AttachmentRef
@@ -48,9 +48,15 @@ def only(call: Callable[[ReEntryApplication], None]) -> Action:
 
 
 class ReEntryService:
-    def __init__(self, ledger: InvoiceLedger, review_days: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        ledger: InvoiceLedger,
+        review_days: Callable[[str], int],
+        calendar: Callable[[str], WorkingCalendar] = lambda _tenant: WorkingCalendar(),
+    ) -> None:
         self.ledger = ledger
         self.review_days = review_days
+        self.calendar = calendar  # the tenant's working days: public holidays and closures
 
     def get(self, tenant_id: str, application_id: UUID) -> ReEntryApplication:
         try:
@@ -125,9 +131,10 @@ class ReEntryService:
     def submit(
         self, tenant_id: str, application_id: UUID, person: str, by: Provenance
     ) -> CaseResult:
-        """Send for review; if anything is missing, every missing item is reported at once."""
+        """Send for review; if anything is missing, every missing item is reported at once.
+        The review deadline is the tenant's review days counted in its working days."""
         days = self.review_days(tenant_id)
-        due = add_working_days(by.occurred_at, days, SHANGHAI)
+        due = self.calendar(tenant_id).add_working_days(by.occurred_at, days)
         return self._change(tenant_id, application_id, only(lambda a: a.submit(by, person, due)))
 
     def review(

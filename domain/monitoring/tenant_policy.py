@@ -1,10 +1,11 @@
-"""A tenant's policy for finding missing invoices: the acknowledgement window and the platform
-maintenance windows it has declared. Event-sourced, so an auditor can see which policy was in
-force when an invoice was marked missing."""
+"""A tenant's policy for finding missing invoices and deciding its cases: the acknowledgement
+window, the platform maintenance windows it has declared, the review deadline in working days and
+the company's own closure days. Event-sourced, so an auditor can see which policy was in force
+when an invoice was marked missing or a deadline was set."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import AggregateCreated, BaseAggregate
@@ -16,6 +17,7 @@ POLICY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:tenant-policy:v1")
 DEFAULT_ACK_WINDOW = timedelta(hours=24)
 MIN_WINDOW, MAX_WINDOW = timedelta(minutes=1), timedelta(days=60)
 DEFAULT_REVIEW_DAYS = 3
+MAX_CLOSURE_DAYS = 60  # per declaration
 
 
 def policy_id(tenant_id: str) -> UUID:
@@ -80,11 +82,34 @@ class TenantPolicy(BaseAggregate[UUID]):
         def apply(self, policy: TenantPolicy) -> None:
             policy.windows.pop(self.window_id, None)
 
+    class ClosureDaysDeclared(Event):
+        """The company is closed on these days (its own closure, beyond public holidays): they
+        are not working days for its deadlines from now on. Deadlines already set stay."""
+
+        TOPIC = "fapiao.tenant_policy.closure_days_declared.v1"
+        days: list[date]
+        note: str
+
+        def apply(self, policy: TenantPolicy) -> None:
+            for day in self.days:
+                policy.closure_days[day] = self.note
+
+    class ClosureDaysWithdrawn(Event):
+        """These days are working days again (declared by mistake, or the closure called off)."""
+
+        TOPIC = "fapiao.tenant_policy.closure_days_withdrawn.v1"
+        days: list[date]
+
+        def apply(self, policy: TenantPolicy) -> None:
+            for day in self.days:
+                policy.closure_days.pop(day, None)
+
     def __init__(self) -> None:
         self.tenant_id = ""
         self.ack_window_seconds = int(DEFAULT_ACK_WINDOW.total_seconds())
         self.windows: dict[UUID, tuple[datetime, datetime, str]] = {}
         self.review_working_days = DEFAULT_REVIEW_DAYS
+        self.closure_days: dict[date, str] = {}
 
     @classmethod
     def start(cls, tenant_id: str, by: Provenance) -> TenantPolicy:
@@ -132,3 +157,23 @@ class TenantPolicy(BaseAggregate[UUID]):
         if window_id not in self.windows:
             raise InvalidCommandFieldError("window_id", f"no window {window_id}", "not_found")
         self.trigger_event(self.MaintenanceWindowWithdrawn, **by.fields(), window_id=window_id)
+
+    def declare_closure_days(self, by: Provenance, days: list[date], note: str) -> None:
+        if not 1 <= len(days) <= MAX_CLOSURE_DAYS:
+            raise InvalidCommandFieldError(
+                "days", f"between 1 and {MAX_CLOSURE_DAYS} days at a time", "range"
+            )
+        if any(not 2000 <= d.year <= 2100 for d in days):
+            raise InvalidCommandFieldError("days", "years 2000 to 2100", "range")
+        if len(note) > 200:
+            raise InvalidCommandFieldError("note", "at most 200 characters", "max_length")
+        self.trigger_event(
+            self.ClosureDaysDeclared, **by.fields(), days=sorted(set(days)), note=note.strip()
+        )
+
+    def withdraw_closure_days(self, by: Provenance, days: list[date]) -> None:
+        unknown = sorted(d for d in set(days) if d not in self.closure_days)
+        if not days or unknown:
+            shown = ", ".join(d.isoformat() for d in unknown) or "none given"
+            raise InvalidCommandFieldError("days", f"not closure days: {shown}", "not_found")
+        self.trigger_event(self.ClosureDaysWithdrawn, **by.fields(), days=sorted(set(days)))

@@ -12,6 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import AggregateCreated, BaseAggregate
 
 from domain.base import LedgerEvent, Provenance
+from domain.calendar import MON_FRI, WorkingDeadline
 from domain.errors import (
     InvalidCommandFieldError,
     InvalidFieldError,
@@ -80,21 +81,38 @@ class ReEntryApplication(BaseAggregate[UUID]):
 
     class Submitted(Event):
         """The applicant sent the complete application for review (submission `round`); it
-        must be decided by `review_due_at` (the tenant's review deadline when submitted).
-        v2 added `review_due_at`; v1 events read as having none."""
+        must be decided by `review_due_at` (the tenant's review deadline when submitted),
+        counted in working days with `review_calendar`; `review_calendar_note` says when some
+        days were counted Monday to Friday (past the holiday calendar's years).
+        v2 added `review_due_at` (v1 events read as having none); v3 added the calendar (v2
+        deadlines were counted Monday to Friday)."""
 
         TOPIC = "fapiao.reentry_application.submitted.v1"
-        class_version = 2
+        class_version = 3
         round: int
         review_due_at: datetime | None
+        review_calendar: str
+        review_calendar_note: str
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["review_due_at"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["review_calendar"] = MON_FRI
+            state["review_calendar_note"] = (
+                f"counted {MON_FRI}: submitted before public holidays were taken into account"
+                if state["review_due_at"] is not None
+                else ""
+            )
+
         def apply(self, app: ReEntryApplication) -> None:
             app.status, app.round, app.reviewer = "submitted", self.round, None
             app.overdue_flagged = False
+            app.review_due_at = self.review_due_at
+            app.review_calendar = self.review_calendar
+            app.review_calendar_note = self.review_calendar_note
 
     class Reviewed(Event):
         """A reviewer (复核) checked it and passes it to an approver."""
@@ -155,6 +173,9 @@ class ReEntryApplication(BaseAggregate[UUID]):
         self.reviewer: str | None = None
         self.approver: str | None = None
         self.overdue_flagged = False
+        self.review_due_at: datetime | None = None
+        self.review_calendar = ""
+        self.review_calendar_note = ""
 
     @classmethod
     def draft(
@@ -238,13 +259,18 @@ class ReEntryApplication(BaseAggregate[UUID]):
                 )
         return missing
 
-    def submit(self, by: Provenance, person: str, review_due_at: datetime) -> None:
+    def submit(self, by: Provenance, person: str, review_deadline: WorkingDeadline) -> None:
         self._by_applicant(person, "submit")
         missing = self.missing_items()
         if missing:
             raise ValidationFailedError(missing)
         self.trigger_event(
-            self.Submitted, **by.fields(), round=self.round + 1, review_due_at=review_due_at
+            self.Submitted,
+            **by.fields(),
+            round=self.round + 1,
+            review_due_at=review_deadline.due_at,
+            review_calendar=review_deadline.calendar,
+            review_calendar_note=review_deadline.note,
         )
 
     def withdraw(self, by: Provenance, person: str, reason: str) -> None:

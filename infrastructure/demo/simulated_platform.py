@@ -176,7 +176,10 @@ def run_demo(
     ack_window_hours: float | None = None,
 ) -> SimulationReport:
     """Simulate a month on a fresh SQLite store in `workdir` (or the given settings' store)."""
-    settings = settings or Settings(database_url=f"sqlite:///{workdir / 'demo.db'}")
+    # Everything in the workdir, its signing key included (not the user's data folder).
+    settings = settings or Settings(
+        database_url=f"sqlite:///{workdir / 'demo.db'}", data_dir=workdir
+    )
     migrate.upgrade(settings)
     clock = SimulatedClock()
     services = build_services(settings, clock)

@@ -38,6 +38,7 @@ from infrastructure.evidence.checkpoint_signer import CheckpointSigner, verify_n
 from infrastructure.store.tables import checkpoints, merkle_frontier, merkle_leaves, seal_incidents
 
 logger = logging.getLogger("fapiao.seal")
+happenings = logging.getLogger("fapiao.happenings")
 
 
 class _SignedMeanwhile(Exception):
@@ -311,23 +312,45 @@ def _prove_and_sign(
     if len(new_leaves) != size - start:
         raise SealBrokenError(f"leaves {start}..{size - 1} are not all stored")
     frontier = prove_extension(previous, frontier_rows, new_leaves, expected_root)
-    checkpoint = Checkpoint(signer.origin, size, frontier.root(), (heads.line(),))
-    text = signer.sign(checkpoint)
-    _, sigs = parse_note(text)
+    return _store_signed(conn, signer, size, heads, frontier)
+
+
+def _store_signed(
+    conn: Connection,
+    signer: CheckpointSigner,
+    size: int,
+    heads: StreamHeads,
+    frontier: merkle.Frontier,
+) -> dict[str, Any]:
+    """Sign the proven tree of `size` and keep the checkpoint with its frontier."""
+    text = signer.sign(Checkpoint(signer.origin, size, frontier.root(), (heads.line(),)))
+    row = _keep(conn, text, heads, frontier, datetime.now(UTC))
+    happenings.info(
+        "checkpoint signed",
+        extra={"tree_size": size, "root_hash": row["root_hash"], "key_name": row["key_name"]},
+    )
+    return row
+
+
+def _keep(
+    conn: Connection, note: str, heads: StreamHeads, frontier: merkle.Frontier, signed_at: datetime
+) -> dict[str, Any]:
+    """Store a signed checkpoint (append-only) with the frontier of its tree."""
+    checkpoint, sigs = parse_note(note)
     row = {
-        "tree_size": size,
+        "tree_size": checkpoint.size,
         "root_hash": checkpoint.root.hex(),
         "heads_count": heads.count,
         "heads_root": heads.root.hex(),
-        "signed_at": datetime.now(UTC),
+        "signed_at": signed_at,
         "key_name": sigs[0].key_name,
-        "note": text,
+        "note": note,
     }
     conn.execute(checkpoints.insert(), [row])
     conn.execute(
         merkle_frontier.insert(),
         [
-            {"tree_size": size, "slot": i, "size": n, "hash": h.hex()}
+            {"tree_size": checkpoint.size, "slot": i, "size": n, "hash": h.hex()}
             for i, (n, h) in enumerate(frontier.subtrees)
         ],
     )
@@ -602,6 +625,76 @@ class MerkleLog:
         if size == 0:
             return None
         return self.prove((), (), None, recheck=recheck)[1]
+
+    def checkpoint_at(self, size: int) -> dict[str, Any]:
+        """A checkpoint of exactly the first `size` sealed events (what a backup holds): the
+        stored one, checked; one proven and signed now past the latest; or, for a prefix of a
+        tree already signed, one signed over the prefix's own root once a consistency proof
+        shows the latest checkpoint extends it (a prefix, never a fork)."""
+        with self._lock:
+            log = SealedLog()
+            with self.engine.connect() as conn:
+                log.extend(conn, size)
+            if log.size != size:
+                raise LookupError(f"only {log.size} events are sealed; cannot sign {size}")
+            with self.write_engine.begin() as conn:
+                incident = _open_incident(conn)
+                if incident is not None:
+                    raise SealBrokenError(incident.reason)
+                latest = _latest(conn)
+                stored = conn.execute(
+                    select(checkpoints).where(checkpoints.c.tree_size == size)
+                ).first()
+                if stored is not None or latest is None or int(latest.tree_size) < size:
+                    return self._stored_or_signed(conn, log, must_exist=False)[0]
+                newest = _stored_checkpoint(latest, self.signer)
+                frontier = merkle.Frontier()
+                for h in log.hashes:
+                    frontier.append(h)
+                proof = merkle.consistency_proof_from(
+                    frontier.subtrees, _leaf_hashes(conn, size, newest.size)
+                )
+                if not merkle.verify_consistency(
+                    size, newest.size, frontier.root(), newest.root, proof
+                ):
+                    raise SealBrokenError(
+                        f"the sealed leaves up to {size} are not a prefix of checkpoint "
+                        f"{newest.size}"
+                    )
+                return _store_signed(conn, self.signer, size, log.heads.flush(), frontier)
+
+    def adopt(self, note: str, signed_at: datetime) -> bool:
+        """Keep a checkpoint this log signed elsewhere (a backup's, signed after its snapshot)
+        if it is of exactly these sealed leaves: its root and stream heads are recomputed from
+        them, and its frontier is stored with it. False if one of that size is kept already or
+        fewer leaves are sealed here; SealBrokenError if the leaves do not give it. The caller
+        checks its signature."""
+        checkpoint, _ = parse_note(note)
+        with self._lock:
+            log = SealedLog()
+            with self.engine.connect() as conn:
+                log.extend(conn, checkpoint.size)
+            if log.size < checkpoint.size:
+                return False  # not all sealed here yet: the sealer will sign its own
+            heads = log.heads.flush()
+            if log.tree.root() != checkpoint.root or checkpoint.stream_heads() != heads:
+                raise SealBrokenError(
+                    f"checkpoint {checkpoint.size}: the sealed leaves do not give it"
+                )
+            frontier = merkle.Frontier()
+            for h in log.hashes:
+                frontier.append(h)
+            with self.write_engine.begin() as conn:
+                c = checkpoints.c
+                if conn.execute(select(c.tree_size).where(c.tree_size == log.size)).first():
+                    return False
+                _keep(conn, note, heads, frontier, signed_at)
+        return True
+
+    def sealed_size(self) -> int:
+        """How many events are sealed (leaves in the tree)."""
+        with self.engine.connect() as conn:
+            return _sealed_size(conn)
 
     def latest(self) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -9,6 +9,7 @@ N failures, and redeliverable by id.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ from application.ports import Clock
 from infrastructure.monitoring.callback_signatures import sign
 from infrastructure.store.tables import webhook_deliveries, webhook_subscriptions
 
+log = logging.getLogger("fapiao.happenings")
 DELIVERY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:webhook-delivery:v1")
 
 
@@ -292,6 +294,17 @@ class WebhookService:
             }
         elif attempts >= self.max_attempts:
             values = {"status": "dead", "attempts": attempts, "last_error": error}
+            log.warning(
+                "webhook dead",
+                extra={
+                    "delivery_id": str(row.delivery_id),
+                    "subscription_id": str(row.subscription_id),
+                    "tenant_id": row.tenant_id,
+                    "webhook_event": row.event_type,
+                    "attempts": attempts,
+                    "last_error": error,
+                },
+            )
         else:
             values = {
                 "attempts": attempts,
@@ -313,6 +326,19 @@ class WebhookService:
                     .where(t.tenant_id == tenant_id, t.status == status)
                 ).scalar_one()
             )
+
+    def stats(self) -> dict[str, int]:
+        """Deliveries by status over every tenant, and the attempts recorded on them."""
+        t = webhook_deliveries.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.status, func.count(), func.coalesce(func.sum(t.attempts), 0)).group_by(
+                    t.status
+                )
+            ).all()
+        out = {status: int(n) for status, n, _ in rows}
+        out["attempts"] = sum(int(a) for _, _, a in rows)
+        return out
 
 
 def _delivery(r: Any) -> Delivery:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, case, delete, select
 
 from application.monitoring import ack_timer_view as fold_module
 from application.ports import DueTimer
@@ -136,6 +136,15 @@ class SqlTimerReader:
             rows = [_due(r) for r in conn.execute(query)]
             total = conn.execute(select(func.count()).select_from(ack_timers).where(*where))
             return rows, int(total.scalar_one())
+
+    def counts(self, now: datetime) -> tuple[int, int]:
+        """(timers running, timers past due and not fired yet), over every tenant."""
+        from sqlalchemy import func
+
+        due = ack_timers.c.due_at
+        with self.engine.connect() as conn:
+            row = conn.execute(select(func.count(due), func.count(case((due <= now, 1))))).one()
+        return int(row[0]), int(row[1])
 
     def timer(self, invoice_id: UUID) -> DueTimer | None:
         with self.engine.connect() as conn:

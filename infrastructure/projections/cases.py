@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select
+from sqlalchemy import Connection, Engine, case, delete, func, or_, select
 
 from application.remedies import case_view as fold_module
 from infrastructure.projections.invoice_status import upsert
@@ -97,3 +97,19 @@ class SqlCaseReader:
         )
         with self.engine.connect() as conn:
             return {f"{t}.{s}": int(n) for t, s, n in conn.execute(query)}
+
+    def deadline_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per kind of case deadline: (being watched, past due and not fired yet)."""
+        c = cases.c
+        kinds = {
+            "review": c.review_due_at,
+            "complaint_reply": c.reply_due_at,
+            "complaint_reminder": c.reply_remind_at,
+            "escalation": c.escalation_due_at,
+        }
+        columns: list[Any] = []
+        for col in kinds.values():
+            columns += [func.count(col), func.count(case((col <= now, 1)))]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*columns)).one()
+        return {kind: (int(row[2 * i]), int(row[2 * i + 1])) for i, kind in enumerate(kinds)}

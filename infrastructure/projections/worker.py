@@ -85,6 +85,8 @@ class ProgressBoard:
 class WorkerState:
     role: str = "starting"  # starting | active | standby | stopped
     last_error: str | None = None
+    advanced_at: float | None = None  # unix time this runner last moved the position
+    retries: int = 0  # failures it recovered from (metrics)
 
 
 class ProjectionWorker:
@@ -170,6 +172,7 @@ class ProjectionWorker:
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, notifications[-1].id)
+        self.state.advanced_at = time.time()
         self.board.posted()
         return len(notifications)
 
@@ -183,6 +186,7 @@ class ProjectionWorker:
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, rows[-1].position)
+        self.state.advanced_at = time.time()
         self.board.posted()
         return len(rows)
 
@@ -281,6 +285,7 @@ class ProjectionWorker:
                 log.warning("%s", e)
             except Exception as e:  # noqa: BLE001 - the supervisor keeps the worker alive
                 self.state.last_error = f"{type(e).__name__}: {e}"
+                self.state.retries += 1
                 log.exception(
                     "projection %s failed; retrying in %.1fs", self.projection.name, backoff
                 )

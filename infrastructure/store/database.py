@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 
 from infrastructure.settings import Settings
 
 
-def create_engine_for(settings: Settings, *, immediate: bool = False) -> Engine:
+def create_engine_for(
+    settings: Settings, *, immediate: bool = False, url: URL | None = None
+) -> Engine:
     """An engine on the configured store; `immediate=True` for one that writes.
 
     On SQLite, `immediate=True` begins every transaction with BEGIN IMMEDIATE: a projection
     transaction reads rows and then writes them, and a deferred one could not upgrade its lock
     when another writer got there first.
     """
+    if url is not None:  # a read replica: reads only, same pool settings
+        return create_engine(
+            url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_recycle=1800,
+            pool_pre_ping=True,  # a replica restarts on its own schedule
+            isolation_level="AUTOCOMMIT",
+        )
     if settings.is_postgres:
         return create_engine(
             settings.url,

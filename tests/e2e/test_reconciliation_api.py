@@ -72,6 +72,7 @@ def test_bad_uploads_are_422_and_record_nothing(api: Api, tmp_path: Path) -> Non
 def test_the_cli_reconciles_with_a_progress_bar_and_writes_findings(
     services: Services, tmp_path: Path
 ) -> None:
+    services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
     led = a_ledger(services)
     path = write_export(tmp_path / "export.csv", [platform_row(led.acked)], encoding="gb18030")
     out = tmp_path / "findings.csv"

@@ -7,10 +7,10 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.deps import PrincipalDep, ServicesDep, provenance, read_from
 from api.http.schemas import shown
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
@@ -320,9 +320,12 @@ def _queue(rows: list[dict[str, Any]]) -> RoleQueue:
     response_model=RoleQueue,
     summary="Reviewer: applications waiting for review",
 )
-def reviewer_queue(principal: PrincipalDep, services: ServicesDep) -> RoleQueue:
+def reviewer_queue(
+    request: Request, response: Response, principal: PrincipalDep, services: ServicesDep
+) -> RoleQueue:
     principal.require(REVIEWERS)
-    return _queue(services.cases.queue(principal.tenant_id, "reentry", ["submitted"]))
+    cases = read_from(services, request, response, "cases", None).cases
+    return _queue(cases.queue(principal.tenant_id, "reentry", ["submitted"]))
 
 
 @router.get(
@@ -330,9 +333,12 @@ def reviewer_queue(principal: PrincipalDep, services: ServicesDep) -> RoleQueue:
     response_model=RoleQueue,
     summary="Approver: reviewed applications waiting for approval",
 )
-def approver_queue(principal: PrincipalDep, services: ServicesDep) -> RoleQueue:
+def approver_queue(
+    request: Request, response: Response, principal: PrincipalDep, services: ServicesDep
+) -> RoleQueue:
     principal.require(APPROVERS)
-    return _queue(services.cases.queue(principal.tenant_id, "reentry", ["reviewed"]))
+    cases = read_from(services, request, response, "cases", None).cases
+    return _queue(cases.queue(principal.tenant_id, "reentry", ["reviewed"]))
 
 
 class ClerkQueues(BaseModel):
@@ -347,17 +353,18 @@ class ClerkQueues(BaseModel):
     summary="Clerk: returned applications, complaints with a reply due soon, flagged resolutions",
 )
 def clerk_queue(
-    principal: PrincipalDep, services: ServicesDep, days: Annotated[int, Query(ge=0, le=60)] = 3
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    days: Annotated[int, Query(ge=0, le=60)] = 3,
 ) -> ClerkQueues:
     principal.require(INVOICE_WRITERS)
     today = services.ledger.today()
     t = principal.tenant_id
+    cases = read_from(services, request, response, "cases", None).cases
     return ClerkQueues(
-        returned_applications=_queue(services.cases.queue(t, "reentry", ["returned"])),
-        replies_due=_queue(
-            services.cases.queue(t, "complaint", ["open"], today + timedelta(days=days))
-        ),
-        resolved_but_still_missing=_queue(
-            services.cases.queue(t, "complaint", ["resolved"], flagged=True)
-        ),
+        returned_applications=_queue(cases.queue(t, "reentry", ["returned"])),
+        replies_due=_queue(cases.queue(t, "complaint", ["open"], today + timedelta(days=days))),
+        resolved_but_still_missing=_queue(cases.queue(t, "complaint", ["resolved"], flagged=True)),
     )

@@ -11,10 +11,17 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
 
-from api.http.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency, provenance
+from api.http.deps import (
+    IdempotencyKey,
+    PrincipalDep,
+    ServicesDep,
+    idempotency,
+    provenance,
+    read_from,
+)
 from api.http.responses import OrjsonResponse
 from api.http.schemas import (
     BatchResponse,
@@ -61,11 +68,6 @@ ERRORS = {
 
 def _out(result: CommandResult) -> CommandResponse:
     return CommandResponse.model_validate(result, from_attributes=True)
-
-
-def _consistent(services: ServicesDep, position: int | None, projection: str = PROJECTION) -> None:
-    if position:
-        services.wait_for(projection, position, services.settings.consistent_read_timeout)
 
 
 @router.post(
@@ -183,13 +185,15 @@ for _command_type in LIFECYCLE:
 )
 def get_invoice(
     ref: str,
+    request: Request,
+    response: Response,
     principal: PrincipalDep,
     services: ServicesDep,
     consistent_after: ConsistentAfter = None,
 ) -> InvoiceOut:
-    _consistent(services, consistent_after)
+    reads = read_from(services, request, response, PROJECTION, consistent_after)
     invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, ref)
-    row = services.reader.get(principal.tenant_id, invoice_id)
+    row = reads.reader.get(principal.tenant_id, invoice_id)
     if row is None:
         raise InvoiceNotFoundError(ref)
     return InvoiceOut.from_row(row)
@@ -216,6 +220,8 @@ def _decode_cursor(cursor: str) -> tuple[date, UUID]:
     summary="List invoices, newest issue date first, with keyset pagination",
 )
 def list_invoices(
+    request: Request,
+    response: Response,
     principal: PrincipalDep,
     services: ServicesDep,
     status: InvoiceStatus | None = None,
@@ -233,7 +239,6 @@ def list_invoices(
         Query(description="Statuses as the ledger knew them then (events recorded by then)"),
     ] = None,
 ) -> InvoicePage:
-    _consistent(services, consistent_after, "status_history" if as_of else PROJECTION)
     filters = InvoiceFilter(
         status.value if status else None,
         issued_from,
@@ -245,11 +250,15 @@ def list_invoices(
     )
     after = _decode_cursor(cursor) if cursor else None
     if as_of is None:
-        rows, total = services.reader.list(principal.tenant_id, filters, limit, after)
+        reads = read_from(services, request, response, PROJECTION, consistent_after)
+        rows, total = reads.reader.list(principal.tenant_id, filters, limit, after)
     else:
         for view in ("invoice_status", "status_history"):  # static fields + intervals
             services.bring_up_to_date(view, services.settings.consistent_read_timeout)
-        rows, total = services.reader.list_as_of(principal.tenant_id, filters, as_of, limit, after)
+        # History from the replica only once it has replayed all of it (else the primary).
+        head = max(consistent_after or 0, services.worker("status_history").position())
+        reads = read_from(services, request, response, "status_history", head)
+        rows, total = reads.reader.list_as_of(principal.tenant_id, filters, as_of, limit, after)
         services.access_log.record(
             principal, "status-as-of", as_of.isoformat(), services.ledger.clock.now()
         )
@@ -263,10 +272,14 @@ def list_invoices(
 
 @router.get("/invoice-counts", response_model=StatusCounts, summary="How many invoices per status")
 def counts(
-    principal: PrincipalDep, services: ServicesDep, consistent_after: ConsistentAfter = None
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    consistent_after: ConsistentAfter = None,
 ) -> StatusCounts:
-    _consistent(services, consistent_after)
-    by_status = services.reader.counts(principal.tenant_id)
+    reads = read_from(services, request, response, PROJECTION, consistent_after)
+    by_status = reads.reader.counts(principal.tenant_id)
     return StatusCounts(counts=by_status, total=sum(by_status.values()))
 
 

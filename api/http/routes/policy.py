@@ -1,8 +1,9 @@
-"""The tenant's policy for finding missing invoices: acknowledgement window, maintenance windows."""
+"""The tenant's policy for finding missing invoices and deciding cases: acknowledgement window,
+maintenance windows, review days and the company's closure days."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -32,6 +33,10 @@ class PolicyOut(BaseModel):
     review_working_days: int = Field(
         description="Supplementary-entry applications must be decided within this many working days"
     )
+    closure_days: dict[date, str] = Field(
+        description="The company's own closure days (not working days), with their notes"
+    )
+    working_days: str = Field(description="How working days are counted for this tenant")
     position: int = Field(description="Log position of the change (0 on reads)")
 
     @classmethod
@@ -48,6 +53,8 @@ class PolicyOut(BaseModel):
                 for w in view.windows
             ],
             review_working_days=view.review_working_days,
+            closure_days=view.closure_days,
+            working_days=view.calendar,
             position=view.position,
         )
 
@@ -138,6 +145,57 @@ def set_review_days(
     principal.require(POLICY_WRITERS)
     return PolicyOut.of(
         services.policies.set_review_days(
+            principal.tenant_id, body.days, provenance(principal, None, services)
+        )
+    )
+
+
+class ClosureDaysIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"days": ["2026-12-30", "2026-12-31"], "note": "年终盘点，公司停工"}]
+        },
+    )
+    days: list[date] = Field(min_length=1, max_length=60)
+    note: str = Field(default="", max_length=200)
+
+
+class ClosureWithdrawalIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"days": ["2026-12-31"]}]}
+    )
+    days: list[date] = Field(min_length=1, max_length=60)
+
+
+@router.post(
+    "/closure-days",
+    response_model=PolicyOut,
+    status_code=201,
+    summary="Declare company closure days (not working days for deadlines set from now on)",
+)
+def declare_closure_days(
+    body: ClosureDaysIn, principal: PrincipalDep, services: ServicesDep
+) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.declare_closure_days(
+            principal.tenant_id, body.days, body.note, provenance(principal, None, services)
+        )
+    )
+
+
+@router.post(
+    "/closure-days/withdrawal",
+    response_model=PolicyOut,
+    summary="Make declared closure days working days again",
+)
+def withdraw_closure_days(
+    body: ClosureWithdrawalIn, principal: PrincipalDep, services: ServicesDep
+) -> PolicyOut:
+    principal.require(POLICY_WRITERS)
+    return PolicyOut.of(
+        services.policies.withdraw_closure_days(
             principal.tenant_id, body.days, provenance(principal, None, services)
         )
     )

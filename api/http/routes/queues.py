@@ -6,11 +6,11 @@ from datetime import date
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from api.http.deps import PrincipalDep, ServicesDep
-from api.http.routes.invoices import ConsistentAfter, _consistent, list_invoices
+from api.http.deps import PrincipalDep, ServicesDep, read_from
+from api.http.routes.invoices import PROJECTION, ConsistentAfter, list_invoices
 from api.http.schemas import InvoicePage, shown
 from domain.invoices.status import InvoiceStatus
 
@@ -20,6 +20,8 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 def _by_status(status: InvoiceStatus, summary: str):  # type: ignore[no-untyped-def]
     def route(
+        request: Request,
+        response: Response,
         principal: PrincipalDep,
         services: ServicesDep,
         limit: Limit = 50,
@@ -27,6 +29,8 @@ def _by_status(status: InvoiceStatus, summary: str):  # type: ignore[no-untyped-
         consistent_after: ConsistentAfter = None,
     ) -> InvoicePage:
         return list_invoices(
+            request,
+            response,
             principal,
             services,
             status=status,
@@ -67,14 +71,16 @@ class AwaitingPage(BaseModel):
     summary="Uploaded, no acknowledgement yet: soonest due first",
 )
 def overdue(
+    request: Request,
+    response: Response,
     principal: PrincipalDep,
     services: ServicesDep,
     limit: Limit = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     consistent_after: ConsistentAfter = None,
 ) -> AwaitingPage:
-    _consistent(services, consistent_after, "ack_timers")
-    rows, total = services.timers.awaiting(principal.tenant_id, limit, offset)
+    reads = read_from(services, request, response, "ack_timers", consistent_after)
+    rows, total = reads.timers.awaiting(principal.tenant_id, limit, offset)
     return AwaitingPage(
         total=total,
         items=[
@@ -139,6 +145,8 @@ class DayCounts(BaseModel):
     summary="How many invoices entered each status, per Beijing day",
 )
 def trend(
+    request: Request,
+    response: Response,
     principal: PrincipalDep,
     services: ServicesDep,
     since: date,
@@ -149,8 +157,8 @@ def trend(
 
     if until < since or (until - since).days > 366:
         raise InvalidFieldError("until", "must be on or after since, within a year", "range")
-    _consistent(services, consistent_after)
+    reads = read_from(services, request, response, PROJECTION, consistent_after)
     days: dict[date, dict[str, int]] = {}
-    for day, status, n in services.reader.daily(principal.tenant_id, since, until):
+    for day, status, n in reads.reader.daily(principal.tenant_id, since, until):
         days.setdefault(day, {})[status] = n
     return [DayCounts(day=d, entered=days[d]) for d in sorted(days)]

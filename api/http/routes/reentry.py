@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.schemas import shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
 from domain.remedies.reentry_application import ReEntryApplication
@@ -74,6 +75,14 @@ class ApplicationOut(BaseModel):
     corrections: dict[str, dict[str, str]]
     attachments: list[dict[str, Any]]
     missing: list[dict[str, str]] = Field(description="What keeps it from being submitted")
+    review_due_at: str | None = Field(
+        description="Decide by then (Beijing time); set on submission"
+    )
+    review_calendar: str = Field(description="How the deadline's working days were counted")
+    review_calendar_note: str = Field(
+        description="Non-empty when some days were counted Monday to Friday (past the holiday "
+        "calendar's years): check the deadline against the published holidays"
+    )
     position: int = 0
 
     @classmethod
@@ -96,6 +105,9 @@ class ApplicationOut(BaseModel):
             ]
             if app.status in ("drafted", "returned")
             else [],
+            review_due_at=shown(app.review_due_at),
+            review_calendar=app.review_calendar,
+            review_calendar_note=app.review_calendar_note,
             position=position,
         )
 

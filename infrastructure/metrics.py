@@ -1,0 +1,233 @@
+"""Prometheus metrics: what an operator alerts on, in the text format at `/metrics` (and on
+`fapiao worker --metrics-port`).
+
+Two kinds of family. Counted in this process as things happen: HTTP requests (by route
+template, method and status, with a latency histogram), projection retries, reconciliation rows
+and seconds. Read from the database at scrape time, so every process reports the same numbers
+whichever one runs the worker: per-projection position, head, lag and dead letters (the very
+rows `fapiao projections status` prints), timers pending and overdue, webhook deliveries by
+status and their attempts, checkpoint size, age and unsigned events, and the pools in use.
+Each process has its own registry (no globals), so tests and several ledgers in one process
+never mix their numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
+
+log = logging.getLogger("fapiao.metrics")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The process's registry and its event-driven families."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "fapiao_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "fapiao_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reconciliation_rows = Counter(
+            "fapiao_reconciliation_rows",
+            "Platform export rows reconciled by this process",
+            registry=self.registry,
+        )
+        self.reconciliation_seconds = Counter(
+            "fapiao_reconciliation_seconds",
+            "Time this process spent reconciling (rows / seconds = rows per second)",
+            registry=self.registry,
+        )
+        self.reconciliation_rate = Gauge(
+            "fapiao_reconciliation_last_rows_per_second",
+            "Rows per second of the last reconciliation this process ran",
+            registry=self.registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_latency.labels(route, method).observe(seconds)
+
+    def observe_reconciliation(self, rows: int, seconds: float) -> None:
+        self.reconciliation_rows.inc(rows)
+        self.reconciliation_seconds.inc(seconds)
+        if seconds > 0:
+            self.reconciliation_rate.set(rows / seconds)
+
+    def watch(self, services: Services) -> None:
+        """Add the families read from the store at scrape time."""
+        self.registry.register(StoreCollector(services))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class AdvanceClock:
+    """Seconds since each projection's position last moved, as seen by this process: from
+    the worker itself when it runs here, else from the positions seen at earlier scrapes."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def seconds_since(self, name: str, position: int, advanced_at: float | None) -> float:
+        now = time.time()
+        last = self._seen.get(name)
+        if last is None or last[0] != position:
+            self._seen[name] = last = (position, now)
+        changed = last[1] if advanced_at is None else max(advanced_at, last[1])
+        return max(now - changed, 0.0)
+
+
+class StoreCollector(Collector):
+    """Families computed at scrape time from the database (and the local workers' state)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.clock = AdvanceClock()
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape time; nothing to describe ahead
+
+    def collect(self) -> Iterator[Metric]:
+        for part in (self._projections, self._timers, self._webhooks, self._checkpoints):
+            try:
+                yield from part()
+            except Exception:  # noqa: BLE001 - a scrape reports what it can read
+                log.exception("metrics: %s could not be read", part.__name__.lstrip("_"))
+        yield from self._pools()
+
+    def _projections(self) -> Iterator[Metric]:
+        families = {
+            name: GaugeMetricFamily(f"fapiao_projection_{name}", text, labels=["projection"])
+            for name, text in (
+                ("position", "Last log position the projection has applied"),
+                ("head", "Last log position in the event store"),
+                ("lag", "Events the projection has still to apply (head - position)"),
+                ("dead_letters", "Events the projection could not apply, set aside"),
+                ("seconds_since_advance", "Seconds since the projection's position last moved"),
+            )
+        }
+        retries = CounterMetricFamily(
+            "fapiao_projection_retries",
+            "Times this process's runner of the projection failed and retried",
+            labels=["projection"],
+        )
+        for row in self.services.projection_status():
+            name = row["projection"]
+            for field in ("position", "head", "lag", "dead_letters"):
+                families[field].add_metric([name], row[field])
+            state = self.services.workers[name].state
+            since = self.clock.seconds_since(name, row["position"], state.advanced_at)
+            families["seconds_since_advance"].add_metric([name], since)
+            retries.add_metric([name], state.retries)
+        yield from families.values()
+        yield retries
+
+    def _timers(self) -> Iterator[Metric]:
+        now = self.services.ledger.clock.now()
+        pending = GaugeMetricFamily(
+            "fapiao_timers_pending", "Deadlines being watched, by kind", labels=["kind"]
+        )
+        overdue = GaugeMetricFamily(
+            "fapiao_timers_overdue",
+            "Deadlines past due that no ticker has fired yet, by kind",
+            labels=["kind"],
+        )
+        counts = {"acknowledgement": self.services.timers.counts(now)}
+        counts.update(self.services.cases.deadline_counts(now))
+        for kind, (waiting, late) in sorted(counts.items()):
+            pending.add_metric([kind], waiting)
+            overdue.add_metric([kind], late)
+        yield pending
+        yield overdue
+
+    def _webhooks(self) -> Iterator[Metric]:
+        stats = self.services.webhooks.stats()
+        deliveries = GaugeMetricFamily(
+            "fapiao_webhook_deliveries",
+            "Webhook deliveries by status (pending is the queue; dead need redelivery)",
+            labels=["status"],
+        )
+        for status in ("pending", "delivered", "dead"):
+            deliveries.add_metric([status], stats.get(status, 0))
+        yield deliveries
+        yield GaugeMetricFamily(
+            "fapiao_webhook_attempts",
+            "Delivery attempts recorded on the deliveries in the table",
+            value=stats.get("attempts", 0),
+        )
+
+    def _checkpoints(self) -> Iterator[Metric]:
+        merkle = self.services.merkle
+        latest = merkle.latest()
+        sealed = merkle.sealed_size()
+        size = int(latest["tree_size"]) if latest else 0
+        yield GaugeMetricFamily(
+            "fapiao_checkpoint_tree_size", "Events covered by the latest signed checkpoint", size
+        )
+        yield GaugeMetricFamily(
+            "fapiao_checkpoint_unsigned_events",
+            "Sealed events no signed checkpoint covers yet",
+            max(sealed - size, 0),
+        )
+        if latest is not None:
+            age = max((self.services.ledger.clock.now() - latest["signed_at"]).total_seconds(), 0)
+        else:  # never signed: nothing to sign yet (0), or sealed events no one vouches for
+            age = float("inf") if sealed else 0.0
+        yield GaugeMetricFamily(
+            "fapiao_checkpoint_age_seconds",
+            "Seconds since the latest checkpoint was signed (+Inf: events sealed, none signed)",
+            age,
+        )
+        # Timestamp tokens (RFC 3161) and witness cosignatures outstanding belong here, as
+        # fapiao_checkpoint_timestamp_tokens_outstanding and
+        # fapiao_checkpoint_cosignatures_outstanding, once checkpoints carry them (issue 12).
+
+    def _pools(self) -> Iterator[Metric]:
+        in_use = GaugeMetricFamily(
+            "fapiao_db_pool_in_use", "Database connections checked out, by pool", labels=["pool"]
+        )
+        size = GaugeMetricFamily(
+            "fapiao_db_pool_size", "Connections the pool holds open, by pool", labels=["pool"]
+        )
+        for name, (used, held) in self.services.pool_usage().items():
+            in_use.add_metric([name], used)
+            size.add_metric([name], held)
+        yield in_use
+        yield size
+
+
+def pool_numbers(pool: Any) -> tuple[int, int]:
+    """(checked out, held open) of a SQLAlchemy pool; zeros for pools that do not say."""
+    checked_out = getattr(pool, "checkedout", None)
+    held = getattr(pool, "size", None)
+    return (
+        int(checked_out()) if callable(checked_out) else 0,
+        int(held()) if callable(held) else 0,
+    )

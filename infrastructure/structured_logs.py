@@ -1,0 +1,110 @@
+"""Structured logs: one JSON line per log event (or a readable console line on a terminal).
+
+Every logger of the process (ours, uvicorn's, the library's) goes through one stdlib handler
+whose formatter is structlog's, so existing `logging` calls keep working and gain a time,
+level, logger name, the request's context (request id, tenant, key id) and any `extra=` fields.
+Values that look like API keys or that sit under a secret's name are masked before rendering:
+a log line never carries a key, a secret or a password.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+SECRET_FIELDS = frozenset(
+    {"authorization", "api_key", "secret", "password", "signing_key", "token", "key_secret"}
+)
+_API_KEY = re.compile(r"fpl_[A-Za-z0-9]+_[A-Za-z0-9_\-]+")
+_handler: logging.Handler | None = None
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str) and "fpl_" in value:
+        return _API_KEY.sub("fpl_[redacted]", value)
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: no API key or named secret reaches the output."""
+    for field, value in list(event.items()):
+        if field.lower() in SECRET_FIELDS:
+            event[field] = "[redacted]"
+        else:
+            event[field] = _mask(value)
+    return event
+
+
+def resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "console"]:
+    if fmt != "auto":
+        return fmt
+    return "console" if stream.isatty() else "json"
+
+
+def configure_logging(
+    fmt: LogFormat = "auto", level: str = "INFO", stream: TextIO | None = None
+) -> Literal["json", "console"]:
+    """Install the one handler on the root logger (idempotent); returns the format chosen."""
+    global _handler
+    out = stream or sys.stderr
+    chosen = resolve_format(fmt, out)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if chosen == "json":
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
+        final = [structlog.processors.format_exc_info, renderer]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        final = [renderer]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            *final,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    if _handler is not None and _handler in root.handlers:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    _handler = handler
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # One line per request comes from our middleware (with route, tenant and request id).
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    return chosen
+
+
+def bind_request(**fields: Any) -> None:
+    """Fields every log line of the current request (or job) carries."""
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def clear_request() -> None:
+    structlog.contextvars.clear_contextvars()
