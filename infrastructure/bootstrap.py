@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from application.evidence.event_catalog import EventCatalog
 from application.invoices.ledger import InvoiceLedger
 from application.monitoring.ack_ticker import AckTimerTicker
 from application.monitoring.policy_service import PolicyService
@@ -21,9 +22,18 @@ from application.remedies.complaint_service import ComplaintService
 from application.remedies.lost_invoice_service import LostInvoiceService
 from application.remedies.reentry_service import ReEntryService
 from application.service_errors import ProjectionLagError, UnknownProjectionError
+from domain.evidence.access_record import AccessRecord
+from domain.idempotency import CommandReceipt
+from domain.invoices.invoice import Invoice
+from domain.monitoring.reconciliation_run import ReconciliationRun
+from domain.monitoring.tenant_policy import TenantPolicy
+from domain.remedies.case_numbering import CaseNumbering
+from domain.remedies.complaint import Complaint
+from domain.remedies.lost_invoice import LostInvoiceCase
+from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
-from infrastructure.evidence.access_log import AccessLog
+from infrastructure.evidence.access_log import AccessLog, AccessLogProjection
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
 from infrastructure.happenings import log_happenings
@@ -234,6 +244,23 @@ class Services:
             self.replica.engine.dispose()
 
 
+def event_catalog() -> EventCatalog:
+    """Every stored event topic of the project (what a bundle verifier may decode)."""
+    return EventCatalog.of(
+        [
+            Invoice,
+            ReEntryApplication,
+            Complaint,
+            LostInvoiceCase,
+            CaseNumbering,
+            TenantPolicy,
+            ReconciliationRun,
+            CommandReceipt,
+            AccessRecord,
+        ]
+    )
+
+
 def _conninfo(settings: Settings) -> str:
     return settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -268,6 +295,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         SealProjection(
             signer, settings.checkpoint_every, timedelta(minutes=settings.checkpoint_minutes)
         ),
+        AccessLogProjection(),
     ]
     for projection in projections:
         wake = board.new_waker()
@@ -310,7 +338,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
         merkle=MerkleLog(engine, write_engine, signer),
-        access_log=AccessLog(engine, write_engine),
+        access_log=AccessLog(ledger, engine, lambda: holder[0].bring_up_to_date("access_log")),
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),
         webhooks=WebhookService(

@@ -1,4 +1,7 @@
-"""`fapiao evidence ...`: evidence bundles: export, and verify offline."""
+"""`fapiao evidence ...`: evidence bundles: export, and verify offline.
+
+`verify` exits 0 when everything verifies against a key you supplied, 3 when everything
+verifies but only against the bundle's own key (UNTRUSTED), and 1 naming every failure."""
 
 from __future__ import annotations
 
@@ -8,48 +11,94 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from api.cli.root import Operator, Tenant, cli_actor, console, err, services_for, tenant_code
+from api.cli.root import (
+    CliError,
+    Operator,
+    Tenant,
+    cli_actor,
+    console,
+    err,
+    services_for,
+    tenant_code,
+)
+from application.ports import InvoiceFilter
+from domain.invoices.status import InvoiceStatus
 
 evidence_app = typer.Typer(
     help="Evidence bundles: export, and verify offline.", no_args_is_help=True
 )
+UNTRUSTED_EXIT = 3
+
+
+def _read(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"{what} {path}: {e}") from None
 
 
 @evidence_app.command("export")
 def evidence_export(
     tenant: Tenant,
-    invoice: Annotated[list[str], typer.Option(help="Invoice id or key (repeat)")],
     out: Annotated[Path, typer.Option(help="Where to write the .zip")],
+    invoice: Annotated[
+        list[str] | None, typer.Option(help="Invoice id or key (repeat; duplicates are one)")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Or: every invoice in this status (up to 10,000)")
+    ] = None,
+    since_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint note the inspector holds: add a consistency proof"),
+    ] = None,
     operator: Operator = None,
 ) -> None:
-    """Write a BagIt evidence bundle for these invoices, with a progress bar; the export is
-    recorded in the access log under the operator's name."""
-    from infrastructure.evidence.bundle import export_bundle
+    """Write a BagIt evidence bundle for these invoices; the export is recorded in the access
+    log under the operator's name."""
+    from infrastructure.evidence.bundle import ExportRequest, export_bundle, unique
 
+    known = _read(since_checkpoint, "--since-checkpoint")
     by = cli_actor(operator)
     with services_for(tenant=tenant) as services:
         tenant = tenant_code(services, tenant)
-        ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice]
+        ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in invoice or []]
+        if status is not None:
+            try:
+                status = InvoiceStatus(status).value
+            except ValueError:
+                allowed = ", ".join(s.value for s in InvoiceStatus)
+                raise CliError(f"--status {status!r} is not one of {allowed}") from None
+            services.bring_up_to_date("invoice_status")
+            rows, _ = services.reader.list(tenant, InvoiceFilter(status=status), 10_001, None)
+            ids += [r["invoice_id"] for r in rows]
+        ids = unique(ids)
+        if not ids:
+            raise CliError("name invoices (--invoice) or a status (--status) that has some")
+        if len(ids) > 10_000:
+            raise CliError("at most 10,000 invoices per bundle")
         columns_ = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns_, console=console) as progress:
-            task = progress.add_task("invoices", total=len(ids))
+            task = progress.add_task("streams", total=len(ids))
             report = export_bundle(
                 services,
-                tenant,
-                ids,
+                ExportRequest(
+                    tenant_id=tenant,
+                    invoice_ids=ids,
+                    refs=invoice or [],
+                    status=status,
+                    by=by,
+                    since_checkpoint=known,
+                ),
                 out,
-                lambda done, total: progress.update(task, completed=done),
+                lambda done, total: progress.update(task, completed=done, total=total),
             )
-        services.access_log.record_operator(
-            tenant,
-            by.actor,
-            "evidence-export",
-            ",".join(str(i) for i in ids[:20]) + ("..." if len(ids) > 20 else ""),
-            by.occurred_at,
-        )
     console.print(
-        f"{report.path}: {report.invoices} invoices, {report.events} events, "
-        f"{report.attachments} attachments, against checkpoint {report.tree_size}"
+        f"{report.path}: {report.invoices} invoices, {report.cases} cases, {report.events} "
+        f"events, {report.attachments} attachments, against checkpoint {report.tree_size} "
+        f"(bundle {report.bundle_id})",
+        highlight=False,
     )
 
 
@@ -58,21 +107,41 @@ def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     public_key: Annotated[
         Path | None,
-        typer.Option(help="A file with the log's verifier key (name+keyid+base64) you trust"),
+        typer.Option(help="The log's verifier keys you trust, one per line (`fapiao ledger keys`)"),
+    ] = None,
+    known_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint you hold: fail unless the bundle's log extends it"),
     ] = None,
 ) -> None:
-    """Check a bundle offline (no database): checksums, leaves, proofs, signature, replay."""
-    from infrastructure.evidence.bundle import verify_bundle
+    """Check a bundle offline (no database): checksums, signatures, proofs, stream heads,
+    the signed manifest, and every readable file rebuilt from the sealed events."""
+    from infrastructure.bootstrap import event_catalog
+    from infrastructure.evidence.bundle_verifier import UNTRUSTED, read_key_file, verify_bundle
 
-    vkey = public_key.read_text(encoding="utf-8").strip() if public_key else None
-    result = verify_bundle(bundle, vkey)
+    keys_text = _read(public_key, "--public-key")
+    try:
+        keys = None if keys_text is None else read_key_file(keys_text)
+    except ValueError as e:
+        raise CliError(f"--public-key {public_key}: {e}") from None
+    result = verify_bundle(bundle, event_catalog(), keys, _read(known_checkpoint, "checkpoint"))
     if result.failures:
         for failure in result.failures:
             err.print(f"FAIL {failure}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(
-        f"OK: {result.invoices} invoices, {result.events} events; BagIt checksums, "
-        f"leaves, inclusion proofs, the checkpoint signature ({result.key_source}) "
-        "and the replayed states all verify",
-        highlight=False,
+    extends = (
+        f"; it extends the checkpoint you hold (size {result.known_size})"
+        if result.known_size is not None
+        else ""
     )
+    console.print(
+        f"OK: {result.invoices} invoices, {result.cases} cases, {result.events} events, "
+        f"{result.attachments} attachments against checkpoint {result.tree_size}: BagIt, "
+        "signatures, inclusion proofs, stream heads (complete histories), the signed "
+        f"manifest and every readable file verify ({result.key_source}){extends}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not result.trusted:
+        err.print(UNTRUSTED, highlight=False, markup=False)
+        raise typer.Exit(UNTRUSTED_EXIT)

@@ -27,18 +27,29 @@ def _all_rows(services: Services) -> Iterator[Any]:
 
 @ledger_app.command("verify")
 def ledger_verify() -> None:
-    """Recompute every leaf from the stored events; check the tree and the latest checkpoint.
-    Names every position that differs; exit 1 if any does."""
+    """Check, reading only: every stored event against its sealed leaf (events not sealed yet
+    are counted, not sealed), both trees, and every stored checkpoint (its note, signature,
+    roots, frontier, and consistency with the one before). Names every fault; exit 1 if any."""
     with services_for() as services:
-        services.bring_up_to_date("seal")
         report = services.merkle.verify(_all_rows(services))
+        health = services.merkle.health()
     console.print(
-        f"{report.leaves} sealed events, {report.unsealed} not sealed yet; latest "
-        f"checkpoint covers {report.checkpoint_size or 0}"
+        f"{report.leaves} sealed events, {report.unsealed} not sealed yet; "
+        f"{report.checkpoints} checkpoints, the latest covers {report.checkpoint_size or 0}"
     )
+    if health.refusing:
+        err.print(
+            f"the log is refusing to sign since {health.since}: {health.reason}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if report.ok:
-        console.print("the ledger matches its seal and its signed checkpoint")
+        console.print("the ledger matches its seal and every signed checkpoint")
         return
+    first = report.first_bad_position
+    if first is not None:
+        err.print(f"first bad position: {first}", highlight=False, markup=False)
     for failure in report.failures:
         err.print(f"FAIL {failure}", highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -46,10 +57,12 @@ def ledger_verify() -> None:
 
 @ledger_app.command("checkpoint")
 def ledger_checkpoint() -> None:
-    """Seal what is new and sign a checkpoint now."""
+    """Seal what is new and sign a checkpoint now (only once it is proven to extend the
+    previous one). While the log refuses to sign, this proves again: once the fault is
+    repaired (restored from a backup, say), it resolves the refusal and signing resumes."""
     with services_for() as services:
         services.bring_up_to_date("seal")
-        row = services.merkle.checkpoint_now()
+        row = services.merkle.checkpoint_now(recheck=True)
     if row is None:
         raise CliError("the ledger is empty: nothing to checkpoint")
     print(row["note"], end="")
@@ -65,7 +78,8 @@ def ledger_rotate_key() -> None:
 
 @ledger_app.command("keys")
 def ledger_keys() -> None:
-    """The published verifier keys (C2SP note format)."""
+    """The published verifier keys (C2SP note format), one per line: a file of these is what
+    `fapiao evidence verify --public-key` reads."""
     with services_for() as services:
         for key in services.merkle.signer.public_keys():
             print(key.vkey)

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
 from application.access import ForbiddenError
+from application.evidence.seal_guard import SealBrokenError
 from application.monitoring.reconciliation_service import ReconciliationFileError
 from application.remedies.case_commands import CaseNotFoundError
 from application.service_errors import (
@@ -31,6 +32,7 @@ from domain.errors import (
     SeparationOfDutiesError,
     ValidationFailedError,
 )
+from infrastructure.evidence.bundle import EmptyLedgerError
 from infrastructure.monitoring.webhooks import WebhookError
 
 log = logging.getLogger("fapiao.api")
@@ -52,6 +54,8 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (InvoiceAlreadyExistsError, 409, "already-exists"),
     (ConcurrencyConflictError, 409, "concurrency-conflict"),
     (InvalidTransitionError, 409, "invalid-transition"),
+    (SealBrokenError, 409, "seal-broken"),
+    (EmptyLedgerError, 409, "nothing-sealed"),
     (CorrectionNotAllowedError, 409, "correction-not-allowed"),
     (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
     (ValidationFailedError, 422, "validation-failed"),

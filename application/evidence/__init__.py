@@ -1,3 +1,4 @@
-"""evidence: what a Merkle leaf is (the canonical bytes of a stored event). Imports: invoices/,
-kernel.
+"""evidence: what the log commits to (event and stream-head leaves), the guard that proves a
+checkpoint before it is signed, the catalog of our own event topics, and what a bundle's
+readable files say. Imports: invoices/, kernel.
 """

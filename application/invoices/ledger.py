@@ -39,6 +39,18 @@ from domain.invoices.invoice import Invoice
 from domain.invoices.issuance import InvoiceDraft, validate_draft
 
 MAX_ATTEMPTS = 5
+# An event's attributes that are not its data: identity, the writer's clock, provenance.
+NOT_DATA = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "timestamp",
+        "originator_topic",
+        "actor",
+        "source",
+        "occurred_at",
+    }
+)
 
 Aggregate = BaseAggregate[UUID]
 Decision = tuple[list[Aggregate], Invoice, list[FieldWarning]]
@@ -266,20 +278,7 @@ class InvoiceLedger(Application[UUID]):
         views = []
         for row in rows:
             event = cast(LedgerEvent, self.mapper.to_domain_event(row))  # type: ignore[arg-type]
-            data = {
-                k: _jsonable(v)
-                for k, v in vars(event).items()
-                if k
-                not in (
-                    "originator_id",
-                    "originator_version",
-                    "timestamp",
-                    "originator_topic",
-                    "actor",
-                    "source",
-                    "occurred_at",
-                )
-            }
+            data = {k: _jsonable(v) for k, v in vars(event).items() if k not in NOT_DATA}
             views.append(
                 EventView(
                     position=row.position,

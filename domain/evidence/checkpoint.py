@@ -1,33 +1,79 @@
 """Checkpoints in the C2SP tlog-checkpoint / signed-note text format.
 
-Body: the log's origin, the tree size and the base64 root hash, one per line. Signature lines
-follow a blank line: `— <key name> <base64(4-byte key id || signature)>`. For Ed25519 the key
-id is the first 4 bytes of SHA-256(key name || "\\n" || 0x01 || public key). Any
-implementation of these formats can check our checkpoints.
+A signed note is a text (UTF-8, each line ending in a newline), a blank line, then signature
+lines `— <key name> <base64(4-byte key id || signature)>`. For Ed25519 the key id is the
+first 4 bytes of SHA-256(key name || "\\n" || 0x01 || public key) and the signature covers the
+text with its newlines. Verifiers ignore signature lines by keys they do not know (witness
+cosignatures, later algorithms), so lines can be added to a note without changing it.
+
+A checkpoint's text is the log's origin, the tree size and the base64 root hash, one per line,
+then optional extension lines. Ours carries one: `fapiao-stream-heads/v1 <count> <base64 root>`,
+the root of the tree of every stream's head at that size. Any implementation of these formats
+can check our checkpoints.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 
 ED25519 = b"\x01"
 DASH = "\u2014"
+HEADS_EXTENSION = "fapiao-stream-heads/v1"
+
+
+class NoteFormatError(ValueError):
+    """The text is not a signed note, or not a checkpoint."""
+
+
+@dataclass(frozen=True)
+class StreamHeads:
+    """The second tree a checkpoint commits to: one leaf per stream, its last event."""
+
+    count: int
+    root: bytes
+
+    @property
+    def root_b64(self) -> str:
+        return base64.b64encode(self.root).decode()
+
+    def line(self) -> str:
+        return f"{HEADS_EXTENSION} {self.count} {self.root_b64}"
 
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A signed tree head: the log's origin, tree size and root, and extension lines."""
+
     origin: str
     size: int
     root: bytes
+    extensions: tuple[str, ...] = ()
 
     def body(self) -> str:
-        return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
+        lines = [self.origin, str(self.size), base64.b64encode(self.root).decode()]
+        return "".join(f"{line}\n" for line in [*lines, *self.extensions])
+
+    @property
+    def root_b64(self) -> str:
+        return base64.b64encode(self.root).decode()
+
+    def stream_heads(self) -> StreamHeads | None:
+        for line in self.extensions:
+            parts = line.split(" ")
+            if parts[0] == HEADS_EXTENSION:
+                if len(parts) != 3 or not _is_count(parts[1]):
+                    raise NoteFormatError(f"bad extension line {line!r}")
+                return StreamHeads(int(parts[1]), _b64(parts[2], "stream heads root"))
+        return None
 
 
 @dataclass(frozen=True)
 class NoteSignature:
+    """One signature line of a note: who (key name and 4-byte id) and the signature bytes."""
+
     key_name: str
     key_id: bytes
     signature: bytes
@@ -38,6 +84,7 @@ class NoteSignature:
 
 
 def key_id(key_name: str, public_key: bytes) -> bytes:
+    """The 4-byte Ed25519 key id of c2sp.org/signed-note."""
     return hashlib.sha256(key_name.encode() + b"\n" + ED25519 + public_key).digest()[:4]
 
 
@@ -49,30 +96,93 @@ def verifier_key(key_name: str, public_key: bytes) -> str:
     )
 
 
+@dataclass(frozen=True)
+class VerifierKey:
+    """A parsed verifier key string (Ed25519 only)."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+
+def parse_verifier_key(text: str) -> VerifierKey:
+    """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
+    parts = text.strip().split("+", 2)  # the base64 may hold "+" too
+    if len(parts) != 3:
+        raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")
+    name, hex_id, b64 = parts
+    try:
+        raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
+    except ValueError as e:
+        raise NoteFormatError(f"bad verifier key: {e}") from None
+    if len(raw) != 33 or raw[:1] != ED25519:
+        raise NoteFormatError("only Ed25519 verifier keys (type 0x01, 32 bytes) are supported")
+    if key_id(name, raw[1:]) != wanted:
+        raise NoteFormatError(f"verifier key {name}: the key id does not match the key")
+    return VerifierKey(name, wanted, raw[1:])
+
+
 def note(checkpoint: Checkpoint, signatures: list[NoteSignature]) -> str:
-    return checkpoint.body() + "\n" + "".join(s.line() for s in signatures)
+    """The checkpoint as a signed note."""
+    return signed_note(checkpoint.body(), signatures)
 
 
-class NoteFormatError(ValueError):
-    """The text is not a checkpoint note."""
+def signed_note(text: str, signatures: list[NoteSignature]) -> str:
+    """Text, a blank line, the signature lines."""
+    if not text.endswith("\n") or "\n\n" in text:
+        raise NoteFormatError("a note's text ends with a newline and has no blank line")
+    return text + "\n" + "".join(s.line() for s in signatures)
+
+
+def parse_signed_note(text: str) -> tuple[str, list[NoteSignature]]:
+    """(the signed text with its final newline, the signature lines)."""
+    body, sep, sigs = text.rpartition("\n\n")  # as c2sp.org/signed-note: the last blank line
+    if not sep:
+        raise NoteFormatError("no blank line between the text and its signatures")
+    signatures = []
+    for line in sigs.split("\n"):
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != DASH:
+            raise NoteFormatError(f"bad signature line {line[:80]!r}")
+        blob = _b64(parts[2], "signature")
+        if len(blob) < 5:
+            raise NoteFormatError(f"signature line of {parts[1]!r} is too short")
+        signatures.append(NoteSignature(parts[1], blob[:4], blob[4:]))
+    if not signatures:
+        raise NoteFormatError("the note carries no signature")
+    return body + "\n", signatures
+
+
+def parse_checkpoint(body: str) -> Checkpoint:
+    """A note's text as a checkpoint (strict: decimal size, 32-byte base64 root)."""
+    lines = body.removesuffix("\n").split("\n")
+    if len(lines) < 3:
+        raise NoteFormatError("a checkpoint has an origin, a size and a root hash")
+    origin, size, root_b64, *extensions = lines
+    if not origin or not _is_count(size):
+        raise NoteFormatError("a checkpoint starts with an origin and a decimal tree size")
+    root = _b64(root_b64, "root hash")
+    if len(root) != 32:
+        raise NoteFormatError("the root hash is not 32 bytes")
+    checkpoint = Checkpoint(origin, int(size), root, tuple(extensions))
+    checkpoint.stream_heads()  # a malformed heads line fails here
+    return checkpoint
 
 
 def parse_note(text: str) -> tuple[Checkpoint, list[NoteSignature]]:
-    body, sep, sigs = text.partition("\n\n")
-    if not sep:
-        raise NoteFormatError("no blank line between the checkpoint and its signatures")
-    lines = body.split("\n")
-    if len(lines) < 3:
-        raise NoteFormatError("a checkpoint has an origin, a size and a root hash")
+    """A signed checkpoint note: the checkpoint and its signature lines (unverified)."""
+    body, signatures = parse_signed_note(text)
+    return parse_checkpoint(body), signatures
+
+
+def _is_count(text: str) -> bool:
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+
+
+def _b64(text: str, what: str) -> bytes:
     try:
-        checkpoint = Checkpoint(lines[0], int(lines[1]), base64.b64decode(lines[2], validate=True))
-    except ValueError as e:
-        raise NoteFormatError(f"bad checkpoint body: {e}") from None
-    signatures = []
-    for line in sigs.splitlines():
-        parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != DASH:
-            raise NoteFormatError(f"bad signature line {line!r}")
-        blob = base64.b64decode(parts[2])
-        signatures.append(NoteSignature(parts[1], blob[:4], blob[4:]))
-    return checkpoint, signatures
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise NoteFormatError(f"the {what} is not base64") from None

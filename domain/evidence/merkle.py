@@ -9,7 +9,7 @@ reread events.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -135,9 +135,12 @@ def verify_consistency(
 
 class Tree:
     """All levels of the tree built once (an odd last node is carried up unchanged, which is
-    the RFC 9162 shape), so each inclusion proof costs O(log n) instead of O(n)."""
+    the RFC 9162 shape), so each inclusion proof costs O(log n) instead of O(n).
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
+    Leaves may also be replaced or appended (`update`): only the paths above them are
+    recomputed, so a tree whose leaves change (the stream heads) stays O(log n) per change."""
+
+    def __init__(self, leaves: Sequence[bytes] = ()) -> None:
         self.levels = [list(leaves)]
         while len(self.levels[-1]) > 1:
             level = self.levels[-1]
@@ -145,6 +148,35 @@ class Tree:
             if len(level) % 2:
                 nxt.append(level[-1])
             self.levels.append(nxt)
+
+    def update(self, changes: Mapping[int, bytes]) -> None:
+        """Set leaf `i` to `changes[i]`; an index equal to the size appends (indices past the
+        end must follow on without gaps). Each changed path is recomputed once."""
+        leaves = self.levels[0]
+        for i in sorted(changes):
+            if i < len(leaves):
+                leaves[i] = changes[i]
+            elif i == len(leaves):
+                leaves.append(changes[i])
+            else:
+                raise ValueError(f"leaf {i} would leave a gap after {len(leaves)} leaves")
+        dirty = set(changes)
+        depth = 1
+        while len(self.levels[depth - 1]) > 1:
+            below = self.levels[depth - 1]
+            if depth == len(self.levels):
+                self.levels.append([])
+            level = self.levels[depth]
+            parents = sorted({i >> 1 for i in dirty})
+            for p in parents:
+                left = below[2 * p]
+                h = node_hash(left, below[2 * p + 1]) if 2 * p + 1 < len(below) else left
+                if p < len(level):
+                    level[p] = h
+                else:
+                    level.append(h)
+            dirty = set(parents)
+            depth += 1
 
     @property
     def size(self) -> int:
@@ -192,3 +224,45 @@ class Frontier:
         for _, h in reversed(self.subtrees[:-1]):
             acc = node_hash(h, acc)
         return acc
+
+
+class _Extension:
+    """The tree of size n seen as the perfect subtrees of its first m leaves (a frontier) plus
+    the leaves appended since: enough to compute PROOF(m, D[n]) without the older leaves."""
+
+    def __init__(self, old: Sequence[tuple[int, bytes]], new: Sequence[bytes]) -> None:
+        self.blocks: dict[tuple[int, int], bytes] = {}
+        start = 0
+        for size, h in old:
+            self.blocks[(start, start + size)] = h
+            start += size
+        self.m, self.new = start, list(new)
+
+    def mth(self, lo: int, hi: int) -> bytes:
+        if (lo, hi) in self.blocks:
+            return self.blocks[(lo, hi)]
+        if lo >= self.m:
+            return root(self.new[lo - self.m : hi - self.m])
+        if hi <= self.m:  # inside one perfect subtree: never asked for by RFC 9162 proofs
+            raise ValueError(f"the frontier does not hold the subtree [{lo}, {hi})")
+        k = _split(hi - lo)
+        return node_hash(self.mth(lo, lo + k), self.mth(lo + k, hi))
+
+    def subproof(self, m: int, lo: int, hi: int, complete: bool) -> list[bytes]:
+        n = hi - lo
+        if m == n:
+            return [] if complete else [self.mth(lo, hi)]
+        k = _split(n)
+        if m <= k:
+            return [*self.subproof(m, lo, lo + k, complete), self.mth(lo + k, hi)]
+        return [*self.subproof(m - k, lo + k, hi, False), self.mth(lo, lo + k)]
+
+
+def consistency_proof_from(old: Sequence[tuple[int, bytes]], new: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[m + len(new)]) from the tree of size m given only as its frontier's perfect
+    subtrees (largest first) and the leaves appended since (RFC 9162 2.1.4.1). The subtrees
+    a proof needs from the old tree are exactly those of its frontier."""
+    ext = _Extension(old, new)
+    if ext.m == 0:
+        raise ValueError("no consistency proof from the empty tree")
+    return ext.subproof(ext.m, 0, ext.m + len(new), True)

@@ -1,68 +1,75 @@
-"""Who looked: history reads and evidence exports by auditor and compliance keys."""
+"""Who looked: history reads by auditor and compliance keys, and every evidence export.
+
+Each access is saved as an `AccessRecord` event, so the seal covers the access log like any
+other event; the `access_log` table is its projection (append-only, one row per event).
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from application.access import Principal, Role
+from application.invoices.ledger import InvoiceLedger
+from application.service_errors import ApplicationError
+from domain.base import Provenance, Source
+from domain.evidence.access_record import AccessRecord
 from infrastructure.store.tables import access_log
 
 WATCHED = frozenset({Role.AUDITOR, Role.COMPLIANCE})
 
 
+class AccessLogRebuildRefusedError(ApplicationError):
+    """The access log is append-only."""
+
+
 class AccessLog:
-    def __init__(self, engine: Engine, write_engine: Engine) -> None:
-        self.engine, self.write_engine = engine, write_engine
+    def __init__(
+        self, ledger: InvoiceLedger, engine: Engine, catch_up: Callable[[], None] = lambda: None
+    ) -> None:
+        self.ledger, self.engine, self.catch_up = ledger, engine, catch_up
 
     def record(self, principal: Principal, action: str, subject: str, at: datetime) -> None:
         """Kept for auditor and compliance keys (the people whose reading is itself evidence)."""
         if not principal.roles & WATCHED:
             return
-        self._insert(
-            principal.tenant_id,
-            principal.key_id,
-            principal.actor,
-            ",".join(sorted(principal.roles)),
-            action,
-            subject,
-            at,
-        )
+        self.ledger.save(self.entry(principal, action, subject, {}, at))
 
-    def record_operator(
-        self, tenant_id: str, actor: str, action: str, subject: str, at: datetime
-    ) -> None:
-        """An operator's read or export through the CLI (no API key): always kept."""
-        self._insert(tenant_id, "cli", actor, "operator", action, subject, at)
-
-    def _insert(
+    def entry(
         self,
-        tenant_id: str,
-        key_id: str,
-        actor: str,
-        roles: str,
+        principal: Principal | None,
         action: str,
         subject: str,
+        details: dict[str, Any],
         at: datetime,
-    ) -> None:
-        with self.write_engine.begin() as conn:
-            conn.execute(
-                access_log.insert().values(
-                    access_id=uuid.uuid4(),
-                    tenant_id=tenant_id,
-                    key_id=key_id,
-                    actor=actor,
-                    roles=roles,
-                    action=action,
-                    subject=subject,
-                    at=at,
-                )
-            )
+        by: Provenance | None = None,
+        record_id: UUID | None = None,
+    ) -> AccessRecord:
+        """An access record to save (with other aggregates, e.g. an idempotency receipt).
+        Without a principal, `by` says who (the command line)."""
+        if principal is not None:
+            by = by or Provenance(principal.actor, Source.API, at)
+            key, roles = principal.key_id, sorted(principal.roles)
+            tenant = principal.tenant_id
+        elif by is not None:
+            key, roles, tenant = None, [], str(details["tenant"])
+        else:
+            raise ValueError("an access without an API key must name its actor")
+        return AccessRecord.record(tenant, key, roles, action, subject, details, by, record_id)
+
+    def get(self, record_id: UUID) -> AccessRecord:
+        record = self.ledger.repository.get(record_id)
+        if not isinstance(record, AccessRecord):
+            raise LookupError(f"{record_id} is not an access record")
+        return record
 
     def list(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        """The tenant's accesses, newest first (the projection caught up first)."""
+        self.catch_up()
         c = access_log.c
         with self.engine.connect() as conn:
             return [
@@ -74,3 +81,39 @@ class AccessLog:
                     .limit(limit)
                 )
             ]
+
+
+class AccessLogProjection:
+    """Folds access-record events into `access_log`, one row each, never changed."""
+
+    name = "access_log"
+    topics = frozenset({AccessRecord.Recorded.TOPIC})
+
+    def handles(self, event: object) -> bool:
+        return isinstance(event, AccessRecord.Recorded)
+
+    def apply_batch(
+        self, conn: Connection, items: Sequence[tuple[int, Any]]
+    ) -> list[tuple[int, Any, Exception]]:
+        rows = [
+            {
+                "access_id": event.originator_id,
+                "tenant_id": event.tenant_id,
+                "key_id": event.key_id,
+                "actor": event.actor,
+                "roles": ",".join(event.roles),
+                "action": event.action,
+                "subject": event.subject,
+                "at": event.occurred_at,
+                "position": position,
+            }
+            for position, event in items
+        ]
+        if rows:
+            conn.execute(access_log.insert(), rows)
+        return []
+
+    def reset(self, conn: Connection) -> None:
+        raise AccessLogRebuildRefusedError(
+            "the access log is append-only and is never emptied or rebuilt"
+        )

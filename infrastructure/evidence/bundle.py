@@ -1,326 +1,542 @@
-"""Evidence bundles: a BagIt (RFC 8493) zip per invoice or query that a third party can verify
-offline, and the offline verifier (`fapiao evidence verify`), which needs no database.
+"""Evidence bundles: a BagIt 1.0 zip per selection of invoices that a third party can verify
+offline (infrastructure/evidence/bundle_verifier.py is ours; the README teaches anyone to
+write theirs).
 
-Layout (all JSON is RFC 8785 canonical; hashes are hex):
+Layout (all JSON is RFC 8785 canonical; hashes in JSON are hex, roots in notes base64):
 
     bagit.txt, bag-info.txt, manifest-sha256.txt, tagmanifest-sha256.txt
-    data/README.txt                  how to verify, step by step
-    data/report.html                 timeline per invoice, Chinese and English
-    data/checkpoint.txt              the signed checkpoint (C2SP signed note)
-    data/keys/log.vkey, log.pem      the log's public key (verify against one you trust)
-    data/invoices/<id>/state.json    the invoice replayed from its events (derived)
-    data/invoices/<id>/events/<position>.json
-        {"leaf": {position, recorded_at, state_sha256, stream_id, stream_version, topic},
-         "state_base64": <the stored state bytes>, "decoded": <readable fields>}
-    data/invoices/<id>/proofs/<position>.json   {"leaf_index", "tree_size", "proof": [hex]}
-    data/attachments/<sha256>        files referenced by the invoice's cases
+    data/README.txt                   how to verify, step by step
+    data/checkpoint.txt               the signed checkpoint (C2SP note; stream-heads line)
+    data/manifest.txt                 signed note: who exported what, when, against which
+                                      checkpoint, every invoice, case and file in the bundle
+    data/keys/log.vkey, log.pem       the log's public key (verify against one you trust)
+    data/report.html                  what an inspector reads (rebuilt by the verifier)
+    data/invoices/<id>/               one folder per invoice stream, and data/cases/<id>/ per
+      events/<position>.json          case naming one of them: {"leaf", "state_base64",
+      proofs/<position>.json          "decoded"}; {"leaf_index", "tree_size", "proof"};
+      head.json                       the stream's head and its proof in the heads tree;
+      state.json                      the aggregate replayed from its events (derived)
+    data/attachments/<sha256>         files the cases cite
+    data/checkpoints/<m>.txt          with --since-checkpoint: the checkpoint the inspector
+    data/consistency/<m>-<n>.json     held, and the proof that this log extends it
+
+Later: witness cosignatures are further signature lines of checkpoint.txt, and RFC 3161
+tokens go in data/timestamps/<n>.tsr; neither changes the files above.
+
+An export is reproducible: what it recorded (the access record's details) is enough to write
+the same bytes again, which is how a repeated Idempotency-Key is answered.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import html
-import json
-import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-import bagit
-import rfc8785
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 from sqlalchemy import select
 
-from application.evidence.leaf_encoding import leaf_bytes
-from application.invoices.ledger import InvoiceLedger, _jsonable
+from application.access import Principal
+from application.dto import Idempotency
+from application.evidence.bundle_contents import (
+    BUNDLE_FORMAT,
+    StreamView,
+    attachment_refs,
+    canonical,
+    checkpoint_summary,
+    decoded_event,
+    derived_state,
+    manifest_text,
+    render_report,
+)
+from application.evidence.leaf_encoding import head_document, leaf_document
+from application.evidence.seal_guard import SealBrokenError
+from application.ports import StoredEventRow
+from application.service_errors import (
+    ApplicationError,
+    IdempotencyKeyReusedError,
+    InvoiceNotFoundError,
+)
+from domain.base import LedgerEvent, Provenance, Source
+from domain.calendar import SHANGHAI
+from domain.errors import InvalidFieldError
 from domain.evidence import merkle
-from domain.evidence.checkpoint import parse_note
+from domain.evidence.checkpoint import Checkpoint, NoteFormatError, parse_note
+from domain.idempotency import CommandReceipt, receipt_id
 from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
-from infrastructure.clock import SystemClock
+from infrastructure.evidence.bag_zip import BagZipWriter
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
+from infrastructure.evidence.merkle_log import SealedProofs
 from infrastructure.store.tables import cases
 
 README = """fapiao-ledger evidence bundle / 发票台账证据包
 
-How to verify (no fapiao-ledger needed; any BagIt, RFC 9162 and Ed25519 tools will do):
+How to verify (no fapiao-ledger needed; any BagIt, RFC 8785, RFC 9162 and Ed25519 tools do;
+the project README, section "The Merkle log and evidence bundles", gives every format):
 1. BagIt: every file's SHA-256 matches manifest-sha256.txt (e.g. `bagit.py --validate`).
-2. For each data/invoices/<id>/events/<position>.json: SHA-256 of base64-decoded
-   "state_base64" equals leaf.state_sha256; the leaf bytes are the RFC 8785 (JCS) JSON of
-   "leaf"; the leaf hash is SHA-256(0x00 || leaf bytes).
-3. With proofs/<position>.json, check the RFC 9162 inclusion proof of that leaf hash at
-   leaf_index in a tree of tree_size against the root in checkpoint.txt.
-4. checkpoint.txt is a C2SP signed note (origin, size, base64 root; then signature lines).
-   Verify the Ed25519 signature over the body (the three lines and their newlines) with a log
-   key you obtained independently; keys/log.vkey is the key as published by the log.
-5. Replaying the decoded events in version order gives state.json (marked derived).
+2. checkpoint.txt and manifest.txt are C2SP signed notes. Verify their Ed25519 signatures with
+   a log key you obtained independently (keys/log.vkey is the key the bundle names).
+3. For each events/<position>.json: SHA-256 of base64-decoded "state_base64" equals
+   leaf.state_sha256; the leaf hash is SHA-256(0x00 || JCS(leaf)); its proofs/<position>.json
+   is an RFC 9162 inclusion proof against the checkpoint's root.
+4. For each stream: head.json's head hashes the same way and its proof gives the checkpoint's
+   stream-heads root (the "fapiao-stream-heads/v1 <count> <root>" line); the events hold
+   versions 1..last_version, the last at last_position. Nothing later existed up to the
+   checkpoint.
+5. The manifest (line 2 of manifest.txt, JCS) lists every invoice, case and attachment: the
+   bundle holds exactly those; its "log" names this checkpoint.
+6. "decoded", state.json and report.html are derived from the state bytes; fapiao-ledger's
+   verifier rebuilds them and compares byte for byte.
+7. consistency/<m>-<n>.json (if present) proves this log extends checkpoints/<m>.txt.
 """
 
 
-def _dumps(value: Any) -> bytes:
-    return rfc8785.dumps(_jsonable(value))
+ISSUED = Invoice.Issued.TOPIC
 
 
-def _state(invoice: Invoice) -> dict[str, Any]:
-    return {k.lstrip("_"): _jsonable(v) for k, v in vars(invoice).items() if k != "_pending_events"}
+class EmptyLedgerError(ApplicationError):
+    """Nothing is sealed yet, so there is nothing to prove."""
+
+    def __init__(self) -> None:
+        super().__init__("the ledger is empty: nothing to prove")
 
 
 @dataclass
 class BundleReport:
     invoices: int
+    cases: int
     events: int
     attachments: int
     tree_size: int
     path: Path
+    bundle_id: str
+    replayed: bool = False
+
+
+@dataclass
+class ExportRequest:
+    """What to export and for whom. `principal` is the API key; without one (the command
+    line) `by` names the operator."""
+
+    tenant_id: str
+    invoice_ids: Sequence[UUID]
+    refs: Sequence[str] = ()
+    status: str | None = None
+    principal: Principal | None = None
+    by: Provenance | None = None
+    since_checkpoint: str | None = None
+    idempotency: Idempotency | None = None
+
+
+@dataclass
+class ExportPlan:
+    """Everything that decides a bundle's bytes (kept in the access record's details)."""
+
+    bundle_id: str
+    tenant: str
+    tenant_name: str
+    exported_at: str
+    exported_by: dict[str, Any]
+    selection: dict[str, Any]
+    invoice_ids: list[str]
+    case_ids: list[str]
+    tree_size: int
+    key_name: str
+    known_checkpoint: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> ExportPlan:
+        return cls(**details)
+
+    @property
+    def name(self) -> str:
+        stamp = datetime.fromisoformat(self.exported_at).strftime("%Y%m%dT%H%M%SZ")
+        subject = self.invoice_ids[0] if len(self.invoice_ids) == 1 else f"{len(self.invoice_ids)}"
+        return f"fapiao-evidence-{self.tenant}-{subject}-{stamp}"
+
+
+def unique(ids: Sequence[UUID]) -> list[UUID]:
+    """The same invoice named twice (by id and by key, say) is one invoice."""
+    return list(dict.fromkeys(ids))
 
 
 def export_bundle(
     services: Services,
-    tenant_id: str,
-    invoice_ids: Sequence[UUID],
+    request: ExportRequest,
     out: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
-    """Write the bundle for these invoices (streamed: one invoice at a time) to `out` (.zip)."""
-    services.bring_up_to_date("cases")  # which cases (and attachments) name each invoice
+    """Write the bundle to `out` (.zip) and record the export (sealed, in the access log).
+
+    Refused (SealBrokenError) while the ledger does not match its seal; a repeated
+    Idempotency-Key writes the first bundle's bytes again and records nothing."""
+    if request.idempotency is not None:
+        replay = _replay(services, request, out)
+        if replay is not None:
+            return replay
+    services.bring_up_to_date("cases")  # which cases name each invoice
     services.bring_up_to_date("seal")
-    checkpoint = services.merkle.checkpoint_now()
-    if checkpoint is None:
-        raise LookupError("the ledger is empty: nothing to prove")
-    size = int(checkpoint["tree_size"])
-    with tempfile.TemporaryDirectory(prefix="fapiao-bundle-") as tmp:
-        root = Path(tmp) / "bundle"
-        (root / "keys").mkdir(parents=True)
-        (root / "checkpoint.txt").write_text(checkpoint["note"], encoding="utf-8")
-        key = next(
-            k for k in services.merkle.signer.public_keys() if k.name == checkpoint["key_name"]
-        )
-        (root / "keys" / "log.vkey").write_text(key.vkey + "\n", encoding="utf-8")
-        (root / "keys" / "log.pem").write_text(key.pem(), encoding="utf-8")
-        (root / "README.txt").write_text(README, encoding="utf-8")
-        timeline: list[tuple[str, list[Any]]] = []
-        events_n, attachments = 0, set()
-        tree, index_of = services.merkle.tree(size)
-        attachments_of = _case_attachments(services, tenant_id)
-        head = max(index_of) if index_of else 0
-        for n, invoice_id in enumerate(invoice_ids, start=1):
-            current = services.ledger.get_invoice_state(tenant_id, invoice_id)  # or 404
-            folder = root / "invoices" / str(invoice_id)
-            (folder / "events").mkdir(parents=True)
-            (folder / "proofs").mkdir()
-            # Only what the checkpoint covers; anything recorded later goes in a later bundle.
-            rows = [
-                r for r in services.ledger.event_log.select_stream(invoice_id) if r.position <= head
-            ]
-            views = services.ledger.event_views(rows)
-            last = rows[-1].originator_version
-            invoice = (
-                current
-                if last == current.version
-                else services.ledger.repository.get(invoice_id, version=last)
+    ids = unique(request.invoice_ids)
+    known = _known_checkpoint(services, request.since_checkpoint)
+    candidates = _cases_naming(services, request.tenant_id, ids)
+    streams = [str(i) for i in ids] + candidates
+    sealed = _prove(services, streams, None, known)
+    proofs, row, rows = sealed
+    for invoice_id in ids:  # this tenant's invoices only (else 404), without replaying them
+        head = proofs.stream_heads.get(str(invoice_id))
+        first = rows[str(invoice_id)][:1]
+        if head is None or head[0].tenant != request.tenant_id or first[0].topic != ISSUED:
+            raise InvoiceNotFoundError(invoice_id)
+    names = dict(services.keys.list_tenants())
+    by = request.by
+    if by is None:
+        if request.principal is None:
+            raise ValueError("an export names who made it")
+        by = Provenance(request.principal.actor, Source.API, services.ledger.clock.now())
+    plan = ExportPlan(
+        bundle_id=str(uuid4()),
+        tenant=request.tenant_id,
+        tenant_name=names.get(request.tenant_id, ""),
+        exported_at=services.ledger.clock.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        exported_by=_exported_by(request),
+        selection={"invoices": list(request.refs), "status": request.status},
+        invoice_ids=[str(i) for i in ids],
+        case_ids=[c for c in candidates if c in proofs.stream_heads],
+        tree_size=proofs.size,
+        key_name=str(row["key_name"]),
+        known_checkpoint=request.since_checkpoint,
+    )
+    report = write_bundle(services, plan, sealed, out, progress)
+    record = services.access_log.entry(
+        request.principal,
+        "evidence-export",
+        ",".join(plan.invoice_ids[:20]) + ("..." if len(ids) > 20 else ""),
+        plan.details(),
+        by.occurred_at,
+        by,
+    )
+    aggregates: list[Any] = [record]
+    if request.idempotency is not None:
+        body = {"access_id": str(record.id), "bundle_id": plan.bundle_id}
+        aggregates.append(
+            CommandReceipt.record(
+                request.tenant_id,
+                request.idempotency.key,
+                request.idempotency.fingerprint,
+                body,
+                by,
             )
-            (folder / "state.json").write_bytes(_dumps({"derived": True, **_state(invoice)}))
-            for row, view in zip(rows, views, strict=True):
-                leaf = json.loads(leaf_bytes(row))
-                (folder / "events" / f"{row.position}.json").write_bytes(
-                    _dumps(
-                        {
-                            "leaf": leaf,
-                            "state_base64": base64.b64encode(row.state).decode(),
-                            "decoded": vars(view),
-                        }
-                    )
-                )
-                index = index_of[row.position]
-                proof = tree.inclusion_proof(index)
-                (folder / "proofs" / f"{row.position}.json").write_bytes(
-                    _dumps(
-                        {"leaf_index": index, "tree_size": size, "proof": [p.hex() for p in proof]}
-                    )
-                )
-                events_n += 1
-            timeline.append((invoice.invoice_key, views))
-            attachments |= attachments_of.get(str(invoice_id), set())
-            if progress:
-                progress(n, len(invoice_ids))
-        if attachments:
-            (root / "attachments").mkdir()
-            for sha in sorted(attachments):
-                if services.attachments.exists(sha):
-                    (root / "attachments" / sha).write_bytes(services.attachments.read(sha))
-        (root / "report.html").write_text(_report(timeline, checkpoint), encoding="utf-8")
-        bagit.make_bag(
-            str(root),
-            {
-                "Source-Organization": tenant_id,
-                "External-Identifier": out.stem,
-                "Bag-Software-Agent": "fapiao-ledger",
-                "Fapiao-Log-Origin": services.settings.origin,
-                "Fapiao-Checkpoint-Size": str(size),
-                "Fapiao-Subject": " ".join(str(i) for i in invoice_ids),
-            },
-            checksums=["sha256"],
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-            for path in sorted(root.rglob("*")):
-                if path.is_file():
-                    z.write(path, path.relative_to(root.parent))
-    return BundleReport(len(invoice_ids), events_n, len(attachments), size, out)
+    try:
+        services.ledger.save(*aggregates)
+    except IntegrityError:  # the same Idempotency-Key won a race: answer as it did
+        replay = _replay(services, request, out)
+        if replay is None:
+            raise
+        return replay
+    return report
 
 
-def _case_attachments(services: Services, tenant_id: str) -> dict[str, set[str]]:
-    """Invoice id -> hashes of the files attached to the cases naming it (one pass per bundle)."""
-    with services.engine.connect() as conn:
-        found = [
-            (r.case_id, r.invoice_ids.split(","))
-            for r in conn.execute(
-                select(cases.c.case_id, cases.c.invoice_ids).where(cases.c.tenant_id == tenant_id)
+Sealed = tuple[SealedProofs, dict[str, Any], dict[str, list[StoredEventRow]]]
+
+
+def _prove(
+    services: Services, streams: list[str], size: int | None, known: Checkpoint | None
+) -> Sealed:
+    """The streams' stored events and their proofs at one signed size. Events sealed while
+    the rows were being read are picked up by reading again."""
+    for _ in range(5):
+        rows = {sid: list(services.ledger.event_log.select_stream(UUID(sid))) for sid in streams}
+        positions = [r.position for stream in rows.values() for r in stream]
+        try:
+            proofs, row = services.merkle.prove(
+                positions, streams, size, known.size if known else None
             )
+        except SealBrokenError as e:
+            if e.reason == "nothing is sealed":
+                raise EmptyLedgerError() from None
+            raise
+        if known is not None:
+            if proofs.known is None:
+                raise InvalidFieldError(
+                    "since_checkpoint",
+                    f"its size {known.size} is not within this log's {proofs.size} leaves",
+                    "range",
+                )
+            if proofs.known[0] != known.root:
+                raise SealBrokenError(f"the checkpoint of size {known.size} you hold is a fork")
+        behind = [
+            sid
+            for sid, (head, _) in proofs.stream_heads.items()
+            if not rows[sid] or rows[sid][-1].position < head.position
         ]
-    by_invoice: dict[str, set[str]] = {}
-    for case_id, invoice_ids in found:
-        case = services.ledger.repository.get(case_id)
-        hashes = {
-            a["sha256"] for a in getattr(case, "attachments", []) + getattr(case, "evidence", [])
-        }
-        if hashes:
-            for invoice_id in invoice_ids:
-                by_invoice.setdefault(invoice_id, set()).update(hashes)
-    return by_invoice
+        if not behind:
+            return proofs, row, rows
+    raise SealBrokenError("the streams kept changing while they were read; try again")
 
 
-def _report(timeline: list[tuple[str, list[Any]]], checkpoint: dict[str, Any]) -> str:
-    rows = []
-    for key, views in timeline:
-        rows.append(
-            f"<h2>发票 Invoice {html.escape(key)}</h2><table border=1 cellpadding=4>"
-            "<tr><th>位置 Position</th><th>事件 Event</th><th>业务时间 Business time</th>"
-            "<th>记录时间 Recorded (UTC)</th><th>操作人 Actor</th><th>来源 Source</th></tr>"
+def _exported_by(request: ExportRequest) -> dict[str, Any]:
+    if request.principal is not None:
+        p = request.principal
+        return {"actor": p.actor, "key_id": p.key_id, "roles": sorted(p.roles), "source": "api"}
+    if request.by is None:
+        raise ValueError("an export names who made it")
+    return {"actor": request.by.actor, "key_id": None, "roles": [], "source": request.by.source}
+
+
+def _replay(services: Services, request: ExportRequest, out: Path) -> BundleReport | None:
+    idempotency = request.idempotency
+    if idempotency is None:
+        return None
+    try:
+        receipt = services.ledger.repository.get(receipt_id(request.tenant_id, idempotency.key))
+    except AggregateNotFoundError:
+        return None
+    if not isinstance(receipt, CommandReceipt) or "bundle_id" not in receipt.response:
+        raise IdempotencyKeyReusedError(idempotency.key)
+    if receipt.fingerprint != idempotency.fingerprint:
+        raise IdempotencyKeyReusedError(idempotency.key)
+    record = services.access_log.get(UUID(receipt.response["access_id"]))
+    plan = ExportPlan.from_details(record.details)
+    known = _known_checkpoint(services, plan.known_checkpoint)
+    sealed = _prove(services, plan.invoice_ids + plan.case_ids, plan.tree_size, known)
+    report = write_bundle(services, plan, sealed, out)
+    report.replayed = True
+    return report
+
+
+def _known_checkpoint(services: Services, text: str | None) -> Checkpoint | None:
+    """The inspector's earlier checkpoint, checked to be one this log signed."""
+    if text is None:
+        return None
+    try:
+        checkpoint, sigs = parse_note(text)
+    except NoteFormatError as e:
+        raise InvalidFieldError("since_checkpoint", f"not a checkpoint note: {e}", "format") from e
+    keys = {k.key_id: k.public_key for k in services.merkle.signer.public_keys()}
+    if checkpoint.origin != services.merkle.signer.origin or not any(
+        s.key_id.hex() in keys and verify_note_signature(checkpoint.body(), s, keys[s.key_id.hex()])
+        for s in sigs
+    ):
+        raise InvalidFieldError(
+            "since_checkpoint", "this log did not sign that checkpoint", "unknown_checkpoint"
         )
-        for v in views:
-            rows.append(
-                f"<tr><td>{v.position}</td><td>{html.escape(v.type)}</td>"
-                f"<td>{html.escape(v.occurred_at)}</td><td>{html.escape(v.recorded_at)}"
-                f"</td><td>{html.escape(v.actor)}</td><td>{html.escape(v.source)}</td>"
-                "</tr>"
+    if checkpoint.size == 0:
+        raise InvalidFieldError("since_checkpoint", "an empty tree proves nothing", "range")
+    return checkpoint
+
+
+def _cases_naming(services: Services, tenant_id: str, ids: Sequence[UUID]) -> list[str]:
+    """Cases (supplementary entry, complaints) naming any of these invoices."""
+    wanted = {str(i) for i in ids}
+    with services.engine.connect() as conn:
+        return [
+            str(r.case_id)
+            for r in conn.execute(
+                select(cases.c.case_id, cases.c.invoice_ids)
+                .where(cases.c.tenant_id == tenant_id)
+                .order_by(cases.c.number)
             )
-        rows.append("</table>")
-    return (
-        "<!doctype html><html lang=zh><meta charset=utf-8><title>证据包 Evidence bundle"
-        "</title><h1>发票证据包 Invoice evidence bundle</h1>"
-        f"<p>签名检查点 Signed checkpoint: tree size {checkpoint['tree_size']}, root "
-        f"<code>{checkpoint['root_hash']}</code>, key {html.escape(checkpoint['key_name'])}"
-        "</p><p>验证方法见 README.txt。How to verify: see README.txt. The proofs show these "
-        "events are in the log the checkpoint signs; they do not show what the log's "
-        "operator did not record.</p>" + "".join(rows) + "</html>"
+            if wanted & set(r.invoice_ids.split(","))
+        ]
+
+
+def write_bundle(
+    services: Services,
+    plan: ExportPlan,
+    sealed: Sealed,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> BundleReport:
+    """The bundle's bytes, from the plan and the sealed log at `plan.tree_size` only."""
+    proofs, row, rows = sealed
+    note = str(row["note"])
+    checkpoint, _ = parse_note(note)
+    if checkpoint.stream_heads() != proofs.heads or checkpoint.size != proofs.size:
+        raise SealBrokenError(f"checkpoint {checkpoint.size}: its stream heads differ")
+    writer = BagZipWriter(out, plan.name, datetime.fromisoformat(plan.exported_at))
+    try:
+        writer_ = _Writer(services, proofs, writer)
+        streams: list[StreamView] = []
+        entries: dict[str, list[dict[str, Any]]] = {"invoices": [], "cases": []}
+        total = len(plan.invoice_ids) + len(plan.case_ids)
+        for n, (kind, sid) in enumerate(
+            [("invoice", i) for i in plan.invoice_ids] + [("case", c) for c in plan.case_ids],
+            start=1,
+        ):
+            view, head = writer_.stream(kind, sid, rows[sid])
+            streams.append(view)
+            label = "invoice_key" if kind == "invoice" else "number"
+            entries[f"{kind}s"].append(
+                {
+                    "stream_id": sid,
+                    label: view.state.get(label),
+                    "last_version": head["last_version"],
+                    "last_position": head["last_position"],
+                }
+            )
+            if progress:
+                progress(n, total)
+        kept, missing = writer_.attachments(streams)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "bundle_id": plan.bundle_id,
+            "tenant": {"taxpayer_code": plan.tenant, "name": plan.tenant_name},
+            "exported_at": plan.exported_at,
+            "exported_by": plan.exported_by,
+            "selection": plan.selection,
+            "log": checkpoint_summary(checkpoint),
+            "known_checkpoint": None,
+            "invoices": entries["invoices"],
+            "cases": entries["cases"],
+            "attachments": kept,
+            "attachments_not_kept": missing,
+        }
+        if plan.known_checkpoint is not None and proofs.known is not None:
+            known, _ = parse_note(plan.known_checkpoint)
+            manifest["known_checkpoint"] = {"tree_size": known.size, "root": known.root_b64}
+            writer.add(f"checkpoints/{known.size}.txt", plan.known_checkpoint.encode())
+            writer.add(
+                f"consistency/{known.size}-{proofs.size}.json",
+                canonical(
+                    {
+                        "first": known.size,
+                        "second": proofs.size,
+                        "proof": [p.hex() for p in proofs.known[1]],
+                    }
+                ),
+            )
+        signer = services.merkle.signer
+        key = next(k for k in signer.public_keys() if k.name == plan.key_name)
+        writer.add("README.txt", README.encode())
+        writer.add("checkpoint.txt", note.encode())
+        writer.add(
+            "manifest.txt", signer.sign_text(manifest_text(manifest), plan.key_name).encode()
+        )
+        writer.add("keys/log.vkey", f"{key.vkey}\n".encode())
+        writer.add("keys/log.pem", key.pem().encode())
+        writer.add("report.html", render_report(manifest, checkpoint, streams).encode())
+        writer.close(_bag_info(plan, checkpoint))
+    except BaseException:
+        writer.abort()
+        out.unlink(missing_ok=True)
+        raise
+    return BundleReport(
+        len(plan.invoice_ids),
+        len(plan.case_ids),
+        writer_.events,
+        len(kept),
+        proofs.size,
+        out,
+        plan.bundle_id,
     )
 
 
+def _bag_info(plan: ExportPlan, checkpoint: Checkpoint) -> list[tuple[str, str]]:
+    day = datetime.fromisoformat(plan.exported_at).astimezone(SHANGHAI).date().isoformat()
+    return [
+        ("Source-Organization", plan.tenant_name or plan.tenant),
+        ("Organization-Identifier", plan.tenant),
+        ("Bagging-Date", day),
+        ("External-Identifier", plan.bundle_id),
+        ("Bag-Software-Agent", "fapiao-ledger"),
+        ("Fapiao-Log-Origin", checkpoint.origin),
+        ("Fapiao-Checkpoint-Size", str(checkpoint.size)),
+        ("Fapiao-Invoices", str(len(plan.invoice_ids))),
+        ("Fapiao-Cases", str(len(plan.case_ids))),
+    ]
+
+
 @dataclass
-class BundleVerifyReport:
-    invoices: int = 0
+class _Writer:
+    services: Services
+    proofs: SealedProofs
+    zip: BagZipWriter
     events: int = 0
-    failures: list[str] = field(default_factory=list)
-    key_source: str = ""
+    refs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-
-def verify_bundle(bundle: Path, vkey: str | None = None) -> BundleVerifyReport:
-    """Check a bundle offline: BagIt checksums, leaves, proofs, the signature, the replay."""
-    result = BundleVerifyReport()
-    with tempfile.TemporaryDirectory(prefix="fapiao-verify-") as tmp:
-        try:
-            with zipfile.ZipFile(bundle) as z:
-                z.extractall(tmp)
-        except (zipfile.BadZipFile, OSError) as e:
-            result.failures.append(f"{bundle.name}: not a readable zip ({e})")
-            return result
-        roots = [p for p in Path(tmp).iterdir() if p.is_dir()]
-        if len(roots) != 1:
-            result.failures.append("the zip should hold exactly one bag folder")
-            return result
-        root = roots[0]
-        try:
-            bagit.Bag(str(root)).validate()
-        except bagit.BagValidationError as e:
-            for d in getattr(e, "details", []) or [e]:
-                result.failures.append(f"BagIt: {d}")
-        except bagit.BagError as e:
-            result.failures.append(f"BagIt: {e}")
-        data = root / "data"
-        _verify_payload(data, vkey, result)
-    return result
-
-
-def _verify_payload(data: Path, vkey: str | None, result: BundleVerifyReport) -> None:
-    try:
-        checkpoint, sigs = parse_note((data / "checkpoint.txt").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        result.failures.append(f"data/checkpoint.txt: {e}")
-        return
-    if vkey is None:
-        vkey = (data / "keys" / "log.vkey").read_text(encoding="utf-8").strip()
-        result.key_source = "the key inside the bundle (check it against one you trust)"
-    else:
-        result.key_source = "the key you supplied"
-    name, key_hex, key_b64 = vkey.split("+", 2)
-    public = base64.b64decode(key_b64)[1:]
-    if not any(
-        s.key_name == name
-        and s.key_id.hex() == key_hex
-        and verify_note_signature(checkpoint, s, public)
-        for s in sigs
-    ):
-        result.failures.append("data/checkpoint.txt: no valid signature by the log key")
-    mapper = InvoiceLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, SystemClock()).mapper
-    for folder in sorted((data / "invoices").iterdir()) if (data / "invoices").exists() else []:
-        result.invoices += 1
-        invoice: Any = None
-        for path in sorted((folder / "events").glob("*.json"), key=lambda p: int(p.stem)):
-            where = path.relative_to(data.parent)
-            try:
-                entry = json.loads(path.read_bytes())
-                proof = json.loads((folder / "proofs" / path.name).read_bytes())
-                state = base64.b64decode(entry["state_base64"])
-                leaf = entry["leaf"]
-            except (OSError, ValueError, KeyError) as e:
-                result.failures.append(f"{where}: unreadable ({e})")
-                continue
-            result.events += 1
-            if hashlib.sha256(state).hexdigest() != leaf.get("state_sha256"):
-                result.failures.append(f"{where}: the state bytes do not match the leaf")
-            leaf_hash = merkle.leaf_hash(rfc8785.dumps(leaf))
-            if proof.get("tree_size") != checkpoint.size or not merkle.verify_inclusion(
-                proof["leaf_index"],
-                checkpoint.size,
-                leaf_hash,
-                [bytes.fromhex(p) for p in proof["proof"]],
-                checkpoint.root,
-            ):
-                result.failures.append(f"{where}: not in the tree the checkpoint signs")
-            try:
-                event = mapper.to_domain_event(
-                    StoredEvent(
-                        UUID(leaf["stream_id"]), leaf["stream_version"], leaf["topic"], state
-                    )
+    def stream(
+        self, kind: str, sid: str, stored: list[StoredEventRow]
+    ) -> tuple[StreamView, dict[str, Any]]:
+        folder = f"{kind}s/{sid}"
+        proofs = self.proofs
+        rows = [r for r in stored if r.position in proofs.leaves]  # what the checkpoint covers
+        aggregate: Any = None
+        decoded = []
+        for row in rows:
+            i, sealed_hash, tenant = proofs.leaves[row.position]
+            leaf = leaf_document(row, tenant)
+            if merkle.leaf_hash(canonical(leaf)) != sealed_hash:
+                raise SealBrokenError(
+                    f"position {row.position}: the stored event differs from its sealed leaf"
                 )
-                invoice = event.mutate(invoice)
-            except Exception as e:  # noqa: BLE001 - reported, not raised
-                result.failures.append(f"{where}: does not replay ({type(e).__name__}: {e})")
-        stated = json.loads((folder / "state.json").read_bytes())
-        if invoice is not None and rfc8785.dumps(
-            {"derived": True, **_state(invoice)}
-        ) != rfc8785.dumps(stated):
-            result.failures.append(
-                f"{folder.relative_to(data.parent)}/state.json: replaying "
-                "the events gives a different state"
+            event = self._event(row)
+            aggregate = event.mutate(aggregate)
+            view = decoded_event(event, leaf)
+            decoded.append(view)
+            entry = {
+                "leaf": leaf,
+                "state_base64": base64.b64encode(row.state).decode(),
+                "decoded": view,
+            }
+            self.zip.add(f"{folder}/events/{row.position}.json", canonical(entry))
+            self.zip.add(
+                f"{folder}/proofs/{row.position}.json",
+                canonical(
+                    {
+                        "leaf_index": i,
+                        "tree_size": proofs.size,
+                        "proof": [p.hex() for p in proofs.inclusion[row.position]],
+                    }
+                ),
             )
+            self.events += 1
+        found = proofs.stream_heads.get(sid)
+        if found is None or not rows:
+            raise SealBrokenError(f"stream {sid} has no sealed events")
+        head, path = found
+        if (head.version, head.position) != (rows[-1].originator_version, rows[-1].position):
+            raise SealBrokenError(f"stream {sid}: its sealed head differs from its events")
+        head_doc = head_document(sid, head.version, head.position)
+        self.zip.add(
+            f"{folder}/head.json",
+            canonical(
+                {
+                    "head": head_doc,
+                    "leaf_index": head.slot,
+                    "tree_size": proofs.heads.count,
+                    "proof": [p.hex() for p in path],
+                }
+            ),
+        )
+        state = derived_state(aggregate)
+        self.zip.add(f"{folder}/state.json", canonical(state))
+        return StreamView(kind, sid, state, decoded), head_doc
 
+    def _event(self, row: StoredEventRow) -> LedgerEvent:
+        event: LedgerEvent = self.services.ledger.mapper.to_domain_event(row)  # type: ignore[arg-type]
+        return event
 
-def bundle_name(tenant_id: str, subject: str) -> str:
-    return f"fapiao-evidence-{tenant_id}-{subject}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    def attachments(self, streams: Sequence[StreamView]) -> tuple[list[str], list[str]]:
+        """Write every file the streams cite that the store holds; (kept, not kept)."""
+        kept, missing = [], []
+        store = self.services.attachments
+        for stream in streams:
+            for ref in attachment_refs(stream.events):
+                self.refs.setdefault(ref["sha256"], ref)
+        for sha in sorted(self.refs):
+            if store.exists(sha):
+                self.zip.add(f"attachments/{sha}", store.read(sha))
+                kept.append(sha)
+            else:
+                missing.append(sha)
+        return kept, missing

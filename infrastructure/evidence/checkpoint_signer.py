@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from domain.evidence.checkpoint import Checkpoint, NoteSignature, key_id, note, verifier_key
+from domain.evidence.checkpoint import (
+    Checkpoint,
+    NoteSignature,
+    key_id,
+    signed_note,
+    verifier_key,
+)
 
 
 @dataclass(frozen=True)
@@ -116,16 +122,32 @@ class CheckpointSigner:
         return keys
 
     def sign(self, checkpoint: Checkpoint) -> str:
+        return self.sign_text(checkpoint.body())
+
+    def sign_text(self, text: str, key_name: str | None = None) -> str:
+        """A signed note over `text`, by the key named `key_name` if this log still holds it
+        (so a re-made note is byte-identical: Ed25519 is deterministic), else the current key."""
         name, key = self.current()
-        signature = key.sign(checkpoint.body().encode())
-        return note(checkpoint, [NoteSignature(name, key_id(name, _raw_public(key)), signature)])
+        if key_name is not None and key_name != name:
+            held = self._held(key_name)
+            if held is not None:
+                name, key = key_name, held
+        signature = key.sign(text.encode())
+        return signed_note(text, [NoteSignature(name, key_id(name, _raw_public(key)), signature)])
+
+    def _held(self, key_name: str) -> Ed25519PrivateKey | None:
+        if self.env_key is not None and key_name == self.env_name:
+            return self.env_key
+        for path in self._files():
+            if self._name(path) == key_name:
+                return self._load(path)
+        return None
 
 
-def verify_note_signature(checkpoint: Checkpoint, sig: NoteSignature, public_key: bytes) -> bool:
+def verify_note_signature(text: str, sig: NoteSignature, public_key: bytes) -> bool:
+    """Does `sig` (by the key `public_key`) sign the note text `text`?"""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(
-            sig.signature, checkpoint.body().encode()
-        )
-    except InvalidSignature:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(sig.signature, text.encode())
+    except (InvalidSignature, ValueError):
         return False
     return key_id(sig.key_name, public_key) == sig.key_id

@@ -313,12 +313,17 @@ merkle_leaves = Table(
     Column("position", BigInteger, nullable=False, unique=True),
     Column("stream_id", String, nullable=False),
     Column("stream_version", BigInteger, nullable=False),
+    Column("tenant_id", String, nullable=True),
     Column("leaf_hash", String, nullable=False),
+    Index("merkle_leaves_tenant", "tenant_id", "position"),
 )
 
+# The frontier (the tree's right edge as perfect subtrees) at each signed checkpoint's size:
+# the next checkpoint is proven from it and the leaves appended since.
 merkle_frontier = Table(
     "merkle_frontier",
     metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
     Column("slot", Integer, primary_key=True, autoincrement=False),
     Column("size", BigInteger, nullable=False),
     Column("hash", String, nullable=False),
@@ -329,24 +334,40 @@ checkpoints = Table(
     metadata,
     Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
     Column("root_hash", String, nullable=False),
+    Column("heads_count", BigInteger, nullable=False),
+    Column("heads_root", String, nullable=False),
     Column("signed_at", UTCDateTime, nullable=False),
     Column("key_name", String, nullable=False),
     Column("note", Text, nullable=False),
 )
 
+# Each time the log refused to sign (it could not prove the next checkpoint).
+seal_incidents = Table(
+    "seal_incidents",
+    metadata,
+    Column("incident_id", Uuid, primary_key=True),
+    Column("detected_at", UTCDateTime, nullable=False, index=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+)
 
+
+# Filled from the sealed access-record events (`position`); rows older than revision 0017
+# were written directly and have none.
 access_log = Table(
     "access_log",
     metadata,
     Column("access_id", Uuid, primary_key=True),
     Column("tenant_id", String, nullable=False),
-    Column("key_id", String, nullable=False),
+    Column("key_id", String, nullable=True),
     Column("actor", String, nullable=False),
     Column("roles", String, nullable=False),
     Column("action", String, nullable=False),
     Column("subject", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("position", BigInteger, nullable=True),
     Index("access_log_tenant_at", "tenant_id", "at"),
+    Index("access_log_position", "position", unique=True),
 )
 
 
@@ -392,6 +413,7 @@ PROJECTIONS = (
     "alerts",
     "cases",
     "seal",
+    "access_log",
     "status_history",
     "streams",
 )

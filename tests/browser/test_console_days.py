@@ -242,8 +242,8 @@ def test_an_auditors_read_only_day(console: Console, open_page: Any, tmp_path: P
     page.click("#verify")
     page.wait_for_selector("#verify-result")
     assert page.get_attribute("#verdict", "data-verdict") == "fail"
-    assert page.get_attribute("tr[data-check=manifest]", "data-state") == "fail"
-    assert changed.split("/", 1)[1] in (page.text_content("tr[data-check=manifest]") or "")
+    assert page.get_attribute("tr[data-check=bagit]", "data-state") == "fail"
+    assert changed.split("/", 1)[1] in (page.text_content("tr[data-check=bagit]") or "")
     shot(console, page, "15-evidence-tampered")
 
     for path in ("/console/queues/missing", "/console/reentry", "/console/complaints"):

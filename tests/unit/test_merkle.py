@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.evidence import merkle
 
@@ -83,3 +85,65 @@ def test_the_frontier_gives_the_root_of_every_size() -> None:
     restored = merkle.Frontier(frontier.subtrees)
     restored.append(leaves[0])
     assert restored.root() == merkle.root([*leaves, leaves[0]])
+
+
+# ---- the pieces the seal is proven with ------------------------------------------------------
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_a_consistency_proof_from_the_frontier_equals_the_one_from_every_leaf(
+    n: int, data: st.DataObject
+) -> None:
+    m = data.draw(st.integers(1, n))
+    leaves = _leaves(n)
+    frontier = merkle.Frontier()
+    for leaf in leaves[:m]:
+        frontier.append(leaf)
+    proof = merkle.consistency_proof_from(frontier.subtrees, leaves[m:])
+    assert proof == merkle.consistency_proof(m, leaves)
+    assert merkle.verify_consistency(m, n, frontier.root(), merkle.root(leaves), proof)
+
+
+def test_a_consistency_proof_from_a_wrong_frontier_does_not_verify() -> None:
+    leaves = _leaves(13)
+    frontier = merkle.Frontier()
+    for leaf in leaves[:6]:
+        frontier.append(leaf)
+    good_root = frontier.root()
+    forged = [(frontier.subtrees[0][0], merkle.leaf_hash(b"forged")), *frontier.subtrees[1:]]
+    proof = merkle.consistency_proof_from(forged, leaves[6:])
+    assert not merkle.verify_consistency(6, 13, good_root, merkle.root(leaves), proof)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 200), st.lists(st.tuples(st.integers(0, 400), st.binary(min_size=1))))
+def test_a_tree_updated_in_place_equals_one_built_from_scratch(
+    n: int, changes: list[tuple[int, bytes]]
+) -> None:
+    leaves = _leaves(n)
+    tree = merkle.Tree(leaves)
+    for index, value in changes:
+        index = min(index, len(leaves))  # replace one, or append at the end
+        h = merkle.leaf_hash(value)
+        tree.update({index: h})
+        if index == len(leaves):
+            leaves.append(h)
+        else:
+            leaves[index] = h
+        assert tree.root() == merkle.root(leaves)
+    assert tree.levels == merkle.Tree(leaves).levels
+    for index in range(0, len(leaves), 7):
+        assert merkle.verify_inclusion(
+            index, len(leaves), leaves[index], tree.inclusion_proof(index), tree.root()
+        )
+
+
+def test_a_gap_in_appended_leaves_is_refused() -> None:
+    tree = merkle.Tree(_leaves(3))
+    with pytest.raises(ValueError, match="gap"):
+        tree.update({5: merkle.leaf_hash(b"x")})

@@ -1,22 +1,28 @@
-"""Evidence bundles for tax inspections: a BagIt zip a third party can verify offline."""
+"""Evidence bundles for tax inspections: a BagIt zip a third party can verify offline.
+
+Exports are recorded in the (sealed) access log; a repeated Idempotency-Key returns the same
+bundle, byte for byte, and records nothing; while the ledger does not match its seal the
+export is refused (409)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from api.http.deps import PrincipalDep, ServicesDep
+from api.http.deps import IdempotencyKey, PrincipalDep, ServicesDep, idempotency
 from application.access import HISTORY_READERS, Principal
+from application.dto import Idempotency
 from application.ports import InvoiceFilter
 from domain.errors import InvalidFieldError
 from domain.invoices.status import InvoiceStatus
 from infrastructure.bootstrap import Services
-from infrastructure.evidence.bundle import bundle_name, export_bundle
+from infrastructure.evidence.bundle import BundleReport, ExportRequest, export_bundle, unique
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 EXPORTERS = HISTORY_READERS
@@ -30,9 +36,18 @@ class BundleIn(BaseModel):
             "examples": [{"invoices": ["26112000000135114086"]}, {"status": "missing"}]
         },
     )
-    invoices: list[str] = Field(default_factory=list, description="Ids or canonical keys")
+    invoices: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_INVOICES,
+        description="Ids or canonical keys (the same invoice twice is one)",
+    )
     status: InvoiceStatus | None = Field(
         default=None, description="Or: every invoice in this status (up to 10,000)"
+    )
+    since_checkpoint: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="A checkpoint note you already hold: the bundle proves this log extends it",
     )
 
 
@@ -42,51 +57,77 @@ class BundleIn(BaseModel):
     responses={200: {"content": {"application/zip": {}}}},
     summary="A BagIt zip proving these invoices' histories (compliance, auditors)",
 )
-def create_bundle(body: BundleIn, principal: PrincipalDep, services: ServicesDep) -> FileResponse:
-    folder, out = bundle_for(services, principal, body.invoices, body.status)
+def create_bundle(
+    request: Request,
+    body: BundleIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> FileResponse:
+    folder, report = bundle_for(
+        services,
+        principal,
+        body.invoices,
+        body.status,
+        body.since_checkpoint,
+        idempotency(request, idempotency_key, body),
+    )
     return FileResponse(
-        out,
+        report.path,
         media_type="application/zip",
-        filename=out.name,
-        background=BackgroundTask(_cleanup, folder),
+        filename=f"fapiao-evidence-{report.bundle_id}.zip",
+        headers={
+            "X-Fapiao-Bundle-Id": report.bundle_id,
+            "X-Fapiao-Checkpoint-Size": str(report.tree_size),
+            "X-Fapiao-Replayed": "true" if report.replayed else "false",
+        },
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 
 def bundle_for(
-    services: Services, principal: Principal, refs: list[str], status: InvoiceStatus | None
-) -> tuple[Path, Path]:
+    services: Services,
+    principal: Principal,
+    refs: list[str],
+    status: InvoiceStatus | None,
+    since_checkpoint: str | None = None,
+    idempotency: Idempotency | None = None,
+) -> tuple[Path, BundleReport]:
     """Export the bundle for these invoices (or every one in `status`) into a new temporary
-    folder, and record the export; returns the folder and the zip (the API and the console)."""
+    folder; the export records itself in the sealed access log. Returns the folder (the
+    caller removes it) and the report (the API and the console)."""
     principal.require(EXPORTERS)
     tenant = principal.tenant_id
+    for i, ref in enumerate(refs):
+        if not ref or len(ref) > 64:
+            raise InvalidFieldError(f"invoices[{i}]", "an id or key of 1-64 characters", "length")
     ids = [services.ledger.resolve_invoice_id(tenant, ref) for ref in refs]
     if status is not None:
-        rows, total = services.reader.list(
-            tenant, InvoiceFilter(status=status.value), MAX_INVOICES, None
+        rows, _ = services.reader.list(
+            tenant, InvoiceFilter(status=status.value), MAX_INVOICES + 1, None
         )
         ids += [r["invoice_id"] for r in rows]
+    ids = unique(ids)
     if not ids:
         raise InvalidFieldError("invoices", "name invoices or a status", "required")
     if len(ids) > MAX_INVOICES:
         raise InvalidFieldError("invoices", f"at most {MAX_INVOICES} per bundle", "range")
-    name = bundle_name(tenant, str(ids[0]) if len(ids) == 1 else f"{len(ids)}-invoices")
     tmp = Path(tempfile.mkdtemp(prefix="fapiao-export-"))
-    out = tmp / f"{name}.zip"
     try:
-        export_bundle(services, tenant, ids, out)
+        report = export_bundle(
+            services,
+            ExportRequest(
+                tenant_id=tenant,
+                invoice_ids=ids,
+                refs=refs,
+                status=status.value if status else None,
+                principal=principal,
+                since_checkpoint=since_checkpoint,
+                idempotency=idempotency,
+            ),
+            tmp / "bundle.zip",
+        )
     except BaseException:
-        _cleanup(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    services.access_log.record(
-        principal,
-        "evidence-export",
-        ",".join(str(i) for i in ids[:20]) + ("..." if len(ids) > 20 else ""),
-        services.ledger.clock.now(),
-    )
-    return tmp, out
-
-
-def _cleanup(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
+    return tmp, report

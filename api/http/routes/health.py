@@ -18,14 +18,22 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database reachable; projection lag reported")
+@router.get("/readyz", summary="Database reachable; projection lag reported; the log still signs")
 def readyz(services: ServicesDep) -> OrjsonResponse:
     body: dict[str, Any] = {"store": "postgresql" if services.settings.is_postgres else "sqlite"}
     try:
         services.check_database()
         body["projections"] = services.projection_status()
+        seal = services.merkle.health()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
         body.update(status="unavailable", database=f"{type(e).__name__}")
         return OrjsonResponse(body, status_code=503)
-    body.update(status="ready", database="ok")
+    body["database"] = "ok"
+    if seal.refusing:  # the log cannot prove its next checkpoint: evidence is not safe
+        body.update(
+            status="unavailable",
+            seal={"status": "refusing to sign", "reason": seal.reason, "tree_size": seal.tree_size},
+        )
+        return OrjsonResponse(body, status_code=503)
+    body.update(status="ready", seal={"status": "ok"})
     return OrjsonResponse(body)

@@ -24,41 +24,32 @@ from application.access import ADMINS, HISTORY_READERS
 from application.service_errors import ApplicationError
 from domain.errors import DomainError
 from domain.invoices.status import InvoiceStatus
-from infrastructure.evidence.bundle import BundleVerifyReport, verify_bundle
+from infrastructure.bootstrap import event_catalog
+from infrastructure.evidence.bundle_verifier import (
+    CHECKS,
+    BundleVerifyReport,
+    read_key_file,
+    verify_bundle,
+)
 
 router = APIRouter()
 LOG_LIMIT = 200
 MAX_BUNDLE = 2 * 1024**3
 
-# The verifier's checks in the order it runs them, and how its findings name each one.
-CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("readable", ("not a readable zip", "exactly one bag")),
-    ("manifest", ("BagIt:",)),
-    ("signature", ("data/checkpoint.txt",)),
-    ("state", ("state bytes", "unreadable")),
-    ("inclusion", ("not in the tree",)),
-    ("replay", ("does not replay", "state.json")),
-)
-
 
 def checks(report: BundleVerifyReport) -> list[dict[str, Any]]:
-    """Each check with its verdict (passed, failed, or not run) and its failures."""
-    unplaced = list(report.failures)
-    rows = []
-    for name, marks in CHECKS:
-        mine = [f for f in report.failures if any(m in f for m in marks)]
-        unplaced = [f for f in unplaced if f not in mine]
-        rows.append({"name": name, "failures": mine})
-    unreadable = bool(rows[0]["failures"])
-    for row in rows:
-        row["state"] = (
-            "fail"
-            if row["failures"]
-            else ("skip" if unreadable and row["name"] != "readable" else "pass")
-        )
-    if unplaced:
-        rows.append({"name": "other", "failures": unplaced, "state": "fail"})
-    return rows
+    """Each of the verifier's checks in its order, with its verdict (passed, failed, or not
+    run because an earlier one stopped it) and the failures it found."""
+    return [
+        {
+            "name": name,
+            "failures": report.checks.get(name, []),
+            "state": (
+                "skip" if name not in report.checks else ("fail" if report.checks[name] else "pass")
+            ),
+        }
+        for name in CHECKS
+    ]
 
 
 def _past_exports(services: Any, tenant: str) -> list[dict[str, Any]]:
@@ -109,7 +100,7 @@ def export(
     back = "/console/evidence"
     try:
         chosen = InvoiceStatus(status) if status else None
-        folder, out = bundle_for(services, v.principal, refs, chosen)
+        folder, report = bundle_for(services, v.principal, refs, chosen)
     except NOT_FOUND:
         raise
     except (DomainError, ApplicationError) as e:
@@ -118,9 +109,9 @@ def export(
     except (ValueError, LookupError) as e:  # not a status; nothing sealed yet
         return redirect_with(services, back, "error", v.t("ui.error"), [str(e)])
     return FileResponse(
-        out,
+        report.path,
         media_type="application/zip",
-        filename=out.name,
+        filename=f"fapiao-evidence-{report.bundle_id}.zip",
         background=BackgroundTask(shutil.rmtree, folder, True),
     )
 
@@ -130,7 +121,7 @@ def verify(
     request: Request,
     services: ServicesDep,
     v: PostedDep,
-    vkey: Annotated[str, Form(max_length=400)] = "",
+    vkey: Annotated[str, Form(max_length=4000)] = "",
 ) -> HTMLResponse:
     v.principal.require(HISTORY_READERS)
     upload = request.state.form.get("file")
@@ -145,12 +136,14 @@ def verify(
                 shutil.copyfileobj(upload.file, out, 1 << 20)
             if os.path.getsize(path) > MAX_BUNDLE:
                 raise ValueError("larger than 2 GiB")
-            report = verify_bundle(path, vkey.strip() or None)
-        except ValueError as e:
-            report = BundleVerifyReport(failures=[f"not a readable zip ({e})"])
+            keys = read_key_file(vkey) if vkey.strip() else None
+            report = verify_bundle(path, event_catalog(), keys)
+        except ValueError as e:  # too large, or no key in what was pasted
+            failure = f"{name}: {e}"
+            report = BundleVerifyReport(failures=[failure], checks={"readable": [failure]})
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    bundled_key = report is not None and not vkey.strip()
+    bundled_key = report is not None and not report.trusted
     return _page(
         request,
         services,

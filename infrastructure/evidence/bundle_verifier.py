@@ -1,0 +1,706 @@
+"""The offline bundle verifier (`fapiao evidence verify`): no database, no network.
+
+It checks what a third party could check with the README alone (BagIt, signatures, inclusion
+proofs, stream heads, the signed manifest, consistency with a checkpoint the inspector holds)
+and then what only the product can: it decodes every event from its sealed state bytes (only
+the project's own topics, never importing a module a bundle names) and rebuilds `decoded`,
+`state.json` and `report.html`, naming the file and the field wherever they differ.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.domain import AggregateCreated
+from eventsourcing.persistence import StoredEvent
+
+from application.evidence.bundle_contents import (
+    StreamView,
+    attachment_refs,
+    canonical,
+    checkpoint_summary,
+    decoded_event,
+    derived_state,
+    read_manifest_text,
+    render_report,
+)
+from application.evidence.event_catalog import EventCatalog, UnknownTopicError
+from application.invoices.ledger import InvoiceLedger
+from domain.evidence import merkle
+from domain.evidence.checkpoint import (
+    Checkpoint,
+    NoteFormatError,
+    NoteSignature,
+    StreamHeads,
+    VerifierKey,
+    parse_checkpoint,
+    parse_signed_note,
+    parse_verifier_key,
+)
+from infrastructure.clock import SystemClock
+from infrastructure.evidence.bag_zip import UnsafeBundleError, ZipBag, open_bag, read_tags
+from infrastructure.evidence.bundle import README
+from infrastructure.evidence.checkpoint_signer import verify_note_signature
+
+UNTRUSTED = "UNTRUSTED: signature checked only against the bundle's own key"
+LEAF_FIELDS = {
+    "position",
+    "recorded_at",
+    "state_sha256",
+    "stream_id",
+    "stream_version",
+    "tenant",
+    "topic",
+}
+
+
+@dataclass
+class BundleVerifyReport:
+    invoices: int = 0
+    cases: int = 0
+    events: int = 0
+    attachments: int = 0
+    tree_size: int | None = None
+    known_size: int | None = None
+    trusted: bool = False
+    failures: list[str] = field(default_factory=list)
+    # Each check the verifier ran, in order, with the failures it found (a failure sits under
+    # the check that found it); a check missing here did not run (an earlier one stopped it).
+    checks: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def key_source(self) -> str:
+        return "a key you supplied" if self.trusted else UNTRUSTED
+
+
+def read_key_file(text: str) -> list[VerifierKey]:
+    """Verifier keys, one per line (`fapiao ledger keys` output); blank and # lines skipped."""
+    keys = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                keys.append(parse_verifier_key(line))
+            except NoteFormatError as e:
+                raise ValueError(f"line {n}: {e}") from None
+    if not keys:
+        raise ValueError("no verifier key in the file")
+    return keys
+
+
+def verify_bundle(
+    bundle: Path,
+    catalog: EventCatalog,
+    trusted_keys: Sequence[VerifierKey] | None = None,
+    known_checkpoint: str | None = None,
+) -> BundleVerifyReport:
+    """Check a bundle offline; every failure is named (file, and field where there is one)."""
+    result = BundleVerifyReport()
+    result.checks["readable"] = []
+    try:
+        archive = zipfile.ZipFile(bundle)
+    except (zipfile.BadZipFile, OSError) as e:
+        result.failures.append(f"{bundle.name}: not a readable zip ({e})")
+        result.checks["readable"].append(result.failures[-1])
+        return result
+    with archive:
+        try:
+            bag = open_bag(archive)
+        except UnsafeBundleError as e:
+            result.failures.append(str(e))
+            result.checks["readable"].append(str(e))
+            return result
+        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result).run()
+    return result
+
+
+# The checks in the order `verify_bundle` runs them (the console shows them one by one).
+CHECKS = (
+    "readable",
+    "bagit",
+    "keys",
+    "checkpoint",
+    "manifest",
+    "streams",
+    "attachments",
+    "consistency",
+    "report",
+    "files",
+)
+
+
+class _Verifier:
+    def __init__(
+        self,
+        bag: ZipBag,
+        catalog: EventCatalog,
+        trusted: Sequence[VerifierKey] | None,
+        known: str | None,
+        result: BundleVerifyReport,
+    ) -> None:
+        self.bag, self.catalog = bag, catalog
+        self.trusted, self.known, self.result = trusted, known, result
+        self.keys: list[VerifierKey] = []
+        self.mapper = InvoiceLedger(
+            {"PERSISTENCE_MODULE": "eventsourcing.popo"}, SystemClock()
+        ).mapper
+        self.expected_files: set[str] = set()
+        self.check = "bagit"
+
+    def fail(self, text: str) -> None:
+        self.result.failures.append(text)
+        self.result.checks.setdefault(self.check, []).append(text)
+
+    def checking(self, name: str) -> None:
+        """From here on, failures belong to check `name` (one of CHECKS)."""
+        self.check = name
+        self.result.checks.setdefault(name, [])
+
+    def read(self, name: str) -> bytes | None:
+        """data/<name>, or None (and a failure) if the bag lacks it."""
+        self.expected_files.add(name)
+        data = self.bag.read(f"data/{name}")
+        if data is None:
+            self.fail(f"data/{name}: missing")
+        return data
+
+    # ---- the whole bag ----
+
+    def run(self) -> None:
+        self.checking("bagit")
+        self._bagit()
+        self.checking("keys")
+        self._keys()
+        self.checking("checkpoint")
+        checkpoint = self._checkpoint()
+        self.checking("manifest")
+        manifest = self._manifest(checkpoint)
+        if checkpoint is None:
+            return
+        self.checking("streams")
+        heads = checkpoint.stream_heads()
+        if heads is None:
+            self.fail("data/checkpoint.txt: no fapiao-stream-heads/v1 line")
+            heads = StreamHeads(0, b"")
+        streams = self._streams(checkpoint, heads)
+        if manifest is None:
+            return
+        self.checking("manifest")
+        self._against_manifest(manifest, streams)
+        self.checking("attachments")
+        self._attachments(manifest, streams)
+        self.checking("consistency")
+        self._consistency(manifest, checkpoint)
+        self.checking("report")
+        self._report(manifest, checkpoint, streams)
+        self.checking("files")
+        readme = self.read("README.txt")
+        if readme is not None and readme != README.encode():
+            self.fail("data/README.txt: differs from the instructions this verifier knows")
+        self._bag_info(manifest)
+        self._unexpected_files()
+
+    def _bagit(self) -> None:
+        version, failures = self.bag.validate()
+        for failure in failures:
+            self.fail(failure)
+        if version is not None and version != "1.0":
+            self.fail(f"bagit.txt: BagIt-Version {version}, expected 1.0")
+
+    def _keys(self) -> None:
+        bundled: VerifierKey | None = None
+        raw = self.read("keys/log.vkey")
+        if raw is not None:
+            try:
+                bundled = parse_verifier_key(raw.decode("utf-8"))
+            except (UnicodeDecodeError, NoteFormatError) as e:
+                self.fail(f"data/keys/log.vkey: {e}")
+        pem = self.read("keys/log.pem")
+        if pem is not None and bundled is not None:
+            try:
+                key = serialization.load_pem_public_key(pem)
+                ok = isinstance(key, Ed25519PublicKey) and (
+                    key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+                    == bundled.public_key
+                )
+            except ValueError:
+                ok = False
+            if not ok:
+                self.fail("data/keys/log.pem: not the key in data/keys/log.vkey")
+        if self.trusted:
+            self.keys, self.result.trusted = list(self.trusted), True
+        elif bundled is not None:
+            self.keys = [bundled]
+
+    def _signed(self, name: str) -> tuple[str, list[NoteSignature]] | None:
+        """data/<name> as a signed note: its text, once a key we trust signed it (else a
+        failure, and the text is still returned so the rest can be checked)."""
+        raw = self.read(name)
+        if raw is None:
+            return None
+        try:
+            body, sigs = parse_signed_note(raw.decode("utf-8", "replace"))
+        except NoteFormatError as e:
+            self.fail(f"data/{name}: {e}")
+            return None
+        if not any(
+            s.key_name == k.name
+            and s.key_id == k.key_id
+            and verify_note_signature(body, s, k.public_key)
+            for s in sigs
+            for k in self.keys
+        ):
+            whose = "a key you trust" if self.result.trusted else "the bundle's key (keys/log.vkey)"
+            self.fail(f"data/{name}: no valid signature by {whose}")
+        return body, sigs
+
+    def _checkpoint(self) -> Checkpoint | None:
+        signed = self._signed("checkpoint.txt")
+        if signed is None:
+            return None
+        try:
+            checkpoint = parse_checkpoint(signed[0])
+        except NoteFormatError as e:
+            self.fail(f"data/checkpoint.txt: {e}")
+            return None
+        self.result.tree_size = checkpoint.size
+        return checkpoint
+
+    def _manifest(self, checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+        signed = self._signed("manifest.txt")
+        if signed is None:
+            return None
+        try:
+            manifest = read_manifest_text(signed[0])
+            _check_shape(manifest)
+        except ValueError as e:
+            self.fail(f"data/manifest.txt: {e}")
+            return None
+        if checkpoint is not None and manifest.get("log") != checkpoint_summary(checkpoint):
+            self.fail(
+                "data/manifest.txt: log: the manifest was signed for another checkpoint than "
+                "data/checkpoint.txt (rolled back or swapped?)"
+            )
+        return manifest
+
+    # ---- streams ----
+
+    def _streams(self, checkpoint: Checkpoint, heads: StreamHeads) -> list[StreamView]:
+        streams = []
+        for kind in ("invoice", "case"):
+            for sid in self.bag.children(f"data/{kind}s"):
+                if self.bag.is_file(f"data/{kind}s/{sid}"):
+                    continue  # a stray file: reported as unexpected
+                view = self._stream(kind, sid, checkpoint, heads)
+                if view is not None:
+                    streams.append(view)
+                    if kind == "invoice":
+                        self.result.invoices += 1
+                    else:
+                        self.result.cases += 1
+        return streams
+
+    def _stream(
+        self, kind: str, sid: str, checkpoint: Checkpoint, heads: StreamHeads
+    ) -> StreamView | None:
+        where = f"data/{kind}s/{sid}"
+        try:
+            UUID(sid)
+        except ValueError:
+            self.fail(f"{where}: not a stream id")
+            return None
+        names = sorted(
+            self.bag.children(f"{where}/events"),
+            key=lambda n: (not n[:-5].isdigit(), int(n[:-5]) if n[:-5].isdigit() else 0, n),
+        )
+        aggregate: Any = None
+        decoded: list[dict[str, Any]] = []
+        last: dict[str, Any] | None = None
+        for name in names:
+            rel = f"{kind}s/{sid}/events/{name}"
+            if not name.endswith(".json") or not name[:-5].isdigit():
+                self.read(rel)
+                self.fail(f"data/{rel}: not <position>.json")
+                continue
+            got = self._event(rel, sid, int(name[:-5]), checkpoint, aggregate)
+            if got is None:
+                continue
+            leaf, event, view = got
+            expected_version = (last["stream_version"] if last else 0) + 1
+            if leaf["stream_version"] != expected_version:
+                self.fail(
+                    f"data/{rel}: version {leaf['stream_version']} follows "
+                    f"{expected_version - 1}: versions are missing"
+                )
+            last = leaf
+            if event is not None:
+                try:
+                    aggregate = event.mutate(aggregate)
+                except Exception as e:  # noqa: BLE001 - reported, not raised
+                    self.fail(f"data/{rel}: does not replay ({type(e).__name__}: {e})")
+                    event = None
+            if view is not None:
+                decoded.append(view)
+            self.result.events += 1
+        self._head(kind, sid, last, heads)
+        state = self._state(f"{kind}s/{sid}/state.json", aggregate)
+        return StreamView(kind, sid, state, decoded)
+
+    def _event(
+        self, rel: str, stream_id: str, position: int, checkpoint: Checkpoint, aggregate: Any
+    ) -> tuple[dict[str, Any], Any, dict[str, Any] | None] | None:
+        raw = self.read(rel)
+        proof_rel = rel.replace("/events/", "/proofs/")
+        proof_raw = self.read(proof_rel)
+        if raw is None or proof_raw is None:
+            return None
+        try:
+            entry = json.loads(raw)
+            proof = json.loads(proof_raw)
+            leaf = entry["leaf"]
+            state = base64.b64decode(entry["state_base64"], validate=True)
+            if set(leaf) != LEAF_FIELDS or set(entry) != {"leaf", "state_base64", "decoded"}:
+                raise ValueError("unexpected or missing fields")
+        except (ValueError, KeyError, TypeError, binascii.Error) as e:
+            self.fail(f"data/{rel}: unreadable ({e})")
+            return None
+        if canonical(entry) != raw:
+            self.fail(f"data/{rel}: not canonical JSON (RFC 8785)")
+        if leaf["stream_id"] != stream_id or leaf["position"] != position:
+            self.fail(f"data/{rel}: leaf names another stream or position")
+        if hashlib.sha256(state).hexdigest() != leaf["state_sha256"]:
+            self.fail(f"data/{rel}: the state bytes do not match leaf.state_sha256")
+        try:
+            included = proof["tree_size"] == checkpoint.size and merkle.verify_inclusion(
+                int(proof["leaf_index"]),
+                checkpoint.size,
+                merkle.leaf_hash(rfc8785.dumps(leaf)),
+                [bytes.fromhex(p) for p in proof["proof"]],
+                checkpoint.root,
+            )
+        except (KeyError, TypeError, ValueError):
+            included = False
+        if not included:
+            self.fail(f"data/{rel}: not in the tree the checkpoint signs (see {proof_rel})")
+        try:
+            event = self._decode(leaf, state, aggregate)
+            view = decoded_event(event, leaf)
+        except (UnknownTopicError, ValueError) as e:
+            self.fail(f"data/{rel}: {e}")
+            return leaf, None, None
+        except Exception as e:  # noqa: BLE001 - a bundle may hold anything; reported
+            self.fail(f"data/{rel}: does not decode ({type(e).__name__}: {e})")
+            return leaf, None, None
+        diff = _difference(view, entry["decoded"], "decoded")
+        if diff is not None:
+            path, sealed, stated = diff
+            self.fail(
+                f"data/{rel}: {path}: the file says {_short(stated)}, "
+                f"the sealed state says {_short(sealed)}"
+            )
+        return leaf, event, view
+
+    def _decode(self, leaf: dict[str, Any], state: bytes, aggregate: Any) -> Any:
+        """Only our own topics are resolved (item 7: nothing a bundle names is imported)."""
+        if not isinstance(leaf["topic"], str) or not isinstance(leaf["stream_version"], int):
+            raise ValueError("leaf.topic and leaf.stream_version have the wrong types")
+        self.catalog.check_event(leaf["topic"])
+        event = self.mapper.to_domain_event(
+            StoredEvent(UUID(leaf["stream_id"]), leaf["stream_version"], leaf["topic"], state)
+        )
+        if isinstance(event, AggregateCreated):
+            self.catalog.check_aggregate(str(event.originator_topic))
+        elif aggregate is None:
+            raise ValueError("the stream does not start with its created event")
+        return event
+
+    def _head(
+        self, kind: str, stream_id: str, last: dict[str, Any] | None, heads: StreamHeads
+    ) -> None:
+        rel = f"{kind}s/{stream_id}/head.json"
+        raw = self.read(rel)
+        if raw is None:
+            return
+        try:
+            doc = json.loads(raw)
+            head = doc["head"]
+            ok = (
+                doc["tree_size"] == heads.count
+                and head.get("stream_id") == stream_id
+                and merkle.verify_inclusion(
+                    int(doc["leaf_index"]),
+                    heads.count,
+                    merkle.leaf_hash(rfc8785.dumps(head)),
+                    [bytes.fromhex(p) for p in doc["proof"]],
+                    heads.root,
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            self.fail(f"data/{rel}: unreadable ({e})")
+            return
+        if not ok:
+            self.fail(f"data/{rel}: not in the stream heads the checkpoint signs")
+            return
+        held = last["stream_version"] if last else 0
+        if last is None or (head["last_version"], head["last_position"]) != (
+            last["stream_version"],
+            last["position"],
+        ):
+            self.fail(
+                f"data/{kind}s/{stream_id}: the log's head is version {head['last_version']} at "
+                f"position {head['last_position']}; the bundle holds versions 1..{held}"
+                + ("" if last is None else f" ending at position {last['position']}")
+                + " (events missing?)"
+            )
+
+    def _state(self, rel: str, aggregate: Any) -> dict[str, Any]:
+        derived = derived_state(aggregate) if aggregate is not None else {"derived": True}
+        raw = self.read(rel)
+        if raw is None:
+            return derived
+        try:
+            stated = json.loads(raw)
+        except ValueError as e:
+            self.fail(f"data/{rel}: unreadable ({e})")
+            return derived
+        diff = _difference(derived, stated, "state")
+        if diff is not None:
+            path, replayed, said = diff
+            self.fail(
+                f"data/{rel}: {path}: the file says {_short(said)}, replaying the events "
+                f"gives {_short(replayed)}"
+            )
+        return derived
+
+    # ---- the manifest's promises ----
+
+    def _against_manifest(self, manifest: dict[str, Any], streams: list[StreamView]) -> None:
+        for kind, label in (("invoice", "invoice_key"), ("case", "number")):
+            listed = {e["stream_id"]: e for e in manifest.get(f"{kind}s", [])}
+            present = {s.stream_id: s for s in streams if s.kind == kind}
+            for sid in sorted(set(listed) - set(present)):
+                self.fail(
+                    f"data/manifest.txt: lists {kind} {sid} ({listed[sid].get(label)}); "
+                    f"the bundle has no data/{kind}s/{sid} (dropped?)"
+                )
+            for sid in sorted(set(present) - set(listed)):
+                self.fail(f"data/{kind}s/{sid}: not in the signed manifest")
+            for sid in sorted(set(present) & set(listed)):
+                s, e = present[sid], listed[sid]
+                events = s.events
+                said = (e.get(label), e.get("last_version"), e.get("last_position"))
+                has = (
+                    s.state.get(label),
+                    events[-1]["version"] if events else None,
+                    events[-1]["position"] if events else None,
+                )
+                if said != has:
+                    self.fail(
+                        f"data/{kind}s/{sid}: the manifest says {label}, version and position "
+                        f"{said}; the bundle holds {has}"
+                    )
+
+    def _attachments(self, manifest: dict[str, Any], streams: list[StreamView]) -> None:
+        cited = {r["sha256"] for s in streams for r in attachment_refs(s.events)}
+        kept = set(manifest.get("attachments", []))
+        declared = kept | set(manifest.get("attachments_not_kept", []))
+        present = set(self.bag.children("data/attachments"))
+        for sha in sorted(present):
+            data = self.read(f"attachments/{sha}")
+            if data is not None and hashlib.sha256(data).hexdigest() != sha:
+                self.fail(f"data/attachments/{sha}: its content does not hash to its name")
+        for sha in sorted(kept - present):
+            self.fail(f"data/attachments/{sha}: listed in the manifest, missing (dropped?)")
+        for sha in sorted(present - kept):
+            self.fail(f"data/attachments/{sha}: not in the signed manifest")
+        for sha in sorted(cited - declared):
+            self.fail(f"data/manifest.txt: attachments: {sha} is cited by an event, not listed")
+        for sha in sorted(declared - cited):
+            self.fail(f"data/manifest.txt: attachments: {sha} is cited by no event")
+        self.result.attachments = len(present & kept)
+
+    def _consistency(self, manifest: dict[str, Any], checkpoint: Checkpoint) -> None:
+        listed = manifest.get("known_checkpoint")
+        held: Checkpoint | None = None
+        if listed is not None:
+            raw = self.read(f"checkpoints/{listed['tree_size']}.txt")
+            held = None if raw is None else self._held("bundle", raw.decode("utf-8", "replace"))
+            if held is not None and (held.size, held.root_b64) != (
+                listed["tree_size"],
+                listed["root"],
+            ):
+                self.fail("data/manifest.txt: known_checkpoint differs from data/checkpoints/")
+            if held is not None:
+                self._extends(held, checkpoint, "data/checkpoints/")
+        if self.known is not None:
+            mine = self._held("yours", self.known)
+            if mine is None:
+                return
+            self.result.known_size = mine.size
+            if mine.origin != checkpoint.origin:
+                self.fail(
+                    f"data/checkpoint.txt: the bundle's log is {checkpoint.origin!r}, "
+                    f"the checkpoint you hold is of {mine.origin!r}"
+                )
+            elif mine.size > checkpoint.size:
+                self.fail(
+                    f"data/checkpoint.txt: the bundle's checkpoint (size {checkpoint.size}) is "
+                    f"older than the one you hold (size {mine.size}): rolled back?"
+                )
+            else:
+                self._extends(mine, checkpoint, "the checkpoint you hold")
+
+    def _held(self, whose: str, text: str) -> Checkpoint | None:
+        name = "checkpoints/" if whose == "bundle" else "--known-checkpoint"
+        try:
+            body, sigs = parse_signed_note(text)
+            held = parse_checkpoint(body)
+        except NoteFormatError as e:
+            self.fail(f"{name}: {e}")
+            return None
+        if not any(
+            verify_note_signature(body, s, k.public_key) and s.key_id == k.key_id
+            for s in sigs
+            for k in self.keys
+        ):
+            self.fail(f"{name}: no valid signature by the log's key")
+        return held
+
+    def _extends(self, held: Checkpoint, checkpoint: Checkpoint, what: str) -> None:
+        m, n = held.size, checkpoint.size
+        if m == n:
+            if held.root != checkpoint.root:
+                self.fail(f"data/checkpoint.txt: same size as {what}, another root: a fork")
+            return
+        rel = f"consistency/{m}-{n}.json"
+        if not self.bag.is_file(f"data/{rel}"):
+            self.fail(
+                f"data/{rel}: missing; nothing shows this log extends {what} (size {m}); "
+                "export with --since-checkpoint"
+            )
+            return
+        raw = self.read(rel)
+        try:
+            doc = json.loads(raw or b"")
+            ok = (doc["first"], doc["second"]) == (m, n) and merkle.verify_consistency(
+                m, n, held.root, checkpoint.root, [bytes.fromhex(p) for p in doc["proof"]]
+            )
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self.fail(f"data/{rel}: the log does not extend {what} (size {m}): a fork?")
+
+    def _report(
+        self, manifest: dict[str, Any], checkpoint: Checkpoint, streams: list[StreamView]
+    ) -> None:
+        raw = self.read("report.html")
+        if raw is None:
+            return
+        order = {
+            (kind, e["stream_id"]): i
+            for kind in ("invoice", "case")
+            for i, e in enumerate(manifest[f"{kind}s"])
+        }
+        ranked = sorted(
+            streams, key=lambda s: (s.kind != "invoice", order.get((s.kind, s.stream_id), 1 << 60))
+        )
+        rebuilt = render_report(manifest, checkpoint, ranked).encode()
+        if raw != rebuilt:
+            theirs, ours = raw.split(b"\n"), rebuilt.split(b"\n")
+            line = next(
+                (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False), 1) if a != b),
+                min(len(theirs), len(ours)) + 1,
+            )
+            self.fail(
+                f"data/report.html: differs from the report rebuilt from the sealed events "
+                f"(first at line {line})"
+            )
+
+    def _bag_info(self, manifest: dict[str, Any]) -> None:
+        info = read_tags(self.bag.read("bag-info.txt") or b"")
+        expect = {
+            "External-Identifier": manifest.get("bundle_id"),
+            "Organization-Identifier": manifest.get("tenant", {}).get("taxpayer_code"),
+            "Fapiao-Checkpoint-Size": str(manifest.get("log", {}).get("tree_size")),
+            "Fapiao-Log-Origin": manifest.get("log", {}).get("origin"),
+        }
+        for tag, value in expect.items():
+            if info.get(tag) != value:
+                self.fail(f"bag-info.txt: {tag} is {info.get(tag)!r}; the manifest says {value!r}")
+
+    def _unexpected_files(self) -> None:
+        for name in sorted(self.bag.files):
+            if name.startswith("data/") and name[5:] not in self.expected_files:
+                self.fail(f"{name}: not part of a bundle (unexpected file)")
+
+
+MANIFEST_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "bundle_id": str,
+    "tenant": dict,
+    "exported_at": str,
+    "exported_by": dict,
+    "selection": dict,
+    "log": dict,
+    "known_checkpoint": (dict, type(None)),
+    "invoices": list,
+    "cases": list,
+    "attachments": list,
+    "attachments_not_kept": list,
+}
+
+
+def _check_shape(manifest: dict[str, Any]) -> None:
+    for key, kind in MANIFEST_SHAPE.items():
+        if not isinstance(manifest.get(key), kind):
+            raise ValueError(f"{key}: missing or of the wrong type")
+    if (
+        not {"taxpayer_code", "name"} <= set(manifest["tenant"])
+        or "actor" not in manifest["exported_by"]
+    ):
+        raise ValueError("tenant or exported_by: missing fields")
+    for kind in ("invoices", "cases"):
+        for entry in manifest[kind]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("stream_id"), str):
+                raise ValueError(f"{kind}: every entry names its stream_id")
+    known = manifest["known_checkpoint"]
+    if known is not None and not isinstance(known.get("tree_size"), int):
+        raise ValueError("known_checkpoint: tree_size")
+
+
+def _difference(sealed: Any, stated: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The first place where two JSON values differ, as a dotted path."""
+    if isinstance(sealed, dict) and isinstance(stated, dict):
+        for key in sorted(set(sealed) | set(stated)):
+            if key not in sealed or key not in stated:
+                return f"{path}.{key}", sealed.get(key, "(absent)"), stated.get(key, "(absent)")
+            found = _difference(sealed[key], stated[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(sealed, list) and isinstance(stated, list):
+        for i, (a, b) in enumerate(zip(sealed, stated, strict=False)):
+            found = _difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        if len(sealed) != len(stated):
+            return f"{path}", f"{len(sealed)} items", f"{len(stated)} items"
+        return None
+    same = type(sealed) is type(stated) and sealed == stated
+    return None if same else (path, sealed, stated)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
