@@ -7,6 +7,7 @@ Hierarchy::
     ├── InvoiceAlreadyExistsError     the same tenant + key was issued before
     ├── IdempotencyKeyReusedError     same Idempotency-Key, different request
     ├── ConcurrencyConflictError      optimistic retries exhausted
+    ├── CommandInProgressError        the first request with this Idempotency-Key has not committed
     ├── RunNotFoundError              no such reconciliation run for this tenant
     ├── ProjectionLagError            a read could not catch up with `consistent_after` in time
     └── UnknownProjectionError
@@ -42,6 +43,16 @@ class IdempotencyKeyReusedError(ApplicationError):
 class ConcurrencyConflictError(ApplicationError):
     def __init__(self, attempts: int) -> None:
         super().__init__(f"it kept changing underneath; gave up after {attempts} tries")
+
+
+class CommandInProgressError(ApplicationError):
+    """A request with this Idempotency-Key is still running: retry after `retry_after` s."""
+
+    def __init__(self, key: str, retry_after: int = 1) -> None:
+        self.key, self.retry_after = key, retry_after
+        super().__init__(
+            f"a request with Idempotency-Key {key!r} is still in progress; retry shortly"
+        )
 
 
 class ProjectionLagError(ApplicationError):

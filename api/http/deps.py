@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from api.http.errors import UnauthenticatedError
 from application.access import Principal
+from application.command_keys import enter_command_key
 from application.dto import Idempotency
 from domain.base import Provenance, Source
 from infrastructure.bootstrap import Cells, Reads, Services
@@ -115,3 +116,50 @@ def read_from(
         response.headers["X-Fapiao-Replica-Lag-Ms"] = str(reads.lag_ms)
         request.state.replica_lag_ms = reads.lag_ms
     return reads
+
+
+async def _fingerprint(request: Request) -> str:
+    """Method, path and the canonical body: JSON re-encoded with sorted keys, a form's fields
+    with each uploaded file's SHA-256."""
+    content_type = request.headers.get("content-type", "")
+    payload: object
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        fields: list[tuple[str, str]] = []
+        for name, value in (await request.form()).multi_items():
+            if isinstance(value, str):
+                fields.append((name, value))
+                continue
+            digest = hashlib.sha256()
+            while chunk := await value.read(1 << 20):
+                digest.update(chunk)
+            await value.seek(0)
+            fields.append((name, f"{value.filename}:{digest.hexdigest()}"))
+        payload = sorted(fields)
+    else:
+        raw = await request.body()
+        try:
+            payload = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            payload = hashlib.sha256(raw).hexdigest()
+    canonical = orjson.dumps(
+        {"method": request.method, "path": request.url.path, "body": payload},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def run_once(
+    request: Request, principal: PrincipalDep, idempotency_key: IdempotencyKey = None
+) -> None:
+    """Every POST and PUT takes an Idempotency-Key: the command the route runs saves its
+    receipt in the same transaction as its events (`application.command_keys`), so a retry gets
+    the first answer, a concurrent duplicate the first answer or 409 in-progress with
+    Retry-After, and the same key with another body 422."""
+    found = None
+    if idempotency_key is not None:
+        found = Idempotency(idempotency_key, await _fingerprint(request))
+    # Set in the request's own context (sync routes run in a copy of it); reset per request.
+    enter_command_key(principal.tenant_id, found)
+
+
+Once = Depends(run_once)

@@ -16,6 +16,7 @@ from application.monitoring.reconciliation_service import ReconciliationFileErro
 from application.remedies.case_commands import CaseNotFoundError
 from application.service_errors import (
     ApplicationError,
+    CommandInProgressError,
     ConcurrencyConflictError,
     IdempotencyKeyReusedError,
     InvoiceAlreadyExistsError,
@@ -52,6 +53,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (UnknownProjectionError, 404, "not-found"),
     (RunNotFoundError, 404, "not-found"),
     (InvoiceAlreadyExistsError, 409, "already-exists"),
+    (CommandInProgressError, 409, "in-progress"),
     (ConcurrencyConflictError, 409, "concurrency-conflict"),
     (InvalidTransitionError, 409, "invalid-transition"),
     (SealBrokenError, 409, "seal-broken"),
@@ -104,7 +106,10 @@ def to_problem(exc: Exception) -> OrjsonResponse:
             if isinstance(exc, CorrectionNotAllowedError):
                 extra["rule"] = exc.rule
             title = slug.replace("-", " ").capitalize()
-            return problem(status, slug, title, str(exc), **extra)
+            answer = problem(status, slug, title, str(exc), **extra)
+            if isinstance(exc, CommandInProgressError):
+                answer.headers["Retry-After"] = str(exc.retry_after)
+            return answer
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
 

@@ -8,9 +8,11 @@ so a repeat returns the first answer and a concurrent duplicate writes nothing.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -20,11 +22,14 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
+from application.command_keys import take
 from application.dto import CommandResult, EventView, Idempotency, warnings_as_dicts
 from application.invoices.lifecycle import LifecycleCommand
 from application.ports import Clock, EventLog, StoredEventRow
 from application.serialization import DateAsISO
 from application.service_errors import (
+    ApplicationError,
+    CommandInProgressError,
     ConcurrencyConflictError,
     IdempotencyKeyReusedError,
     InvoiceAlreadyExistsError,
@@ -32,13 +37,35 @@ from application.service_errors import (
 )
 from domain.base import LedgerEvent, Provenance
 from domain.calendar import SHANGHAI
-from domain.errors import InvalidFieldError, ValidationFailedError
+from domain.errors import DomainError, InvalidFieldError, ValidationFailedError
 from domain.idempotency import CommandReceipt, receipt_id
 from domain.invoices.identity import FieldWarning, invoice_id, parse_canonical_key
 from domain.invoices.invoice import Invoice
 from domain.invoices.issuance import InvoiceDraft, validate_draft
 
 MAX_ATTEMPTS = 5
+# How long a command keeps deciding again when others change what it changes (seconds).
+COMMAND_DEADLINE = 10.0
+# Commands naming the same thing take turns in this process (striped locks, bounded memory).
+_TURNS = [threading.Lock() for _ in range(64)]
+
+
+def _turn(subject: object) -> AbstractContextManager[object]:
+    if subject is None:
+        return nullcontext()
+    return _TURNS[hash(subject) % len(_TURNS)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's answer: the log position it reached, its receipt body, and whether it
+    repeats the first answer to its Idempotency-Key."""
+
+    position: int
+    body: dict[str, Any]
+    replayed: bool
+
+
 # An event's attributes that are not its data: identity, the writer's clock, provenance.
 NOT_DATA = frozenset(
     {
@@ -134,6 +161,7 @@ class InvoiceLedger(Application[UUID]):
         idempotency: Idempotency | None = None,
     ) -> list[CommandResult]:
         """Issue many invoices in one atomic save: all are recorded, or none."""
+        idempotency = idempotency if idempotency is not None else take(tenant_id)
         if idempotency is not None and (replay := self._replay_batch(tenant_id, idempotency)):
             return replay
         today = self.today()
@@ -309,7 +337,7 @@ class InvoiceLedger(Application[UUID]):
             action(invoice)
             return [invoice], invoice, []
 
-        return self._execute(tenant_id, by, idempotency, decide)
+        return self._execute(tenant_id, by, idempotency, decide, serialize=invoice_id)
 
     def _execute(
         self,
@@ -318,12 +346,9 @@ class InvoiceLedger(Application[UUID]):
         idempotency: Idempotency | None,
         decide: Callable[[], Decision],
         new_key: str | None = None,
+        serialize: object = None,
     ) -> CommandResult:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if idempotency is not None:
-                replay = self._replay(tenant_id, idempotency)
-                if replay is not None:
-                    return replay
+        def decision() -> tuple[list[Aggregate], dict[str, Any]]:
             aggregates, invoice, warnings = decide()
             result = CommandResult(
                 invoice.id,
@@ -333,35 +358,82 @@ class InvoiceLedger(Application[UUID]):
                 0,
                 warnings_as_dicts(warnings),
             )
-            if idempotency is not None:
-                aggregates.append(
-                    CommandReceipt.record(
-                        tenant_id,
-                        idempotency.key,
-                        idempotency.fingerprint,
-                        result.receipt_body(),
-                        by,
+            made[:] = [invoice.id]
+            return aggregates, result.receipt_body()
+
+        made: list[UUID] = []
+
+        def already_issued() -> None:
+            if new_key is not None and made and self._exists(made[0]):
+                raise InvoiceAlreadyExistsError([new_key])
+
+        outcome = self.run_once(
+            tenant_id,
+            by,
+            decision,
+            idempotency=idempotency,
+            serialize=serialize,
+            on_conflict=already_issued,
+        )
+        return replace(
+            CommandResult.from_receipt(outcome.body, outcome.position), replayed=outcome.replayed
+        )
+
+    def run_once(
+        self,
+        tenant_id: str,
+        by: Provenance,
+        decide: Callable[[], tuple[list[Aggregate], dict[str, Any]]],
+        *,
+        idempotency: Idempotency | None = None,
+        serialize: object = None,
+        on_conflict: Callable[[], None] | None = None,
+        deadline: float = COMMAND_DEADLINE,
+    ) -> Outcome:
+        """The one command loop: decide, save the aggregates (with the Idempotency-Key's receipt
+        in the same save), and on a version conflict decide again after a jittered pause, until
+        `deadline` seconds have passed.
+
+        The key is `idempotency`, else the enclosing request's (`application.command_keys`).
+        Its receipt is looked for before each decision and again after any refusal or conflict,
+        so a concurrent duplicate gets the first answer, never a false failure; while the first
+        has not committed it waits its turn, and past the deadline it is told the command is in
+        progress (409 with Retry-After). `serialize` names what the command changes (a case, a
+        year's counter): commands on it in this process take turns instead of colliding.
+        `decide` returns the aggregates to save and the answer (JSON) the receipt keeps."""
+        idem = idempotency if idempotency is not None else take(tenant_id)
+        ends = time.monotonic() + deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            with _turn(serialize):
+                if idem is not None and (found := self._receipt(tenant_id, idem)):
+                    return Outcome(found[1], found[0], True)
+                try:
+                    aggregates, body = decide()
+                except (ApplicationError, DomainError):
+                    if idem is not None and (found := self._receipt(tenant_id, idem)):
+                        return Outcome(found[1], found[0], True)  # the first one did it
+                    raise
+                if idem is not None:  # last: its position is the save's last
+                    aggregates.append(
+                        CommandReceipt.record(tenant_id, idem.key, idem.fingerprint, body, by)
                     )
-                )
-            try:
-                recordings = self.save(*aggregates)
-            except IntegrityError:
-                if new_key is not None and self._exists(invoice.id):
-                    if idempotency is not None and (replay := self._replay(tenant_id, idempotency)):
-                        return replay
-                    raise InvoiceAlreadyExistsError([new_key]) from None
-                time.sleep(random.uniform(0.002, 0.01) * attempt)  # noqa: S311 - jitter only
-                continue
-            position = max(r.notification.id for r in recordings)
-            return CommandResult(
-                result.invoice_id,
-                result.invoice_key,
-                result.status,
-                result.version,
-                position,
-                result.warnings,
-            )
-        raise ConcurrencyConflictError(MAX_ATTEMPTS)
+                try:
+                    recordings = self.save(*aggregates)
+                except IntegrityError:
+                    if idem is not None and (found := self._receipt(tenant_id, idem)):
+                        return Outcome(found[1], found[0], True)
+                    if on_conflict is not None:
+                        on_conflict()
+                else:
+                    return Outcome(max(r.notification.id for r in recordings), body, False)
+            if time.monotonic() >= ends:
+                if idem is not None:
+                    raise CommandInProgressError(idem.key)
+                raise ConcurrencyConflictError(attempt)
+            pause = min(0.05, 0.001 * 2 ** min(attempt, 6))
+            time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
 
     def _receipt(
         self, tenant_id: str, idempotency: Idempotency

@@ -6,14 +6,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.domain import BaseAggregate
 
-from application.invoices.ledger import MAX_ATTEMPTS, InvoiceLedger
-from application.service_errors import ConcurrencyConflictError
+from application.invoices.ledger import InvoiceLedger
 from domain.base import Provenance
 from domain.calendar import NO_HOLIDAYS, HolidayTable, WorkingCalendar
 from domain.monitoring.tenant_policy import TenantPolicy, policy_id
@@ -45,13 +44,15 @@ class PolicyService:
 
     def get_policy(self, tenant_id: str) -> PolicyView:
         """The policy in force (the defaults if the tenant never changed it)."""
-        policy = self._load(tenant_id)
+        return self._view(self._load(tenant_id))
+
+    def _view(self, policy: TenantPolicy) -> PolicyView:
         windows = sorted(
             (MaintenanceWindow(w, a, b, note) for w, (a, b, note) in policy.windows.items()),
             key=lambda w: w.starts_at,
         )
         return PolicyView(
-            tenant_id,
+            policy.tenant_id,
             timedelta(seconds=policy.ack_window_seconds),
             windows,
             0,
@@ -95,10 +96,13 @@ class PolicyService:
     ) -> tuple[UUID, PolicyView]:
         """Time inside the window stops counting toward every acknowledgement window."""
         window_id = uuid.uuid4()
-        view = self._change(
-            tenant_id, by, lambda p: p.declare_maintenance(by, window_id, starts_at, ends_at, note)
+        view, body = self._run(
+            tenant_id,
+            by,
+            lambda p: p.declare_maintenance(by, window_id, starts_at, ends_at, note),
+            {"window_id": str(window_id)},
         )
-        return window_id, view
+        return UUID(body["window_id"]), view
 
     def withdraw_maintenance(self, tenant_id: str, window_id: UUID, by: Provenance) -> PolicyView:
         return self._change(tenant_id, by, lambda p: p.withdraw_maintenance(by, window_id))
@@ -115,16 +119,29 @@ class PolicyService:
     def _change(
         self, tenant_id: str, by: Provenance, decide: Callable[[TenantPolicy], None]
     ) -> PolicyView:
-        for _ in range(MAX_ATTEMPTS):
+        return self._run(tenant_id, by, decide, {})[0]
+
+    def _run(
+        self,
+        tenant_id: str,
+        by: Provenance,
+        decide: Callable[[TenantPolicy], None],
+        answer: dict[str, Any],
+    ) -> tuple[PolicyView, dict[str, Any]]:
+        """One policy change through the ledger's command loop; a repeated Idempotency-Key
+        answers with the policy as the first request left it (and the same `answer`)."""
+
+        def decision() -> tuple[list[BaseAggregate[UUID]], dict[str, Any]]:
             try:
                 policy = cast(TenantPolicy, self.ledger.repository.get(policy_id(tenant_id)))
             except AggregateNotFoundError:
                 policy = TenantPolicy.start(tenant_id, by)
             decide(policy)
-            try:
-                recordings = self.ledger.save(policy)
-            except IntegrityError:
-                continue
-            view = self.get_policy(tenant_id)
-            return replace(view, position=max(r.notification.id for r in recordings))
-        raise ConcurrencyConflictError(MAX_ATTEMPTS)
+            return [policy], {**answer, "version": policy.version}
+
+        outcome = self.ledger.run_once(tenant_id, by, decision, serialize=policy_id(tenant_id))
+        body = outcome.body
+        policy = cast(
+            TenantPolicy, self.ledger.repository.get(policy_id(tenant_id), version=body["version"])
+        )
+        return replace(self._view(policy), position=outcome.position), body

@@ -21,7 +21,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.invoices.ledger import InvoiceLedger
 from application.ports import ExportSource, Finding, ReconciliationStore
-from application.service_errors import ApplicationError, RunNotFoundError
+from application.service_errors import ApplicationError, CommandInProgressError, RunNotFoundError
 from domain.base import Provenance
 from domain.errors import DomainError
 from domain.invoices.invoice import Invoice
@@ -182,7 +182,10 @@ class ReconciliationService:
             run = ReconciliationRun.start(
                 tenant_id, sha256, file_name, source.file_type, source.encoding, direction, by
             )
-            self.ledger.save(run)
+            try:
+                self.ledger.save(run)
+            except IntegrityError:  # the same file is being reconciled right now
+                raise CommandInProgressError(f"reconciliation of {sha256}") from None
         else:  # an earlier attempt died half-way: start its staging again
             run = existing
             self.store.clear(rid)

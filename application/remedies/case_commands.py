@@ -3,8 +3,6 @@ gives, and a save that decides again on a version conflict (bounded, jittered)."
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,12 +10,16 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import BaseAggregate
-from eventsourcing.persistence import IntegrityError
 
-from application.invoices.ledger import MAX_ATTEMPTS, InvoiceLedger
-from application.service_errors import ApplicationError, ConcurrencyConflictError
+from application.invoices.ledger import InvoiceLedger
+from application.service_errors import ApplicationError
 from domain.base import Provenance
 from domain.remedies.case_numbering import CaseNumbering, counter_id
+
+
+def numbering(ledger: InvoiceLedger, tenant_id: str, prefix: str) -> UUID:
+    """What case drafts of this tenant and prefix take turns on: this year's counter."""
+    return counter_id(tenant_id, prefix, ledger.today().year)
 
 
 class CaseNotFoundError(ApplicationError):
@@ -46,23 +48,28 @@ def next_number(
     return counter, counter.assign(by, case_id)
 
 
-def save_with_retries(
+def save_case(
     ledger: InvoiceLedger,
-    decide: Callable[[], list[BaseAggregate[UUID]]],
-    attempts: int = MAX_ATTEMPTS,
-) -> int:
-    """Decide and save atomically; on a version conflict decide again, after a jittered pause
-    that grows with each try (bounded)."""
-    for attempt in range(1, attempts + 1):
-        aggregates = decide()
-        try:
-            recordings = ledger.save(*aggregates)
-        except IntegrityError:
-            time.sleep(random.uniform(0.001, 0.01) * attempt)  # noqa: S311 - jitter only
-            continue
-        return max(r.notification.id for r in recordings)
-    raise ConcurrencyConflictError(attempts)
+    tenant_id: str,
+    by: Provenance,
+    decide: Callable[[], tuple[list[BaseAggregate[UUID]], Any]],
+    serialize: object,
+) -> CaseResult:
+    """Decide and save a case command atomically through the ledger's one command loop
+    (`InvoiceLedger.run_once`): retried on conflicts until its deadline, commands on the same
+    `serialize` (the case, or the year's counter) taking turns in this process, and a repeated
+    Idempotency-Key answered with the case as the first request left it."""
+    made: list[Any] = []
 
+    def decision() -> tuple[list[BaseAggregate[UUID]], dict[str, Any]]:
+        aggregates, case = decide()
+        made[:] = [case]
+        return aggregates, {"case_id": str(case.id), "version": case.version}
 
-# A year's counter is one hot aggregate while many cases open at once: retry it harder.
-NUMBERING_ATTEMPTS = 30
+    outcome = ledger.run_once(tenant_id, by, decision, serialize=serialize)
+    if outcome.replayed or not made:
+        body = outcome.body
+        case: Any = ledger.repository.get(UUID(body["case_id"]), version=body["version"])
+    else:
+        case = made[0]
+    return CaseResult(case.id, case.number, case.status, outcome.position, case)

@@ -13,11 +13,11 @@ from eventsourcing.domain import BaseAggregate
 
 from application.invoices.ledger import InvoiceLedger
 from application.remedies.case_commands import (
-    NUMBERING_ATTEMPTS,
     CaseNotFoundError,
     CaseResult,
     next_number,
-    save_with_retries,
+    numbering,
+    save_case,
 )
 from domain.base import Provenance
 from domain.remedies.attachment_ref import AttachmentRef
@@ -51,47 +51,44 @@ class ComplaintService:
         for invoice_id in invoice_ids:
             self.ledger.get_invoice_state(tenant_id, invoice_id)  # the tenant's, or 404
         complaint_id = uuid.uuid4()
-        made: list[Complaint] = []
 
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], Complaint]:
             counter, number = next_number(self.ledger, tenant_id, "TS", complaint_id, by)
-            made[:] = [
-                Complaint.lodge(
-                    complaint_id,
-                    tenant_id,
-                    number,
-                    person,
-                    invoice_ids,
-                    channel,
-                    demand,
-                    reply_due_on,
-                    reminder_days,
-                    by,
-                )
-            ]
-            return [counter, made[0]]
+            complaint = Complaint.lodge(
+                complaint_id,
+                tenant_id,
+                number,
+                person,
+                invoice_ids,
+                channel,
+                demand,
+                reply_due_on,
+                reminder_days,
+                by,
+            )
+            return [counter, complaint], complaint
 
-        position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(complaint_id, made[0].number, made[0].status, position, made[0])
+        turn = numbering(self.ledger, tenant_id, "TS")
+        return save_case(self.ledger, tenant_id, by, decide, turn)
 
     def _change(
-        self, tenant_id: str, complaint_id: UUID, call: Callable[[Complaint], None]
+        self,
+        by: Provenance,
+        tenant_id: str,
+        complaint_id: UUID,
+        call: Callable[[Complaint], None],
     ) -> CaseResult:
-        holder: list[Complaint] = []
-
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], Complaint]:
             complaint = self.get(tenant_id, complaint_id)
             call(complaint)
-            holder[:] = [complaint]
-            return [complaint]
+            return [complaint], complaint
 
-        position = save_with_retries(self.ledger, decide)
-        return CaseResult(complaint_id, holder[0].number, holder[0].status, position, holder[0])
+        return save_case(self.ledger, tenant_id, by, decide, complaint_id)
 
     def add_evidence(
         self, tenant_id: str, complaint_id: UUID, ref: AttachmentRef, by: Provenance
     ) -> CaseResult:
-        return self._change(tenant_id, complaint_id, lambda c: c.add_evidence(by, ref))
+        return self._change(by, tenant_id, complaint_id, lambda c: c.add_evidence(by, ref))
 
     def log_exchange(
         self,
@@ -108,6 +105,7 @@ class ComplaintService:
     ) -> CaseResult:
         """Record one exchange; a promised reply date becomes the reply deadline."""
         return self._change(
+            by,
             tenant_id,
             complaint_id,
             lambda c: c.log_exchange(
@@ -119,7 +117,7 @@ class ComplaintService:
         self, tenant_id: str, complaint_id: UUID, due_on: date, reminder_days: int, by: Provenance
     ) -> CaseResult:
         return self._change(
-            tenant_id, complaint_id, lambda c: c.set_reply_deadline(by, due_on, reminder_days)
+            by, tenant_id, complaint_id, lambda c: c.set_reply_deadline(by, due_on, reminder_days)
         )
 
     def escalate(
@@ -133,7 +131,7 @@ class ComplaintService:
         by: Provenance,
     ) -> CaseResult:
         return self._change(
-            tenant_id, complaint_id, lambda c: c.escalate(by, step, to, note, due_on)
+            by, tenant_id, complaint_id, lambda c: c.escalate(by, step, to, note, due_on)
         )
 
     def resolve(
@@ -149,19 +147,21 @@ class ComplaintService:
             ]
             c.resolve(by, outcome, text, still)
 
-        return self._change(tenant_id, complaint_id, call)
+        return self._change(by, tenant_id, complaint_id, call)
 
     def remind(
         self, tenant_id: str, complaint_id: UUID, due_on: date, by: Provenance
     ) -> CaseResult:
-        return self._change(tenant_id, complaint_id, lambda c: c.remind(by, due_on))
+        return self._change(by, tenant_id, complaint_id, lambda c: c.remind(by, due_on))
 
     def flag_reply_overdue(
         self, tenant_id: str, complaint_id: UUID, due_on: date, by: Provenance
     ) -> CaseResult:
-        return self._change(tenant_id, complaint_id, lambda c: c.flag_reply_overdue(by, due_on))
+        return self._change(by, tenant_id, complaint_id, lambda c: c.flag_reply_overdue(by, due_on))
 
     def flag_escalation_overdue(
         self, tenant_id: str, complaint_id: UUID, index: int, by: Provenance
     ) -> CaseResult:
-        return self._change(tenant_id, complaint_id, lambda c: c.flag_escalation_overdue(by, index))
+        return self._change(
+            by, tenant_id, complaint_id, lambda c: c.flag_escalation_overdue(by, index)
+        )

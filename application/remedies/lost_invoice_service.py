@@ -12,11 +12,11 @@ from eventsourcing.domain import BaseAggregate
 
 from application.invoices.ledger import InvoiceLedger
 from application.remedies.case_commands import (
-    NUMBERING_ATTEMPTS,
     CaseNotFoundError,
     CaseResult,
     next_number,
-    save_with_retries,
+    numbering,
+    save_case,
 )
 from domain.base import Provenance
 from domain.errors import InvalidCommandFieldError
@@ -56,41 +56,38 @@ class LostInvoiceService:
                 "paper_only",
             )
         case_id = uuid.uuid4()
-        made: list[LostInvoiceCase] = []
 
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], LostInvoiceCase]:
             counter, number = next_number(self.ledger, tenant_id, "LP", case_id, by)
-            made[:] = [
-                LostInvoiceCase.record(
-                    case_id,
-                    tenant_id,
-                    number,
-                    invoice_id,
-                    lost_on,
-                    self.ledger.today(),
-                    place,
-                    circumstances,
-                    by,
-                )
-            ]
-            return [counter, made[0]]
+            case = LostInvoiceCase.record(
+                case_id,
+                tenant_id,
+                number,
+                invoice_id,
+                lost_on,
+                self.ledger.today(),
+                place,
+                circumstances,
+                by,
+            )
+            return [counter, case], case
 
-        position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(case_id, made[0].number, made[0].status, position, made[0])
+        turn = numbering(self.ledger, tenant_id, "LP")
+        return save_case(self.ledger, tenant_id, by, decide, turn)
 
     def change(
-        self, tenant_id: str, case_id: UUID, call: Callable[[LostInvoiceCase], None]
+        self,
+        by: Provenance,
+        tenant_id: str,
+        case_id: UUID,
+        call: Callable[[LostInvoiceCase], None],
     ) -> CaseResult:
-        holder: list[LostInvoiceCase] = []
-
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], LostInvoiceCase]:
             case = self.get(tenant_id, case_id)
             call(case)
-            holder[:] = [case]
-            return [case]
+            return [case], case
 
-        position = save_with_retries(self.ledger, decide)
-        return CaseResult(case_id, holder[0].number, holder[0].status, position, holder[0])
+        return save_case(self.ledger, tenant_id, by, decide, case_id)
 
     def request_copy(
         self,
@@ -102,22 +99,22 @@ class LostInvoiceService:
         by: Provenance,
     ) -> CaseResult:
         return self.change(
-            tenant_id, case_id, lambda c: c.request_copy(by, issuer, requested_on, note)
+            by, tenant_id, case_id, lambda c: c.request_copy(by, issuer, requested_on, note)
         )
 
     def record_certificate(
         self, tenant_id: str, case_id: UUID, number: str, issued_on: date, by: Provenance
     ) -> CaseResult:
         return self.change(
-            tenant_id, case_id, lambda c: c.record_certificate(by, number, issued_on)
+            by, tenant_id, case_id, lambda c: c.record_certificate(by, number, issued_on)
         )
 
     def attach(
         self, tenant_id: str, case_id: UUID, step: str, ref: AttachmentRef, by: Provenance
     ) -> CaseResult:
-        return self.change(tenant_id, case_id, lambda c: c.attach(by, step, ref))
+        return self.change(by, tenant_id, case_id, lambda c: c.attach(by, step, ref))
 
     def close(
         self, tenant_id: str, case_id: UUID, outcome: str, note: str, by: Provenance
     ) -> CaseResult:
-        return self.change(tenant_id, case_id, lambda c: c.close(by, outcome, note))
+        return self.change(by, tenant_id, case_id, lambda c: c.close(by, outcome, note))

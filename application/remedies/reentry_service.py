@@ -18,11 +18,11 @@ from eventsourcing.domain import BaseAggregate
 
 from application.invoices.ledger import InvoiceLedger
 from application.remedies.case_commands import (
-    NUMBERING_ATTEMPTS,
     CaseNotFoundError,
     CaseResult,
     next_number,
-    save_with_retries,
+    numbering,
+    save_case,
 )
 from domain.base import Provenance
 from domain.calendar import WorkingCalendar
@@ -76,35 +76,29 @@ class ReEntryService:
             if status not in ELIGIBLE:
                 raise InvalidTransitionError(status, "apply for re-entry of")
         application_id = uuid.uuid4()
-        made: list[ReEntryApplication] = []
 
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], ReEntryApplication]:
             counter, number = next_number(self.ledger, tenant_id, "BL", application_id, by)
-            made[:] = [
-                ReEntryApplication.draft(
-                    application_id, tenant_id, number, person, invoice_ids, reason, by
-                )
-            ]
-            return [counter, made[0]]
+            app = ReEntryApplication.draft(
+                application_id, tenant_id, number, person, invoice_ids, reason, by
+            )
+            return [counter, app], app
 
-        position = save_with_retries(self.ledger, decide, NUMBERING_ATTEMPTS)
-        return CaseResult(application_id, made[0].number, made[0].status, position, made[0])
+        turn = numbering(self.ledger, tenant_id, "BL")
+        return save_case(self.ledger, tenant_id, by, decide, turn)
 
     def _change(
         self,
+        by: Provenance,
         tenant_id: str,
         application_id: UUID,
         action: Callable[[ReEntryApplication], list[BaseAggregate[UUID]]],
     ) -> CaseResult:
-        holder: list[ReEntryApplication] = []
-
-        def decide() -> list[BaseAggregate[UUID]]:
+        def decide() -> tuple[list[BaseAggregate[UUID]], ReEntryApplication]:
             app = self.get(tenant_id, application_id)
-            holder[:] = [app]
-            return [app, *action(app)]
+            return [app, *action(app)], app
 
-        position = save_with_retries(self.ledger, decide)
-        return CaseResult(application_id, holder[0].number, holder[0].status, position, holder[0])
+        return save_case(self.ledger, tenant_id, by, decide, application_id)
 
     def correct(
         self,
@@ -116,6 +110,7 @@ class ReEntryService:
         by: Provenance,
     ) -> CaseResult:
         return self._change(
+            by,
             tenant_id,
             application_id,
             only(lambda a: a.record_correction(by, person, invoice_id, fields)),
@@ -126,14 +121,14 @@ class ReEntryService:
     ) -> CaseResult:
         """The applicant's reason, while the application is a draft or returned."""
         return self._change(
-            tenant_id, application_id, only(lambda a: a.record_reason(by, person, reason))
+            by, tenant_id, application_id, only(lambda a: a.record_reason(by, person, reason))
         )
 
     def attach(
         self, tenant_id: str, application_id: UUID, person: str, ref: AttachmentRef, by: Provenance
     ) -> CaseResult:
         return self._change(
-            tenant_id, application_id, only(lambda a: a.add_attachment(by, person, ref))
+            by, tenant_id, application_id, only(lambda a: a.add_attachment(by, person, ref))
         )
 
     def submit(
@@ -143,27 +138,32 @@ class ReEntryService:
         The review deadline is the tenant's review days counted in its working days."""
         days = self.review_days(tenant_id)
         due = self.calendar(tenant_id).add_working_days(by.occurred_at, days)
-        return self._change(tenant_id, application_id, only(lambda a: a.submit(by, person, due)))
+        return self._change(
+            by, tenant_id, application_id, only(lambda a: a.submit(by, person, due))
+        )
 
     def review(
         self, tenant_id: str, application_id: UUID, person: str, comment: str, by: Provenance
     ) -> CaseResult:
         return self._change(
-            tenant_id, application_id, only(lambda a: a.review(by, person, comment))
+            by, tenant_id, application_id, only(lambda a: a.review(by, person, comment))
         )
 
     def return_to_applicant(
         self, tenant_id: str, application_id: UUID, person: str, reasons: list[str], by: Provenance
     ) -> CaseResult:
         return self._change(
-            tenant_id, application_id, only(lambda a: a.return_to_applicant(by, person, reasons))
+            by,
+            tenant_id,
+            application_id,
+            only(lambda a: a.return_to_applicant(by, person, reasons)),
         )
 
     def withdraw(
         self, tenant_id: str, application_id: UUID, person: str, reason: str, by: Provenance
     ) -> CaseResult:
         return self._change(
-            tenant_id, application_id, only(lambda a: a.withdraw(by, person, reason))
+            by, tenant_id, application_id, only(lambda a: a.withdraw(by, person, reason))
         )
 
     def approve(
@@ -180,12 +180,12 @@ class ReEntryService:
                 invoices.append(invoice)
             return invoices
 
-        return self._change(tenant_id, application_id, action)
+        return self._change(by, tenant_id, application_id, action)
 
     def flag_overdue(
         self, tenant_id: str, application_id: UUID, round_: int, due_at: datetime, by: Provenance
     ) -> CaseResult:
         """The timer's verdict on a review deadline; refused if already flagged or decided."""
         return self._change(
-            tenant_id, application_id, only(lambda a: a.flag_review_overdue(by, round_, due_at))
+            by, tenant_id, application_id, only(lambda a: a.flag_review_overdue(by, round_, due_at))
         )

@@ -21,10 +21,14 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
+from application.command_keys import take
 from application.invoices.ledger import InvoiceLedger
 from application.monitoring import alert_rules as alerts_module
 from application.ports import Clock
+from application.service_errors import IdempotencyKeyReusedError
+from domain.idempotency import receipt_id
 from infrastructure.monitoring.callback_signatures import sign
 from infrastructure.store.tables import webhook_deliveries, webhook_subscriptions
 
@@ -144,19 +148,38 @@ class WebhookService:
             raise WebhookError(f"events must be among {', '.join(alerts_module.EVENT_TYPES)}")
         if not url.startswith(("http://", "https://")):
             raise WebhookError("url must be http:// or https://")
-        subscription_id, secret = uuid4(), "fwh_" + secrets.token_urlsafe(32)
-        with self.write_engine.begin() as conn:
-            conn.execute(
-                webhook_subscriptions.insert().values(
-                    subscription_id=subscription_id,
-                    tenant_id=tenant_id,
-                    url=url,
-                    secret=secret,
-                    events=",".join(sorted(set(events))),
-                    created_at=self.clock.now(),
-                    revoked_at=None,
+        # With an Idempotency-Key the id derives from tenant and key: a repeat collides in the
+        # one insert and is answered with the first subscription (its secret too).
+        idem = take(tenant_id)
+        subscription_id = uuid4() if idem is None else receipt_id(tenant_id, idem.key)
+        secret = "fwh_" + secrets.token_urlsafe(32)
+        try:
+            with self.write_engine.begin() as conn:
+                conn.execute(
+                    webhook_subscriptions.insert().values(
+                        subscription_id=subscription_id,
+                        tenant_id=tenant_id,
+                        url=url,
+                        secret=secret,
+                        events=",".join(sorted(set(events))),
+                        created_at=self.clock.now(),
+                        revoked_at=None,
+                        request_fingerprint=None if idem is None else idem.fingerprint,
+                    )
                 )
-            )
+        except IntegrityError:
+            if idem is None:
+                raise
+            t = webhook_subscriptions.c
+            with self.write_engine.connect() as conn:
+                first = conn.execute(
+                    select(t.secret, t.request_fingerprint).where(
+                        t.subscription_id == subscription_id, t.tenant_id == tenant_id
+                    )
+                ).first()
+            if first is None or first.request_fingerprint != idem.fingerprint:
+                raise IdempotencyKeyReusedError(idem.key) from None
+            return subscription_id, first.secret
         return subscription_id, secret
 
     def subscriptions(self, tenant_id: str) -> list[dict[str, Any]]:

@@ -256,6 +256,8 @@ webhook_subscriptions = Table(
     Column("events", String, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # Set when made with an Idempotency-Key (the id then derives from tenant and key).
+    Column("request_fingerprint", String, nullable=True),
 )
 
 webhook_deliveries = Table(

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.http.deps import PrincipalDep, ServicesDep, provenance, read_from
+from api.http.deps import Once, PrincipalDep, ServicesDep, provenance, read_from
 from api.http.schemas import UPLOAD_EXAMPLE, shown
 from application.access import APPROVERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
@@ -160,6 +160,7 @@ def _view(result: CaseResult, services: Services) -> ComplaintOut:
     response_model=ComplaintOut,
     status_code=201,
     summary="Lodge a complaint about invoices",
+    dependencies=[Once],
 )
 def lodge(body: LodgeIn, principal: PrincipalDep, services: ServicesDep) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
@@ -190,6 +191,7 @@ def get(complaint_id: UUID, principal: PrincipalDep, services: ServicesDep) -> C
     status_code=201,
     summary="Attach evidence (PDF, OFD, XML, JPEG, PNG by content)",
     openapi_extra=UPLOAD_EXAMPLE,
+    dependencies=[Once],
 )
 def evidence(
     complaint_id: UUID,
@@ -212,6 +214,7 @@ def evidence(
     "/complaints/{complaint_id}/exchanges",
     response_model=ComplaintOut,
     summary="Log an exchange (a promised reply date becomes the deadline)",
+    dependencies=[Once],
 )
 def exchange(
     complaint_id: UUID, body: ExchangeIn, principal: PrincipalDep, services: ServicesDep
@@ -238,6 +241,7 @@ def exchange(
     "/complaints/{complaint_id}/reply-deadline",
     response_model=ComplaintOut,
     summary="Set the reply deadline and how many days before to remind",
+    dependencies=[Once],
 )
 def deadline(
     complaint_id: UUID, body: DeadlineIn, principal: PrincipalDep, services: ServicesDep
@@ -259,6 +263,7 @@ def deadline(
     "/complaints/{complaint_id}/escalations",
     response_model=ComplaintOut,
     summary="Escalate (written appeal, third party) with its own deadline",
+    dependencies=[Once],
 )
 def escalate(
     complaint_id: UUID, body: EscalateIn, principal: PrincipalDep, services: ServicesDep
@@ -282,6 +287,7 @@ def escalate(
     "/complaints/{complaint_id}/resolution",
     response_model=ComplaintOut,
     summary="Close it: resolved, withdrawn or rejected",
+    dependencies=[Once],
 )
 def resolve(
     complaint_id: UUID, body: ResolveIn, principal: PrincipalDep, services: ServicesDep

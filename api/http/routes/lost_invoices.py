@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict
 
-from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.deps import Once, PrincipalDep, ServicesDep, provenance
 from api.http.schemas import upload_example
 from application.access import INVOICE_WRITERS
 from application.remedies.case_commands import CaseResult
@@ -106,7 +106,13 @@ def _view(result: CaseResult) -> LostCaseOut:
     return LostCaseOut.of(result.case, result.position)
 
 
-@router.post("", response_model=LostCaseOut, status_code=201, summary="Record a lost paper invoice")
+@router.post(
+    "",
+    response_model=LostCaseOut,
+    status_code=201,
+    summary="Record a lost paper invoice",
+    dependencies=[Once],
+)
 def record(body: LossIn, principal: PrincipalDep, services: ServicesDep) -> LostCaseOut:
     principal.require(INVOICE_WRITERS)
     invoice_id = services.ledger.resolve_invoice_id(principal.tenant_id, body.invoice)
@@ -131,6 +137,7 @@ def get(case_id: UUID, principal: PrincipalDep, services: ServicesDep) -> LostCa
     "/{case_id}/copy-request",
     response_model=LostCaseOut,
     summary="The issuer was asked for a stamped copy",
+    dependencies=[Once],
 )
 def copy_request(
     case_id: UUID, body: CopyRequestIn, principal: PrincipalDep, services: ServicesDep
@@ -152,6 +159,7 @@ def copy_request(
     "/{case_id}/certificate",
     response_model=LostCaseOut,
     summary="The tax bureau's certificate (丢失增值税专用发票已报税证明单)",
+    dependencies=[Once],
 )
 def certificate(
     case_id: UUID, body: CertificateIn, principal: PrincipalDep, services: ServicesDep
@@ -174,6 +182,7 @@ def certificate(
     status_code=201,
     summary="A scan for a step: loss, copy_request, copy or certificate",
     openapi_extra=upload_example(step="copy"),
+    dependencies=[Once],
 )
 def attach(
     case_id: UUID,
@@ -196,6 +205,7 @@ def attach(
     "/{case_id}/closure",
     response_model=LostCaseOut,
     summary="Close: copy_obtained, certificate_obtained or abandoned",
+    dependencies=[Once],
 )
 def close(
     case_id: UUID, body: CloseIn, principal: PrincipalDep, services: ServicesDep

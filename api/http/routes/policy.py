@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.deps import Once, PrincipalDep, ServicesDep, provenance
 from api.http.schemas import shown
 from application.access import POLICY_WRITERS
 from application.monitoring.policy_service import PolicyView
@@ -87,7 +87,12 @@ def get_policy(principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
     return PolicyOut.of(services.policies.get_policy(principal.tenant_id))
 
 
-@router.put("/ack-window", response_model=PolicyOut, summary="Set the acknowledgement window")
+@router.put(
+    "/ack-window",
+    response_model=PolicyOut,
+    summary="Set the acknowledgement window",
+    dependencies=[Once],
+)
 def set_ack_window(body: AckWindowIn, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
     principal.require(POLICY_WRITERS)
     return PolicyOut.of(
@@ -102,6 +107,7 @@ def set_ack_window(body: AckWindowIn, principal: PrincipalDep, services: Service
     response_model=PolicyOut,
     status_code=201,
     summary="Declare a platform maintenance window (its time does not count)",
+    dependencies=[Once],
 )
 def declare(body: MaintenanceIn, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
     principal.require(POLICY_WRITERS)
@@ -119,6 +125,7 @@ def declare(body: MaintenanceIn, principal: PrincipalDep, services: ServicesDep)
     "/maintenance-windows/{window_id}",
     response_model=PolicyOut,
     summary="Withdraw a maintenance window declared by mistake",
+    dependencies=[Once],
 )
 def withdraw(window_id: UUID, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
     principal.require(POLICY_WRITERS)
@@ -138,6 +145,7 @@ class ReviewDaysIn(BaseModel):
     "/review-days",
     response_model=PolicyOut,
     summary="Working days within which applications must be decided",
+    dependencies=[Once],
 )
 def set_review_days(
     body: ReviewDaysIn, principal: PrincipalDep, services: ServicesDep
@@ -173,6 +181,7 @@ class ClosureWithdrawalIn(BaseModel):
     response_model=PolicyOut,
     status_code=201,
     summary="Declare company closure days (not working days for deadlines set from now on)",
+    dependencies=[Once],
 )
 def declare_closure_days(
     body: ClosureDaysIn, principal: PrincipalDep, services: ServicesDep
@@ -189,6 +198,7 @@ def declare_closure_days(
     "/closure-days/withdrawal",
     response_model=PolicyOut,
     summary="Make declared closure days working days again",
+    dependencies=[Once],
 )
 def withdraw_closure_days(
     body: ClosureWithdrawalIn, principal: PrincipalDep, services: ServicesDep

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.deps import PrincipalDep, ServicesDep, provenance
+from api.http.deps import Once, PrincipalDep, ServicesDep, provenance
 from api.http.schemas import UPLOAD_EXAMPLE, shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
 from application.remedies.case_commands import CaseResult
@@ -133,6 +133,7 @@ def _view(result: CaseResult) -> ApplicationOut:
     response_model=ApplicationOut,
     status_code=201,
     summary="Open an application for missing or rejected invoices",
+    dependencies=[Once],
 )
 def draft(body: DraftIn, principal: PrincipalDep, services: ServicesDep) -> ApplicationOut:
     principal.require(INVOICE_WRITERS)
@@ -156,6 +157,7 @@ def get(application_id: UUID, principal: PrincipalDep, services: ServicesDep) ->
     "/{application_id}/invoices/{invoice_ref}/fields",
     response_model=ApplicationOut,
     summary="The fields to enter for one invoice",
+    dependencies=[Once],
 )
 def correct(
     application_id: UUID,
@@ -182,6 +184,7 @@ def correct(
     "/{application_id}/reason",
     response_model=ApplicationOut,
     summary="Applicant: state why the invoices need re-entry (draft or returned)",
+    dependencies=[Once],
 )
 def restate_reason(
     application_id: UUID, body: ReasonIn, principal: PrincipalDep, services: ServicesDep
@@ -204,6 +207,7 @@ def restate_reason(
     status_code=201,
     summary="Attach evidence (PDF, OFD, XML, JPEG or PNG, checked by content)",
     openapi_extra=UPLOAD_EXAMPLE,
+    dependencies=[Once],
 )
 def attach(
     application_id: UUID,
@@ -229,6 +233,7 @@ def attach(
     "/{application_id}/submission",
     response_model=ApplicationOut,
     summary="Submit for review (422 lists everything missing)",
+    dependencies=[Once],
 )
 def submit(application_id: UUID, principal: PrincipalDep, services: ServicesDep) -> ApplicationOut:
     principal.require(INVOICE_WRITERS)
@@ -246,6 +251,7 @@ def submit(application_id: UUID, principal: PrincipalDep, services: ServicesDep)
     "/{application_id}/review",
     response_model=ApplicationOut,
     summary="Reviewer: checked, pass to an approver",
+    dependencies=[Once],
 )
 def review(
     application_id: UUID, body: CommentIn, principal: PrincipalDep, services: ServicesDep
@@ -266,6 +272,7 @@ def review(
     "/{application_id}/approval",
     response_model=ApplicationOut,
     summary="Approver: approve; the invoices are re-entered",
+    dependencies=[Once],
 )
 def approve(
     application_id: UUID, body: CommentIn, principal: PrincipalDep, services: ServicesDep
@@ -286,6 +293,7 @@ def approve(
     "/{application_id}/return",
     response_model=ApplicationOut,
     summary="Reviewer or approver: send back with reasons",
+    dependencies=[Once],
 )
 def return_(
     application_id: UUID, body: ReturnIn, principal: PrincipalDep, services: ServicesDep
@@ -303,7 +311,10 @@ def return_(
 
 
 @router.post(
-    "/{application_id}/withdrawal", response_model=ApplicationOut, summary="Applicant: withdraw"
+    "/{application_id}/withdrawal",
+    response_model=ApplicationOut,
+    summary="Applicant: withdraw",
+    dependencies=[Once],
 )
 def withdraw(
     application_id: UUID, body: WithdrawIn, principal: PrincipalDep, services: ServicesDep

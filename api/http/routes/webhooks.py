@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.deps import PrincipalDep, ServicesDep
+from api.http.deps import Once, PrincipalDep, ServicesDep
 from api.http.schemas import shown
 from application.access import POLICY_WRITERS
 from application.monitoring.alert_rules import EVENT_TYPES
@@ -70,7 +70,11 @@ def _t(value: datetime | None) -> str | None:
 
 
 @router.post(
-    "", response_model=SubscriptionCreated, status_code=201, summary="Subscribe a URL to alerts"
+    "",
+    response_model=SubscriptionCreated,
+    status_code=201,
+    summary="Subscribe a URL to alerts",
+    dependencies=[Once],
 )
 def subscribe(
     body: SubscriptionIn, principal: PrincipalDep, services: ServicesDep
@@ -95,7 +99,9 @@ def subscriptions(principal: PrincipalDep, services: ServicesDep) -> list[Subscr
     ]
 
 
-@router.delete("/{subscription_id}", status_code=204, summary="Stop sending to a URL")
+@router.delete(
+    "/{subscription_id}", status_code=204, summary="Stop sending to a URL", dependencies=[Once]
+)
 def unsubscribe(subscription_id: UUID, principal: PrincipalDep, services: ServicesDep) -> None:
     principal.require(POLICY_WRITERS)
     services.webhooks.unsubscribe(principal.tenant_id, subscription_id)
@@ -132,6 +138,7 @@ def deliveries(
     "/deliveries/{delivery_id}/redeliver",
     status_code=202,
     summary="Send a delivery again (for example a dead one, once the receiver is fixed)",
+    dependencies=[Once],
 )
 def redeliver(delivery_id: UUID, principal: PrincipalDep, services: ServicesDep) -> dict[str, str]:
     principal.require(POLICY_WRITERS)
