@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID
@@ -197,3 +198,24 @@ def test_a_review_not_decided_in_time_is_flagged_once_and_queues_show_stages(
         if isinstance(e, ReEntryApplication.ReviewOverdue)
     ]
     assert len(overdue) == 1 and overdue[0].actor == "system:case-timer"
+
+
+def test_20_concurrent_exchanges_on_one_complaint_all_succeed(api: Api) -> None:
+    inv = a_missing_invoice(api)
+    body = {"invoices": [inv["invoice_key"]], "channel": "hotline_12366", "demand": "请核查"}
+    base = f"/v1/complaints/{api.post('/v1/complaints', body).json()['complaint_id']}"
+    statuses: list[int] = []
+    barrier = threading.Barrier(20)
+
+    def log(i: int) -> None:
+        barrier.wait()
+        exchange = {"at": "2026-11-20T10:05:00+08:00", "channel": "hotline_12366", "said": f"{i}"}
+        statuses.append(api.post(f"{base}/exchanges", exchange).status_code)
+
+    threads = [threading.Thread(target=log, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 20
+    assert api.get(base).json()["log_entries"] == 20
