@@ -35,6 +35,7 @@ from domain.errors import (
 )
 from infrastructure.evidence.bundle import EmptyLedgerError
 from infrastructure.monitoring.webhooks import WebhookError
+from infrastructure.store.db_outage import is_outage, outage_types
 
 log = logging.getLogger("fapiao.api")
 
@@ -110,6 +111,15 @@ def to_problem(exc: Exception) -> OrjsonResponse:
             if isinstance(exc, CommandInProgressError):
                 answer.headers["Retry-After"] = str(exc.retry_after)
             return answer
+    if is_outage(exc):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem(
+            503,
+            "database-unavailable",
+            "Database unavailable",
+            "the database cannot be reached or cannot take writes right now; retry after the "
+            "Retry-After seconds (with the same Idempotency-Key)",
+        )
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
 
@@ -146,3 +156,5 @@ def install(app: FastAPI) -> None:
     # only what is left reaches the catch-all and becomes a logged 500.
     for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
         app.add_exception_handler(base, _mapped)
+    for outage in outage_types():  # 503s, answered before the catch-all (not re-raised)
+        app.add_exception_handler(outage, _mapped)

@@ -8,6 +8,16 @@ from sqlalchemy import URL, Engine, create_engine, event
 
 from infrastructure.settings import Settings
 
+try:  # the event store's pool (psycopg_pool) reconnects with a backoff doubling from 1 s, so a
+    # few seconds' outage left it waiting several more: retry every ~0.2 s instead (loopback
+    # or LAN connects are cheap), so writes resume within 2 s of the database coming back.
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.INITIAL_DELAY = 0.2
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+except ImportError:  # pragma: no cover - SQLite-only installs
+    pass
+
 
 def create_engine_for(
     settings: Settings, *, immediate: bool = False, url: URL | None = None

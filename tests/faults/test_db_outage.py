@@ -1,0 +1,77 @@
+"""The database stopped under the API (a private PostgreSQL cluster, loopback only): writes are
+answered 503 problem+json with Retry-After, never 500; a retry with the same Idempotency-Key
+after the restart records the command once; the API serves again within 2 s of the restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.http.app import create_app
+from infrastructure.bootstrap import build_services
+from infrastructure.settings import Settings
+from infrastructure.store import migrate
+from tests.builders import SELLER, issue_json
+from tests.fakes import SettableClock
+from tests.pg_cluster import PrivateCluster
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    own = PrivateCluster.create()
+    try:
+        own.start()
+        own.execute('CREATE DATABASE "outage"')
+        yield own
+    finally:
+        own.remove()
+
+
+def test_an_outage_is_503_with_retry_after_and_the_api_recovers_within_2_s(
+    cluster: PrivateCluster, tmp_path: object
+) -> None:
+    settings = Settings(
+        database_url=cluster.url("outage"), pool_size=2, max_overflow=2, environment="test"
+    )
+    migrate.upgrade(settings)
+    services = build_services(settings, SettableClock())
+    try:
+        services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
+        clerk = {"Authorization": f"Bearer {services.keys.create_key(SELLER, 'clerk')[1]}"}
+        with TestClient(create_app(services=services)) as client:
+            assert client.post("/v1/invoices", json=issue_json(), headers=clerk).status_code == 201
+            cluster.stop()
+            body = issue_json()
+            retried = {**clerk, "Idempotency-Key": "outage-1"}
+            during = [client.post("/v1/invoices", json=body, headers=retried) for _ in range(3)]
+            statuses = [r.status_code for r in during]
+            assert statuses == [503, 503, 503], [r.text for r in during]
+            assert all(r.headers["content-type"] == "application/problem+json" for r in during)
+            assert all(int(r.headers["retry-after"]) >= 1 for r in during)
+            cluster.start()
+            back = time.monotonic()
+            while True:
+                r = client.post("/v1/invoices", json=body, headers=retried)
+                if r.status_code == 201 or time.monotonic() - back > 10:
+                    break
+                assert r.status_code == 503, r.text
+                time.sleep(0.1)
+            recovered = time.monotonic() - back
+            again = client.post("/v1/invoices", json=body, headers=retried)
+            events = len(list(services.ledger.events.get(r.json()["invoice_id"])))  # type: ignore[attr-defined]
+            print(
+                f"\noutage: 5xx during {statuses}, recovered in {recovered:.2f} s, "
+                f"retry replayed={again.json()['replayed']}, events of the retried invoice {events}"
+            )
+            assert r.status_code == 201 and recovered <= 2.0
+            assert (
+                again.json()["replayed"] is True
+                and again.json()["position"] == r.json()["position"]
+            )
+    finally:
+        services.close()
