@@ -314,6 +314,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             board,
             batch_size=settings.projection_batch_size,
             poll_seconds=settings.projection_poll_seconds,
+            linger_seconds=settings.linger_seconds,
         )
     policies = PolicyService(ledger, china_holidays())
     timers = SqlTimerReader(engine)

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     lock_timeout_seconds: int = Field(default=5, ge=1)
     projection_batch_size: int = Field(default=500, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
+    projection_linger_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="After a wake-up, how long a projection waits for more events before its "
+        "batch, so commands get the single SQLite writer between batches (default 0.05 on "
+        "SQLite, 0 on PostgreSQL)",
+    )
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
@@ -240,6 +248,12 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
+
+    @property
+    def linger_seconds(self) -> float:
+        if self.projection_linger_seconds is not None:
+            return self.projection_linger_seconds
+        return 0.0 if self.is_postgres else 0.05
 
     @property
     def sqlite_path(self) -> Path:

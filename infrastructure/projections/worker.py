@@ -100,6 +100,7 @@ class ProjectionWorker:
         board: ProgressBoard,
         batch_size: int = 500,
         poll_seconds: float = 2.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.ledger = ledger
         self.engine = engine  # writes (BEGIN IMMEDIATE on SQLite)
@@ -109,6 +110,9 @@ class ProjectionWorker:
         self.board = board
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        # After a wake-up, wait this long for more events: fewer, larger batches, and the
+        # commands get SQLite's one writer in between (the worker yields to them).
+        self.linger_seconds = linger_seconds
         self.tracking = tracking_table(projection.name)
         self.app_name = ledger.name
         self.state = WorkerState()
@@ -300,7 +304,11 @@ class ProjectionWorker:
         deadline = time.monotonic() + self.poll_seconds
         while not stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or leadership.wait_for_events(min(remaining, 0.5)):
+            if remaining <= 0:
+                return
+            if leadership.wait_for_events(min(remaining, 0.5)):
+                if self.linger_seconds:
+                    stop.wait(self.linger_seconds)
                 return
 
 
