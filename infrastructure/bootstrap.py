@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -108,6 +109,8 @@ class Services:
     replica_reads: Reads | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # projection -> (position last seen, monotonic time it was first seen there)
+    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def worker(self, name: str) -> ProjectionWorker:
         try:
@@ -199,16 +202,25 @@ class Services:
     def projection_status(self) -> list[dict[str, Any]]:
         head = int(self.ledger.recorder.max_notification_id() or 0)
         rows = []
+        now = time.monotonic()
         for name, worker in self.workers.items():
             position = worker.position()
+            lag = max(head - position, 0)
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != position or lag == 0:
+                seen = self._seen[name] = (position, now)
+            still = now - seen[1]
             rows.append(
                 {
                     "projection": name,
                     "position": position,
                     "head": head,
-                    "lag": max(head - position, 0),
+                    "lag": lag,
                     "dead_letters": worker.dead_letter_count(),
                     "active_runner": self.active_runner(name),
+                    # behind the head and not moved for the configured time (seen from here)
+                    "stalled": lag > 0 and still >= self.settings.projection_stall_seconds,
+                    "unmoved_seconds": round(still, 1) if lag else 0.0,
                 }
             )
         return rows
