@@ -43,6 +43,7 @@ from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
+from infrastructure.outbound import OutboundGuard
 from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
 from infrastructure.projections.cases import CasesProjection, SqlCaseReader
 from infrastructure.projections.invoice_status import (
@@ -359,6 +360,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             ledger.clock,
             settings.webhook_max_attempts,
             timedelta(seconds=settings.webhook_backoff_seconds),
+            guard=OutboundGuard.from_setting(settings.outbound_allow),
         ),
         reconciliation_store=store,
         reconciliation=reconciliation,

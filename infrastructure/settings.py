@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     lock_timeout_seconds: int = Field(default=5, ge=1)
     projection_batch_size: int = Field(default=500, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
+    outbound_allow: str = Field(
+        default="",
+        max_length=4096,
+        description="Comma-separated CIDR ranges and host names outbound requests (webhooks) "
+        "may reach although internal or reserved (on-premises receivers); default none",
+    )
     projection_stall_seconds: float = Field(
         default=60.0,
         gt=0,
