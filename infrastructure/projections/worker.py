@@ -381,7 +381,7 @@ def _describe(error: Exception) -> str:
     """The error as stored with its dead letter: its kind and first line, bounded, with no SQL
     statement or parameters (those can carry what the event carried)."""
     if isinstance(error, DBAPIError) and error.orig is not None:
-        error = error.orig  # type: ignore[assignment]
+        error = error.orig
     first = (str(error).splitlines() or [""])[0]
     return f"{type(error).__name__}: {first}"[:500]
 
