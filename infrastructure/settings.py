@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         le=2048,
         description="Largest platform export (and evidence bundle) upload (MiB)",
     )
+    upload_inflated_limit_mb: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="What an uploaded XLSX may inflate to (its shared strings: half of it); "
+        "checked from the zip's directory before reading",
+    )
+    reconciliation_time_budget_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest a reconciliation may read its file"
+    )
     max_query_value_length: int = Field(
         default=512, ge=64, le=65_536, description="Longest query parameter value (characters)"
     )

@@ -89,6 +89,8 @@ def _field_errors(exc: Exception) -> list[dict[str, str]]:
         return [{"field": e.field, "rule": e.rule, "message": e.message} for e in exc.errors]
     if isinstance(exc, InvalidFieldError):
         return [{"field": exc.field, "rule": exc.rule, "message": exc.message}]
+    if isinstance(exc, ReconciliationFileError):
+        return [{"field": "file", "rule": "unreadable_export", "message": exc.reason}]
     return []
 
 

@@ -3,8 +3,6 @@ its rule, and writes nothing (no event, no stored file)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +11,10 @@ from fastapi.testclient import TestClient
 
 from api.http.app import create_app
 from infrastructure.bootstrap import Services
-from tests.builders import issue_json
+from infrastructure.monitoring.platform_export_reader import BASIC_COLUMNS
+from tests.builders import SELLER, issue_json
 from tests.e2e.test_api import Api
+from tests.integration.test_reconciliation import platform_row
 
 BIG = str(2**63)
 
@@ -43,8 +43,8 @@ QUERIES = [
     ("/v1/queues/overdue", {"offset": BIG}, "offset"),
     ("/v1/queues/mismatched", {"offset": BIG}, "offset"),
     ("/v1/queues/overdue", {"consistent_after": BIG}, "consistent_after"),
-    ("/v1/events", {"after_position": BIG}, "after_position"),
-    ("/v1/events", {"to_position": BIG}, "to_position"),
+    ("/v1/ledger/events", {"after_position": BIG}, "after_position"),
+    ("/v1/ledger/events", {"to_position": BIG}, "to_position"),
     ("/v1/invoices/x/as-of", {"at": "9999-12-31T23:59:59-12:00"}, "at"),
 ]
 
@@ -120,7 +120,7 @@ def test_bodies_are_bounded(api: Api, path: str, body: Any, field: str) -> None:
 
 @pytest.mark.parametrize("hours", ["Infinity", "NaN", 1e308, "1e999"])
 def test_ack_window_must_be_finite_and_bounded(api: Api, hours: Any) -> None:
-    admin = api.key("91110108769914581E", "admin")
+    admin = api.key(SELLER, "admin")
     before = api.events_stored()
     r = api.client.put("/v1/policy/ack-window", json={"hours": hours}, headers=admin)
     _problem(r, "hours")
@@ -133,14 +133,16 @@ def _reconcile(api: Api, name: str, content: bytes, **form: str) -> Any:
     )
 
 
-CSV = "发票号码,开票日期,价税合计\n26112000000000000001,2026-11-18,1130.00\n".encode()
+HEADER = ",".join(BASIC_COLUMNS)
+ROW = ",".join(str(v) for v in platform_row("26112000000000000001"))
+CSV = f"{HEADER}\n{ROW}\n".encode()
+HUGE_CELL = f"{HEADER}\n{ROW}\n".encode() + b'"' + b"x" * (129 * 1024) + b'",1\n'
 
 
 @pytest.mark.parametrize(
     ("name", "content", "form", "field"),
     [
         ("..", CSV, {}, "file"),
-        ("a\x00b.csv", CSV, {}, "file"),
         ("export.csv", CSV, {"encoding": "rot13"}, "encoding"),
         ("export.csv", CSV, {"encoding": "utf-16"}, "encoding"),
         ("export.xlsx", b"PK\x03\x04 not a zip at all", {}, "file"),
@@ -158,4 +160,21 @@ def test_reconciliation_uploads_are_refused_without_a_trace(
     before = api.events_stored()
     r = _reconcile(api, name, content, **form)
     _problem(r, field)
+    assert api.events_stored() == before
+
+
+def test_a_file_name_with_a_nul_byte_is_refused(api: Api) -> None:
+    """Sent as raw multipart (clients escape it; an attacker does not)."""
+    boundary = "XyZ"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        f"filename=\"a\x00b.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    ).encode() + CSV + f"\r\n--{boundary}--\r\n".encode()
+    before = api.events_stored()
+    r = api.client.post(
+        "/v1/reconciliations",
+        content=body,
+        headers={**api.clerk, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    _problem(r, "file")
     assert api.events_stored() == before
