@@ -167,9 +167,13 @@ def test_a_file_name_with_a_nul_byte_is_refused(api: Api) -> None:
     """Sent as raw multipart (clients escape it; an attacker does not)."""
     boundary = "XyZ"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"a\x00b.csv\"\r\nContent-Type: text/csv\r\n\r\n"
-    ).encode() + CSV + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="a\x00b.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
+        + CSV
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     before = api.events_stored()
     r = api.client.post(
         "/v1/reconciliations",
