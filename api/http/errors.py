@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
@@ -107,8 +109,27 @@ def to_problem(exc: Exception) -> OrjsonResponse:
                 extra["rule"] = exc.rule
             title = slug.replace("-", " ").capitalize()
             return problem(status, slug, title, str(exc), **extra)
-    log.exception("unhandled error", exc_info=exc)
+    log_unhandled(exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
+
+
+def log_unhandled(exc: Exception) -> None:
+    """Log an unexpected error. A database error is logged by its kind, primary message and
+    stack only: its full text carries the statement's parameters or the failing row
+    (PostgreSQL's DETAIL), which can hold secrets."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or str(orig).split("\n", 1)[0]
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "unhandled database error %s: %s (statement, parameters and detail not logged)\n%s",
+            type(orig).__name__,
+            primary,
+            stack,
+        )
+        return
+    log.exception("unhandled error", exc_info=exc)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -357,10 +357,13 @@ class ProjectionWorker:
             except TrackingConflictError as e:
                 log.warning("%s", e)
             except Exception as e:  # noqa: BLE001 - the supervisor keeps the worker alive
-                self.state.last_error = f"{type(e).__name__}: {e}"
+                self.state.last_error = _describe(e)
                 self.state.retries += 1
-                log.exception(
-                    "projection %s failed; retrying in %.1fs", self.projection.name, backoff
+                log.error(  # no SQL parameters or failing rows in the log (they hold data)
+                    "projection %s failed (%s); retrying in %.1fs",
+                    self.projection.name,
+                    self.state.last_error,
+                    backoff,
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
