@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from application.remedies.complaint_service import ComplaintService
 from application.remedies.lost_invoice_service import LostInvoiceService
 from application.remedies.reentry_service import ReEntryService
 from application.service_errors import ProjectionLagError, UnknownProjectionError
+from domain.bounds import OutOfBoundsError
 from domain.evidence.access_record import AccessRecord
 from domain.idempotency import CommandReceipt
 from domain.invoices.invoice import Invoice
@@ -42,6 +44,7 @@ from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
+from infrastructure.outbound import OutboundGuard
 from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
 from infrastructure.projections.cases import CasesProjection, SqlCaseReader
 from infrastructure.projections.invoice_status import (
@@ -108,6 +111,11 @@ class Services:
     replica_reads: Reads | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # projection -> (position last seen, monotonic time it was first seen there)
+    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _waiters: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(16)
+    )
 
     def worker(self, name: str) -> ProjectionWorker:
         try:
@@ -150,9 +158,24 @@ class Services:
                     log.exception("%s failed; retrying next tick", type(ticker).__name__)
 
     def wait_for(self, projection: str, position: int, timeout: float) -> int:
-        """Read-your-writes: wait (bounded) until `projection` has applied `position`."""
+        """Read-your-writes: wait (bounded in time and in the number of waiting requests)
+        until `projection` has applied `position`. A position beyond the log's head is refused
+        at once: no wait could reach it."""
         worker = self.worker(projection)
-        reached = wait_for_position(worker, position, timeout, self.board)
+        reached = worker.position()
+        if reached >= position:
+            return reached
+        head = worker.head()
+        if position > head:
+            raise OutOfBoundsError(
+                "consistent_after", f"is beyond the log's head ({head})", "beyond_head"
+            )
+        if not self._waiters.acquire(blocking=False):  # every slot already waits: say so now
+            raise ProjectionLagError(projection, position, reached)
+        try:
+            reached = wait_for_position(worker, position, timeout, self.board)
+        finally:
+            self._waiters.release()
         if reached < position:
             raise ProjectionLagError(projection, position, reached)
         return reached
@@ -199,16 +222,25 @@ class Services:
     def projection_status(self) -> list[dict[str, Any]]:
         head = int(self.ledger.recorder.max_notification_id() or 0)
         rows = []
+        now = time.monotonic()
         for name, worker in self.workers.items():
             position = worker.position()
+            lag = max(head - position, 0)
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != position or lag == 0:
+                seen = self._seen[name] = (position, now)
+            still = now - seen[1]
             rows.append(
                 {
                     "projection": name,
                     "position": position,
                     "head": head,
-                    "lag": max(head - position, 0),
+                    "lag": lag,
                     "dead_letters": worker.dead_letter_count(),
                     "active_runner": self.active_runner(name),
+                    # behind the head and not moved for the configured time (seen from here)
+                    "stalled": lag > 0 and still >= self.settings.projection_stall_seconds,
+                    "unmoved_seconds": round(still, 1) if lag else 0.0,
                 }
             )
         return rows
@@ -348,6 +380,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             ledger.clock,
             settings.webhook_max_attempts,
             timedelta(seconds=settings.webhook_backoff_seconds),
+            guard=OutboundGuard.from_setting(settings.outbound_allow),
         ),
         reconciliation_store=store,
         reconciliation=reconciliation,
@@ -373,6 +406,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             SqlCaseReader(replica_engine),
             source="replica",
         )
+    services._waiters = threading.BoundedSemaphore(settings.consistent_read_max_waiters)
     holder.append(services)
     metrics.watch(services)
     return services

@@ -61,7 +61,27 @@ class Settings(BaseSettings):
         "batch, so commands get the single SQLite writer between batches (default 0.05 on "
         "SQLite, 0 on PostgreSQL)",
     )
+    outbound_allow: str = Field(
+        default="",
+        max_length=4096,
+        description="Comma-separated CIDR ranges and host names outbound requests (webhooks) "
+        "may reach although internal or reserved (on-premises receivers); default none",
+    )
+    projection_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="/readyz fails when a projection behind the head has not advanced for this "
+        "long",
+    )
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
+    consistent_read_max_waiters: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests that may wait for a projection at once (consistent_after); more "
+        "are answered 503 at once",
+    )
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
     )
@@ -69,6 +89,31 @@ class Settings(BaseSettings):
         default=None, description="Where attachments are kept (default: <data dir>/attachments)"
     )
     attachment_limit_mb: int = Field(default=20, ge=1, le=1024)
+    max_json_body_kb: int = Field(
+        default=1024,
+        ge=16,
+        le=65_536,
+        description="Largest JSON or form request body (KiB); refused with 413 before reading",
+    )
+    reconciliation_upload_limit_mb: int = Field(
+        default=100,
+        ge=1,
+        le=2048,
+        description="Largest platform export (and evidence bundle) upload (MiB)",
+    )
+    upload_inflated_limit_mb: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="What an uploaded XLSX may inflate to (its shared strings: half of it); "
+        "checked from the zip's directory before reading",
+    )
+    reconciliation_time_budget_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest a reconciliation may read its file"
+    )
+    max_query_value_length: int = Field(
+        default=512, ge=64, le=65_536, description="Longest query parameter value (characters)"
+    )
     keys_dir: Path | None = Field(
         default=None, description="Checkpoint signing keys (default: <data dir>/keys)"
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
@@ -92,6 +94,8 @@ def _field_errors(exc: Exception) -> list[dict[str, str]]:
         return [{"field": e.field, "rule": e.rule, "message": e.message} for e in exc.errors]
     if isinstance(exc, InvalidFieldError):
         return [{"field": exc.field, "rule": exc.rule, "message": exc.message}]
+    if isinstance(exc, ReconciliationFileError):
+        return [{"field": "file", "rule": "unreadable_export", "message": exc.reason}]
     return []
 
 
@@ -120,8 +124,27 @@ def to_problem(exc: Exception) -> OrjsonResponse:
             "the database cannot be reached or cannot take writes right now; retry after the "
             "Retry-After seconds (with the same Idempotency-Key)",
         )
-    log.exception("unhandled error", exc_info=exc)
+    log_unhandled(exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
+
+
+def log_unhandled(exc: Exception) -> None:
+    """Log an unexpected error. A database error is logged by its kind, primary message and
+    stack only: its full text carries the statement's parameters or the failing row
+    (PostgreSQL's DETAIL), which can hold secrets."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or str(orig).split("\n", 1)[0]
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "unhandled database error %s: %s (statement, parameters and detail not logged)\n%s",
+            type(orig).__name__,
+            primary,
+            stack,
+        )
+        return
+    log.exception("unhandled error", exc_info=exc)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -2,16 +2,16 @@
 from the tenant and the key (so a repeat collides on the primary key in the same insert) and
 keeps the request's fingerprint, so the same key with another body is refused.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
