@@ -237,6 +237,11 @@ class Services:
                     "head": head,
                     "lag": lag,
                     "dead_letters": worker.dead_letter_count(),
+                    # failed batches retried by this process's runner (transient errors, and
+                    # events that failed alone fewer than FAPIAO_PROJECTION_POISON_TRIES times)
+                    "retries": worker.state.retries,
+                    "poison_retries": worker.state.poison_retries,
+                    "last_error": worker.state.last_error,
                     "active_runner": self.active_runner(name),
                     # behind the head and not moved for the configured time (seen from here)
                     "stalled": lag > 0 and still >= self.settings.projection_stall_seconds,
@@ -347,6 +352,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             batch_size=settings.projection_batch_size,
             poll_seconds=settings.projection_poll_seconds,
             linger_seconds=settings.linger_seconds,
+            poison_tries=settings.projection_poison_tries,
+            max_backoff=settings.projection_max_backoff_seconds,
         )
     policies = PolicyService(ledger, china_holidays())
     timers = SqlTimerReader(engine)

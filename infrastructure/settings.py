@@ -61,6 +61,20 @@ class Settings(BaseSettings):
         "batch, so commands get the single SQLite writer between batches (default 0.05 on "
         "SQLite, 0 on PostgreSQL)",
     )
+    projection_poison_tries: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="An event that fails alone is dead-lettered after failing this many times "
+        "the same way (transient errors are never dead-lettered)",
+    )
+    projection_max_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="A projection retries a failed batch after a backoff doubling from 0.2 s "
+        "to this",
+    )
     outbound_allow: str = Field(
         default="",
         max_length=4096,

@@ -140,7 +140,9 @@ def worker(
             t.join(timeout=10)
 
 
-projections_app = typer.Typer(help="Projections: status and rebuild.", no_args_is_help=True)
+projections_app = typer.Typer(
+    help="Projections: status, dead letters and their replay, rebuild.", no_args_is_help=True
+)
 
 
 @projections_app.command("status")
@@ -148,7 +150,9 @@ def projections_status() -> None:
     """Position, lag, dead letters and the active runner of each projection."""
     with services_for() as services:
         rows = services.projection_status()
-    table = Table("projection", "position", "head", "lag", "dead letters", "active runner")
+    table = Table(
+        "projection", "position", "head", "lag", "dead letters", "retries", "active runner"
+    )
     for r in rows:
         table.add_row(
             r["projection"],
@@ -156,9 +160,22 @@ def projections_status() -> None:
             str(r["head"]),
             str(r["lag"]),
             str(r["dead_letters"]),
+            str(r["retries"]),
             r["active_runner"] or "none",
         )
     console.print(table)
+    console.print("retries: failed batches retried by runners in this process")
+
+
+@projections_app.command("replay-dead-letters")
+def projections_replay_dead_letters(name: str) -> None:
+    """Apply a projection's dead letters again (after a fix), while its workers run: those that
+    apply are removed, the others keep their (updated) error. Exit 1 if some still fail."""
+    with services_for() as services:
+        replayed, failing = services.worker(name).replay_dead_letters()
+    console.print(f"{name}: {replayed} replayed, {failing} still failing")
+    if failing:
+        raise typer.Exit(1)
 
 
 @projections_app.command("dead-letters")

@@ -21,6 +21,7 @@ from api.http.routes import (
     invoices,
     lost_invoices,
     metrics,
+    operations,
     policy,
     queues,
     reconciliations,
@@ -99,5 +100,6 @@ def create_app(
     app.include_router(checkpoints.router)
     app.include_router(history.router)
     app.include_router(evidence.router)
+    app.include_router(operations.router)
     console.install(app)
     return app

@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from eventsourcing.utils import TopicError, resolve_topic
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from application.invoices.ledger import InvoiceLedger
+from infrastructure.store.db_outage import is_outage
 from infrastructure.store.tables import projection_dead_letters, tracking_table
 
 log = logging.getLogger("fapiao.worker")
@@ -66,6 +67,11 @@ POISON = "poison"
 TRANSIENT = "transient"
 
 
+class SuspectedPoisonError(Exception):
+    """An event failed alone, but not yet `poison_tries` times the same way: the batch is rolled
+    back and retried (after the bounded backoff) before the event is dead-lettered."""
+
+
 def classify_failure(error: BaseException) -> str:
     """Is this failure the event's fault (POISON: it will fail again, set it aside) or the
     world's (TRANSIENT: a lost connection, a lock or statement timeout; retry the batch)?
@@ -73,7 +79,11 @@ def classify_failure(error: BaseException) -> str:
     Database errors the driver reports as operational or interface errors (connections,
     timeouts, serialization and deadlock), and our own tracking conflicts, are transient;
     everything else (data errors, integrity errors, errors raised while folding) is poison."""
-    if isinstance(error, TrackingConflictError | TimeoutError | ConnectionError):
+    if isinstance(error, TrackingConflictError | SuspectedPoisonError):
+        return TRANSIENT
+    if isinstance(error, TimeoutError | ConnectionError):
+        return TRANSIENT
+    if is_outage(error):  # a pool timeout, the library's wrapped driver errors, SQLite busy
         return TRANSIENT
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return TRANSIENT
@@ -115,6 +125,7 @@ class WorkerState:
     advanced_at: float | None = None  # unix time this runner last moved the position
     retries: int = 0  # failures it recovered from (metrics)
     bisections: int = 0  # batches split to isolate a poison event
+    poison_retries: int = 0  # batches retried because one event failed alone, not yet N times
 
 
 class ProjectionWorker:
@@ -129,6 +140,8 @@ class ProjectionWorker:
         batch_size: int = 500,
         poll_seconds: float = 2.0,
         linger_seconds: float = 0.0,
+        poison_tries: int = 3,
+        max_backoff: float = 1.0,
     ) -> None:
         self.ledger = ledger
         self.engine = engine  # writes (BEGIN IMMEDIATE on SQLite)
@@ -141,6 +154,11 @@ class ProjectionWorker:
         # After a wake-up, wait this long for more events: fewer, larger batches, and the
         # commands get SQLite's one writer in between (the worker yields to them).
         self.linger_seconds = linger_seconds
+        # An event is dead-lettered only after failing alone this many times the same way;
+        # transient failures are retried after a backoff doubling to `max_backoff` seconds.
+        self.poison_tries = poison_tries
+        self.max_backoff = max_backoff
+        self._strikes: dict[tuple[int, str], int] = {}
         self.tracking = tracking_table(projection.name)
         self.app_name = ledger.name
         self.state = WorkerState()
@@ -239,6 +257,16 @@ class ProjectionWorker:
                 raise
             if len(items) == 1:
                 position, item = items[0]
+                key = (position, _describe(e))
+                strikes = self._strikes.get(key, 0) + 1
+                if strikes < self.poison_tries:  # perhaps the world's fault after all: retry
+                    self._strikes = {key: strikes}  # only the event being retried is counted
+                    self.state.poison_retries += 1
+                    raise SuspectedPoisonError(
+                        f"position {position} failed alone ({strikes} of {self.poison_tries} "
+                        f"tries): {key[1]}"
+                    ) from e
+                self._strikes.pop(key, None)
                 return [(position, item, e)]
             self.state.bisections += 1
             middle = len(items) // 2
@@ -283,7 +311,10 @@ class ProjectionWorker:
         consumed = 0
         head = self.head()
         while True:
-            n = self.process_batch()
+            try:
+                n = self.process_batch()
+            except SuspectedPoisonError:  # try the batch again now; the Nth time dead-letters
+                continue
             consumed += n
             if progress:
                 progress(self.position(), max(head, self.position()))
@@ -324,6 +355,89 @@ class ProjectionWorker:
                 for r in conn.execute(query)
             ]
 
+    def replay_dead_letters(self, attempts: int = 5) -> tuple[int, int]:
+        """Apply this projection's dead letters again, oldest first, while its runner runs:
+        each in a transaction that first locks the tracking row (so it and a batch of the
+        runner take turns), its dead letter removed if it applies, its error updated if it
+        fails again. Transient failures are retried (`attempts`). Returns (replayed, failing)."""
+        d = projection_dead_letters.c
+        with self.read_engine.connect() as conn:
+            positions = [
+                int(p)
+                for p in conn.execute(
+                    select(d.position)
+                    .where(d.projection == self.projection.name)
+                    .order_by(d.position)
+                ).scalars()
+            ]
+        replayed = failing = 0
+        for position in positions:
+            for attempt in range(1, attempts + 1):
+                try:
+                    ok = self._replay_one(position)
+                except Exception as e:
+                    if classify_failure(e) == POISON or attempt == attempts:
+                        raise
+                    time.sleep(min(0.2 * 2 ** (attempt - 1), self.max_backoff))
+                    continue
+                replayed += ok
+                failing += not ok
+                break
+        return replayed, failing
+
+    def _replay_one(self, position: int) -> bool:
+        d = projection_dead_letters.c
+        mine = (d.projection == self.projection.name) & (d.position == position)
+        if getattr(self.projection, "raw", False):
+            found: list[Any] = [
+                r
+                for r in self.ledger.event_log.select_rows(position - 1, 1)
+                if r.position == position
+            ]
+            item = found[0] if found else None
+        else:
+            notes = self.ledger.recorder.select_notifications(
+                start=position, limit=1, inclusive_of_start=True
+            )
+            item = notes[0] if notes and notes[0].id == position else None
+        with self.engine.begin() as conn:
+            t = self.tracking.c
+            conn.execute(  # take turns with the runner's batch (its commit updates this row)
+                select(t.notification_id)
+                .where(t.application_name == self.app_name)
+                .with_for_update()
+            )
+            if item is None:  # the event is gone (a restored backup): nothing to apply
+                conn.execute(delete(projection_dead_letters).where(mine))
+                return True
+            try:
+                event = (
+                    item
+                    if getattr(self.projection, "raw", False)
+                    else (self.ledger.mapper.to_domain_event(item))
+                )
+                with conn.begin_nested():
+                    failed = (
+                        self.projection.apply_batch(conn, [(position, event)])
+                        if getattr(self.projection, "raw", False) or self.projection.handles(event)
+                        else []
+                    )
+                error: Exception | None = failed[0][2] if failed else None
+            except Exception as e:
+                if classify_failure(e) != POISON:
+                    raise
+                error = e
+            if error is not None:
+                conn.execute(
+                    update(projection_dead_letters)
+                    .where(mine)
+                    .values(error=_describe(error), failed_at=datetime.now(UTC))
+                )
+                return False
+            conn.execute(delete(projection_dead_letters).where(mine))
+        self.board.posted()
+        return True
+
     def dead_letter_count(self) -> int:
         with self.read_engine.connect() as conn:
             return int(
@@ -338,7 +452,8 @@ class ProjectionWorker:
 
     def run(self, stop: threading.Event, standby_retry: float = 1.0) -> None:
         """Run until `stop` is set: lead if no one else does, else wait as a standby."""
-        backoff = 0.5
+        first_backoff = min(0.2, self.max_backoff)
+        backoff = first_backoff
         while not stop.is_set():
             leadership = self.leadership()
             try:
@@ -357,7 +472,7 @@ class ProjectionWorker:
                 while not stop.is_set():
                     if self.process_batch() < self.batch_size:
                         self._idle(leadership, stop)
-                    backoff = 0.5
+                    backoff = first_backoff
             except TrackingConflictError as e:
                 log.warning("%s", e)
             except Exception as e:  # noqa: BLE001 - the supervisor keeps the worker alive
@@ -370,7 +485,7 @@ class ProjectionWorker:
                     backoff,
                 )
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, self.max_backoff)
             finally:
                 leadership.release()
         self.state.role = "stopped"

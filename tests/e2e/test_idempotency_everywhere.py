@@ -29,6 +29,8 @@ EXEMPT = {
     "POST /v1/reconciliations": "the same file (by SHA-256) answers with the first run",
     "POST /v1/evidence-bundles": "its own receipt with the bundle's bytes (test_evidence.py)",
     "POST /v1/webhooks/deliveries/{delivery_id}/redeliver": "sets one delivery pending again",
+    "POST /v1/admin/projections/{name}/dead-letters/replay": "replays what is dead now; a "
+    "repeat replays what is left (operators)",
 }
 
 
