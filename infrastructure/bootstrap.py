@@ -143,11 +143,19 @@ class Services:
             self._threads.append(thread)
 
     def _deliver_forever(self) -> None:
-        while not self._stop.wait(self.settings.webhook_poll_seconds):
+        """Start what is due (without waiting for slow receivers), keep the claims in flight
+        alive, and sleep until the next delivery is due (at most the poll interval), so the
+        configured backoff is kept to the poll's granularity, not rounded up to it."""
+        poll = self.settings.webhook_poll_seconds
+        wait = poll
+        while not self._stop.wait(wait):
             try:
-                self.webhooks.deliver_due()
+                self.webhooks.dispatch()
+                self.webhooks.heartbeat()
+                wait = max(0.02, self.webhooks.seconds_to_next(poll))
             except Exception:  # noqa: BLE001 - keep delivering; the next round retries
                 log.exception("webhook delivery failed; retrying")
+                wait = poll
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):
@@ -274,6 +282,7 @@ class Services:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.webhooks.close()
         self.ledger.close()
         self.engine.dispose()
         self.write_engine.dispose()

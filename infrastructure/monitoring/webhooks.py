@@ -3,7 +3,11 @@
 Deliveries are created by a projection, in the same transaction as its tracking row, with
 ids derived from (subscription, log position): each alert is queued exactly once, and a rebuild
 queues nothing twice. Delivery is at least once: retried with exponential backoff, dead after
-N failures, and redeliverable by id.
+N failures, and redeliverable by id. Receivers deduplicate on X-Fapiao-Delivery (the same id on
+every attempt). Deliveries run concurrently (at most PER_SUBSCRIPTION at once per
+subscription, so a slow receiver delays only its own), each with its own timeout; a claim is
+held for CLAIM and extended by a heartbeat while in flight, so another deliverer resends a
+crashed one's work within 30 s.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +38,12 @@ from infrastructure.outbound import OutboundFailedError, OutboundGuard, Outbound
 from infrastructure.store.tables import webhook_deliveries, webhook_subscriptions
 
 log = logging.getLogger("fapiao.happenings")
+# A claimed delivery is someone's for this long; the deliverer's heartbeat extends it while the
+# request is in flight, so a crashed deliverer's claims lapse and are resent within 30 s.
+CLAIM = timedelta(seconds=15)
+# At most this many deliveries of one subscription in flight: a hanging receiver cannot take
+# the whole pool (16) from the others.
+PER_SUBSCRIPTION = 4
 DELIVERY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:webhook-delivery:v1")
 
 
@@ -136,10 +148,17 @@ class WebhookService:
         base_delay: timedelta = timedelta(seconds=10),
         timeout: float = 5.0,
         guard: OutboundGuard | None = None,
+        concurrency: int = 16,
     ) -> None:
         self.engine, self.write_engine, self.clock = engine, write_engine, clock
         self.max_attempts, self.base_delay, self.timeout = max_attempts, base_delay, timeout
         self.guard = guard or OutboundGuard()
+        # Deliveries run on a pool, one task per subscription at a time.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        self._lock = threading.Lock()
+        self._busy: dict[UUID, int] = {}  # subscription -> its deliveries being sent
+        self._queued: set[UUID] = set()  # deliveries handed to the pool
+        self._inflight: dict[UUID, int] = {}  # delivery id -> its attempts when claimed
 
     # ---- subscriptions -----------------------------------------------------------------------
 
@@ -243,7 +262,17 @@ class WebhookService:
             raise WebhookError(f"no delivered or dead delivery {delivery_id}")
 
     def deliver_due(self, limit: int = 50) -> int:
-        """Send every due delivery once; returns how many succeeded."""
+        """Send every due delivery once, concurrently, and wait for them; returns how many
+        succeeded."""
+        tried: set[UUID] = set()
+        sent = 0
+        while started := self.dispatch(limit, tried):
+            sent += sum(f.result() for f in started)
+        return sent
+
+    def dispatch(self, limit: int = 50, skip: set[UUID] | None = None) -> list[Future[int]]:
+        """Start sending what is due without waiting for it: a slow or hanging receiver holds
+        up only its own deliveries (PER_SUBSCRIPTION at most)."""
         now = self.clock.now()
         t, s = webhook_deliveries.c, webhook_subscriptions.c
         query = (
@@ -255,14 +284,75 @@ class WebhookService:
         )
         with self.engine.connect() as conn:
             due = list(conn.execute(query))
-        sent = 0
+        started: list[Future[int]] = []
         for row in due:
-            if not self._claim(row.delivery_id, row.next_attempt_at, now):
-                continue  # another deliverer took it
-            error = self._post(row.url, row.secret, row)
-            self._record(row, error, now)
-            sent += error is None
-        return sent
+            if skip is not None and row.delivery_id in skip:
+                continue
+            with self._lock:
+                busy = self._busy.get(row.subscription_id, 0)
+                if row.delivery_id in self._queued or busy >= PER_SUBSCRIPTION:
+                    continue
+                if skip is not None:
+                    skip.add(row.delivery_id)
+                self._queued.add(row.delivery_id)
+                self._busy[row.subscription_id] = busy + 1
+            started.append(self._pool.submit(self._send, row))
+        return started
+
+    def _send(self, row: Any) -> int:
+        try:
+            if not self._claim(row.delivery_id, row.next_attempt_at, self.clock.now()):
+                return 0  # another deliverer took it
+            with self._lock:
+                self._inflight[row.delivery_id] = row.attempts
+            try:
+                error = self._post(row.url, row.secret, row)
+            finally:
+                with self._lock:
+                    self._inflight.pop(row.delivery_id, None)
+            self._record(row, error, self.clock.now())  # the backoff counts from the failure
+            return int(error is None)
+        finally:
+            with self._lock:
+                self._queued.discard(row.delivery_id)
+                self._busy[row.subscription_id] -= 1
+                if not self._busy[row.subscription_id]:
+                    del self._busy[row.subscription_id]
+
+    def heartbeat(self) -> None:
+        """Extend the claims of the deliveries in flight here, so only a deliverer that died
+        lets its claims lapse (and another resends them within CLAIM seconds)."""
+        with self._lock:
+            inflight = dict(self._inflight)
+        if not inflight:
+            return
+        t = webhook_deliveries.c
+        until = self.clock.now() + CLAIM
+        with self.write_engine.begin() as conn:
+            for delivery_id, attempts in inflight.items():
+                conn.execute(
+                    update(webhook_deliveries)
+                    .where(
+                        t.delivery_id == delivery_id,
+                        t.status == "pending",
+                        t.attempts == attempts,  # not yet recorded: still in flight
+                    )
+                    .values(next_attempt_at=until)
+                )
+
+    def seconds_to_next(self, cap: float) -> float:
+        """How long until the next pending delivery is due (at most `cap`)."""
+        t = webhook_deliveries.c
+        with self.engine.connect() as conn:
+            soonest = conn.execute(
+                select(func.min(t.next_attempt_at)).where(t.status == "pending")
+            ).scalar_one()
+        if soonest is None:
+            return cap
+        return max(0.0, min(cap, (soonest - self.clock.now()).total_seconds()))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _claim(self, delivery_id: UUID, seen: datetime, now: datetime) -> bool:
         t = webhook_deliveries.c
@@ -272,7 +362,7 @@ class WebhookService:
                 .where(
                     t.delivery_id == delivery_id, t.status == "pending", t.next_attempt_at == seen
                 )
-                .values(next_attempt_at=now + timedelta(minutes=2))
+                .values(next_attempt_at=now + CLAIM)
             )
         return lease.rowcount == 1
 
