@@ -148,7 +148,11 @@ class Services:
         configured backoff is kept to the poll's granularity, not rounded up to it."""
         poll = self.settings.webhook_poll_seconds
         wait = poll
-        while not self._stop.wait(wait):
+        while not self._stop.is_set():
+            self.webhooks.changed.wait(wait)  # a failure recorded, or the next one due
+            self.webhooks.changed.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.webhooks.dispatch()
                 self.webhooks.heartbeat()
@@ -280,6 +284,7 @@ class Services:
 
     def close(self) -> None:
         self._stop.set()
+        self.webhooks.changed.set()
         for thread in self._threads:
             thread.join(timeout=10)
         self.webhooks.close()
@@ -396,7 +401,9 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             ledger.clock,
             settings.webhook_max_attempts,
             timedelta(seconds=settings.webhook_backoff_seconds),
+            timeout=settings.webhook_timeout_seconds,
             guard=OutboundGuard.from_setting(settings.outbound_allow),
+            max_delay=timedelta(seconds=settings.webhook_backoff_max_seconds),
         ),
         reconciliation_store=store,
         reconciliation=reconciliation,

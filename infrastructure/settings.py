@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(
         default=10.0, gt=0, description="First retry delay; doubles each failure"
     )
+    webhook_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="The retry delay doubles up to this"
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Each delivery's request timeout"
+    )
     environment: Literal["development", "test", "production"] = "development"
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="JSON lines, or readable lines (auto: readable on a terminal)"

@@ -149,10 +149,14 @@ class WebhookService:
         timeout: float = 5.0,
         guard: OutboundGuard | None = None,
         concurrency: int = 16,
+        claim: timedelta = CLAIM,
+        max_delay: timedelta = timedelta(hours=1),
     ) -> None:
         self.engine, self.write_engine, self.clock = engine, write_engine, clock
         self.max_attempts, self.base_delay, self.timeout = max_attempts, base_delay, timeout
         self.guard = guard or OutboundGuard()
+        self.claim, self.max_delay = claim, max_delay
+        self.changed = threading.Event()  # set when a retry is scheduled: the loop re-plans
         # Deliveries run on a pool, one task per subscription at a time.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
         self._lock = threading.Lock()
@@ -321,13 +325,13 @@ class WebhookService:
 
     def heartbeat(self) -> None:
         """Extend the claims of the deliveries in flight here, so only a deliverer that died
-        lets its claims lapse (and another resends them within CLAIM seconds)."""
+        lets its claims lapse (and another resends them once `claim` has passed)."""
         with self._lock:
             inflight = dict(self._inflight)
         if not inflight:
             return
         t = webhook_deliveries.c
-        until = self.clock.now() + CLAIM
+        until = self.clock.now() + self.claim
         with self.write_engine.begin() as conn:
             for delivery_id, attempts in inflight.items():
                 conn.execute(
@@ -362,7 +366,7 @@ class WebhookService:
                 .where(
                     t.delivery_id == delivery_id, t.status == "pending", t.next_attempt_at == seen
                 )
-                .values(next_attempt_at=now + CLAIM)
+                .values(next_attempt_at=now + self.claim)
             )
         return lease.rowcount == 1
 
@@ -416,12 +420,14 @@ class WebhookService:
             values = {
                 "attempts": attempts,
                 "last_error": error,
-                "next_attempt_at": now + self.base_delay * 2 ** (attempts - 1),
+                "next_attempt_at": now
+                + min(self.base_delay * 2 ** min(attempts - 1, 30), self.max_delay),
             }
         with self.write_engine.begin() as conn:
             conn.execute(
                 update(webhook_deliveries).where(t.delivery_id == row.delivery_id).values(**values)
             )
+        self.changed.set()
 
     def count(self, tenant_id: str, status: str) -> int:
         t = webhook_deliveries.c
