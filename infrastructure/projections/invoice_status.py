@@ -15,7 +15,12 @@ from application.ports import InvoiceFilter
 from domain.calendar import SHANGHAI
 from domain.invoices.identity import invoice_id, parse_canonical_key
 from domain.invoices.invoice import Invoice
-from infrastructure.store.tables import invoice_status, invoice_status_history, status_daily
+from infrastructure.store.tables import (
+    invoice_status,
+    invoice_status_history,
+    status_daily,
+    status_entries,
+)
 
 COLUMNS = [c.name for c in invoice_status.columns]
 
@@ -61,7 +66,7 @@ class InvoiceStatusProjection:
             rows = {r.invoice_id: dict(r._mapping) for r in result}
         changed: dict[UUID, dict[str, Any]] = {}
         failures: list[tuple[int, Any, Exception]] = []
-        entered: dict[tuple[str, date, str], int] = {}
+        entered: list[dict[str, Any]] = []
         for position, event in items:
             before = rows.get(event.originator_id)
             try:
@@ -79,28 +84,43 @@ class InvoiceStatusProjection:
                         )
             if before is None or before["status"] != row["status"]:
                 day = event.occurred_at.astimezone(SHANGHAI).date()
-                cell = (row["tenant_id"], day, row["status"])
-                entered[cell] = entered.get(cell, 0) + 1
+                entered.append(
+                    {
+                        "invoice_id": event.originator_id,
+                        "position": position,
+                        "tenant_id": row["tenant_id"],
+                        "day": day,
+                        "status": row["status"],
+                    }
+                )
         upsert(conn, invoice_status, list(changed.values()), "invoice_id")
         if entered:
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(status_daily)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["tenant_id", "day", "status"],
-                set_={"entered": status_daily.c.entered + stmt.excluded.entered},
-            )
-            conn.execute(
-                stmt,
-                [
-                    {"tenant_id": t, "day": d, "status": s, "entered": n}
-                    for (t, d, s), n in entered.items()
-                ],
-            )
+            _count_entries(conn, entered)
         return failures
 
     def reset(self, conn: Connection) -> None:
         conn.execute(delete(invoice_status))
         conn.execute(delete(status_daily))
+        conn.execute(delete(status_entries))
+
+
+def _count_entries(conn: Connection, entered: list[dict[str, Any]]) -> None:
+    """Record the entries (a repeat is nothing new) and set each touched cell of status_daily
+    to the count of its entries: derived, so replaying a batch cannot double it."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(status_entries).on_conflict_do_nothing(), entered)
+    e = status_entries.c
+    for tenant, day, status in sorted({(r["tenant_id"], r["day"], r["status"]) for r in entered}):
+        count = conn.execute(
+            select(func.count())
+            .select_from(status_entries)
+            .where(e.tenant_id == tenant, e.day == day, e.status == status)
+        ).scalar_one()
+        stmt = insert(status_daily).values(tenant_id=tenant, day=day, status=status, entered=count)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "day", "status"], set_={"entered": stmt.excluded.entered}
+        )
+        conn.execute(stmt)
 
 
 def _cursor_filter(after: tuple[date, UUID]) -> Any:

@@ -36,6 +36,22 @@ class PostgresLeadership:
         assert self.conn is not None
         return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
 
+    def still_held(self) -> bool:
+        """Whether this session still holds the lock (checked before each batch commits: a
+        leader that lost its lock connection must not write beside its successor)."""
+        if self.conn is None or self.conn.closed:
+            return False
+        try:
+            row = self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() "
+                "AND locktype = 'advisory' AND granted AND classid = %s::oid "
+                "AND objid = (hashtext(%s)::bigint & 4294967295)::oid AND objsubid = 2)",
+                (LOCK_CLASS, f"projection:{self.projection}"),
+            ).fetchone()
+        except psycopg.Error:
+            return False
+        return bool(row and row[0])
+
     def release(self) -> None:
         if self.conn is not None:
             self.conn.close()  # ends the session: the advisory lock goes with it
@@ -73,6 +89,9 @@ class FileLeadership:
         woken = self.wake.wait(timeout)
         self.wake.clear()
         return woken
+
+    def still_held(self) -> bool:
+        return self.fd is not None  # an open descriptor keeps its flock
 
     def release(self) -> None:
         if self.fd is not None:

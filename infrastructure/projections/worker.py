@@ -56,11 +56,20 @@ class Leadership(Protocol):
         """Block until a save is signalled (True) or `timeout` passes (False)."""
         ...
 
+    def still_held(self) -> bool:
+        """Whether this runner still holds it (asked before each batch commits)."""
+        ...
+
     def release(self) -> None: ...
 
 
 class TrackingConflictError(Exception):
     """Another runner advanced the projection first; this batch was rolled back."""
+
+
+class LeadershipLostError(TrackingConflictError):
+    """This runner no longer holds its projection's lock: its batch was rolled back (fencing:
+    a stale leader never writes beside its successor)."""
 
 
 POISON = "poison"
@@ -125,6 +134,7 @@ class WorkerState:
     advanced_at: float | None = None  # unix time this runner last moved the position
     retries: int = 0  # failures it recovered from (metrics)
     bisections: int = 0  # batches split to isolate a poison event
+    fenced: int = 0  # batches rolled back because the lock was no longer held
     poison_retries: int = 0  # batches retried because one event failed alone, not yet N times
 
 
@@ -159,6 +169,7 @@ class ProjectionWorker:
         self.poison_tries = poison_tries
         self.max_backoff = max_backoff
         self._strikes: dict[tuple[int, str], int] = {}
+        self._leadership: Leadership | None = None  # held by run() while active
         self.tracking = tracking_table(projection.name)
         self.app_name = ledger.name
         self.state = WorkerState()
@@ -222,9 +233,19 @@ class ProjectionWorker:
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, notifications[-1].id)
+            self._fence()
         self.state.advanced_at = time.time()
         self.board.posted()
         return len(notifications)
+
+    def _fence(self) -> None:
+        """Before the batch commits: the runner loop's lock must still be ours."""
+        leadership = self._leadership
+        if leadership is not None and not leadership.still_held():
+            self.state.fenced += 1
+            raise LeadershipLostError(
+                f"projection {self.projection.name}: lock lost; batch rolled back"
+            )
 
     def _process_raw(self, start: int) -> int:
         """For projections over stored rows (the seal): no decoding, rows as stored."""
@@ -236,6 +257,7 @@ class ProjectionWorker:
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, rows[-1].position)
+            self._fence()
         self.state.advanced_at = time.time()
         self.board.posted()
         return len(rows)
@@ -468,6 +490,7 @@ class ProjectionWorker:
                     stop.wait(standby_retry)
                     continue
                 self.state.role = "active"
+                self._leadership = leadership
                 log.info("projection %s: active", self.projection.name)
                 while not stop.is_set():
                     if self.process_batch() < self.batch_size:
@@ -487,6 +510,7 @@ class ProjectionWorker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
+                self._leadership = None
                 leadership.release()
         self.state.role = "stopped"
 

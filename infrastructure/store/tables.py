@@ -153,6 +153,19 @@ status_daily = Table(
     Column("entered", Integer, nullable=False),
 )
 
+# The facts status_daily is counted from: one row per (invoice, position) that entered a status.
+# A batch applied twice writes the same rows again (nothing new), so the counts never double.
+status_entries = Table(
+    "status_entries",
+    metadata,
+    Column("invoice_id", Uuid, primary_key=True),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("tenant_id", String, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("status", String, nullable=False),
+    Index("status_entries_cell", "tenant_id", "day", "status"),
+)
+
 projection_dead_letters = Table(
     "projection_dead_letters",
     metadata,
