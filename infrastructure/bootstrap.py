@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
 
 from application.evidence.event_catalog import EventCatalog
@@ -65,6 +66,7 @@ from infrastructure.remedies.attachment_store import FileAttachmentStore
 from infrastructure.settings import Settings
 from infrastructure.store.database import create_engine_for
 from infrastructure.store.replica import Replica
+from infrastructure.store.tables import readiness_probe
 
 log = logging.getLogger("fapiao.services")
 
@@ -230,6 +232,25 @@ class Services:
     def check_database(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def check_writes(self) -> str | None:
+        """Why writes would fail now, or None: a write must commit (a one-row probe table),
+        and on SQLite the disk must keep FAPIAO_MIN_FREE_DISK_MB free."""
+        if not self.settings.is_postgres:
+            free = shutil.disk_usage(self.settings.sqlite_path.parent).free // 2**20
+            least = self.settings.min_free_disk_mb
+            if free < least:
+                return f"{free} MB free on the database's disk (under {least})"
+        try:
+            with self.write_engine.begin() as conn:
+                conn.execute(
+                    update(readiness_probe)
+                    .where(readiness_probe.c.probe_id == 1)
+                    .values(checked_at=datetime.now(UTC))
+                )
+        except Exception as e:  # noqa: BLE001 - readiness reports the kind, never raises
+            return f"a write could not commit ({type(e).__name__})"
+        return None
 
     def projection_status(self) -> list[dict[str, Any]]:
         head = int(self.ledger.recorder.max_notification_id() or 0)

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(
         default=3600.0, gt=0, description="The retry delay doubles up to this"
     )
+    min_free_disk_mb: int = Field(
+        default=64,
+        ge=0,
+        description="/readyz fails when the SQLite database's disk has less free than this",
+    )
     webhook_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Each delivery's request timeout"
     )

@@ -153,6 +153,14 @@ status_daily = Table(
     Column("entered", Integer, nullable=False),
 )
 
+# One row /readyz updates to prove a write can commit.
+readiness_probe = Table(
+    "readiness_probe",
+    metadata,
+    Column("probe_id", Integer, primary_key=True, autoincrement=False),
+    Column("checked_at", UTCDateTime, nullable=True),
+)
+
 # The facts status_daily is counted from: one row per (invoice, position) that entered a status.
 # A batch applied twice writes the same rows again (nothing new), so the counts never double.
 status_entries = Table(

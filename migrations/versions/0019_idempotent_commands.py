@@ -1,4 +1,5 @@
-"""Idempotent webhook subscriptions, and status_daily derived from facts.
+"""Idempotent webhook subscriptions, status_daily derived from facts, and a readiness probe
+row (/readyz proves a write commits by updating it).
 
 A subscription made with an Idempotency-Key takes its id from the tenant and the key (so a
 repeat collides on the primary key in the same insert) and keeps the request's fingerprint, so
@@ -34,6 +35,12 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("status", sa.String(), nullable=False),
     )
+    probe = op.create_table(
+        "readiness_probe",
+        sa.Column("probe_id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.bulk_insert(probe, [{"probe_id": 1, "checked_at": None}])
     op.create_index("status_entries_cell", "status_entries", ["tenant_id", "day", "status"])
     # rebuilt by the worker from the events, now with its entries
     for table in ("invoice_status", "status_daily", "invoice_status_tracking"):
@@ -42,6 +49,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("readiness_probe")
     op.drop_index("status_entries_cell", table_name="status_entries")
     op.drop_table("status_entries")
     with op.batch_alter_table("webhook_subscriptions") as batch:

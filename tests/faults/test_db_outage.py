@@ -18,8 +18,6 @@ from tests.builders import SELLER, issue_json
 from tests.fakes import SettableClock
 from tests.pg_cluster import PrivateCluster
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def cluster() -> Iterator[PrivateCluster]:
@@ -32,6 +30,7 @@ def cluster() -> Iterator[PrivateCluster]:
         own.remove()
 
 
+@pytest.mark.postgres
 def test_an_outage_is_503_with_retry_after_and_the_api_recovers_within_2_s(
     cluster: PrivateCluster, tmp_path: object
 ) -> None:
@@ -73,5 +72,29 @@ def test_an_outage_is_503_with_retry_after_and_the_api_recovers_within_2_s(
                 again.json()["replayed"] is True
                 and again.json()["position"] == r.json()["position"]
             )
+    finally:
+        services.close()
+
+
+def test_readyz_proves_a_write_commits_and_fails_when_sqlite_has_no_disk_room(
+    sqlite_settings: Settings,
+) -> None:
+    services = build_services(sqlite_settings, SettableClock())
+    try:
+        with TestClient(create_app(services=services)) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["writes"] == "ok"
+            # the disk's free space below the threshold (as a full disk would be)
+            services.settings = services.settings.model_copy(update={"min_free_disk_mb": 2**40})
+            full = client.get("/readyz")
+            assert (
+                full.status_code == 503 and "free on the database's disk" in full.json()["writes"]
+            )
+            assert full.headers["retry-after"]
+            services.settings = services.settings.model_copy(update={"min_free_disk_mb": 64})
+            with services.write_engine.begin() as conn:  # the probe row gone: a write fails
+                conn.exec_driver_sql("DROP TABLE readiness_probe")
+            refused = client.get("/readyz")
+            assert refused.status_code == 503, refused.text
     finally:
         services.close()

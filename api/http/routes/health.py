@@ -35,10 +35,15 @@ def readyz(services: ServicesDep) -> OrjsonResponse:
             if r["dead_letters"]
         }
         seal = services.merkle.health()
+        refused = services.check_writes()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
         body.update(status="unavailable", database=f"{type(e).__name__}")
         return OrjsonResponse(body, status_code=503)
     body["database"] = "ok"
+    if refused:  # reads work but every write would fail (SQLite's disk full, a read-only DB)
+        body.update(status="unavailable", writes=refused)
+        return OrjsonResponse(body, status_code=503, headers={"Retry-After": "5"})
+    body["writes"] = "ok"
     if seal.refusing:  # the log cannot prove its next checkpoint: evidence is not safe
         body.update(
             status="unavailable",
