@@ -31,6 +31,7 @@ from tests.e2e.test_api import Api
 TIMEOUT = 0.5  # per delivery
 BASE, MAX = 0.4, 1.6  # backoff: 0.4, 0.8, 1.6, 1.6 ... s
 ALERTS = 16
+SLACK = 0.15  # seconds: threads and the database on a shared machine
 
 
 class Receiver:
@@ -116,8 +117,12 @@ def test_a_flaky_receiver_gets_every_alert_and_delays_no_one_else(
                     break
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
-            with real_time.engine.connect() as conn:
-                rows = conn.execute(select(webhook_deliveries)).all()
+            while time.monotonic() < deadline:  # the last answers being recorded
+                with real_time.engine.connect() as conn:
+                    rows = conn.execute(select(webhook_deliveries)).all()
+                if all(r.status == "delivered" for r in rows):
+                    break
+                time.sleep(0.05)
         created = {str(r.delivery_id): r.created_at for r in rows}
         lags = [
             start - (created[d].timestamp() - time.time() + time.monotonic())
@@ -140,7 +145,8 @@ def test_a_flaky_receiver_gets_every_alert_and_delays_no_one_else(
         assert len(flaky.delivered()) == ALERTS and len(healthy.delivered()) == ALERTS
         assert all(r.status == "delivered" for r in rows)
         assert max(lags) < 2.0  # a hang is 2 s and a backoff up to seconds: never waited on
-        assert gaps and worst <= 0.2
+        # never early; late by at most 20% plus a scheduling allowance for a busy CI machine
+        assert gaps and all(0.8 * want <= gap <= 1.2 * want + SLACK for gap, want in gaps)
     finally:
         flaky.close()
         healthy.close()
