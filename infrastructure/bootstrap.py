@@ -34,6 +34,7 @@ from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog, AccessLogProjection
+from infrastructure.evidence.anchors import Anchorer, parse_witnesses
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
 from infrastructure.happenings import log_happenings
@@ -41,7 +42,7 @@ from infrastructure.holiday_calendar import china_holidays
 from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
-from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
+from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService, queue_checkpoint
 from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
 from infrastructure.projections.cases import CasesProjection, SqlCaseReader
 from infrastructure.projections.invoice_status import (
@@ -101,6 +102,7 @@ class Services:
     lost_invoices: LostInvoiceService
     cases: SqlCaseReader
     merkle: MerkleLog
+    anchors: Anchorer
     access_log: AccessLog
     case_ticker: CaseTicker
     metrics: Metrics
@@ -129,6 +131,7 @@ class Services:
         for target, name in (
             (self._tick_forever, "ack-ticker"),
             (self._deliver_forever, "webhooks"),
+            (self._anchor_forever, "anchors"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -140,6 +143,14 @@ class Services:
                 self.webhooks.deliver_due()
             except Exception:  # noqa: BLE001 - keep delivering; the next round retries
                 log.exception("webhook delivery failed; retrying")
+
+    def _anchor_forever(self) -> None:
+        """Timestamp tokens and cosignatures for the signed checkpoints, off the sealing path."""
+        while not self._stop.wait(self.settings.anchor_poll_seconds):
+            try:
+                self.anchors.run_once()
+            except Exception:  # noqa: BLE001 - keep anchoring; the next round retries
+                log.exception("anchoring checkpoints failed; retrying")
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):
@@ -328,6 +339,19 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         lambda: holder[0].bring_up_to_date("invoice_status"),
         metrics.observe_reconciliation,
     )
+    merkle = MerkleLog(engine, write_engine, signer)
+    anchors = Anchorer.from_files(
+        settings.tsa_ca_file.read_bytes() if settings.tsa_ca_file else None,
+        engine=engine,
+        write_engine=write_engine,
+        merkle=merkle,
+        tsa_urls=settings.tsa_list,
+        witnesses=parse_witnesses(settings.witnesses),
+        quorum=settings.witness_quorum,
+        backoff_seconds=settings.anchor_backoff_seconds,
+        timeout=settings.anchor_timeout_seconds,
+        announce=queue_checkpoint,
+    )
     services = Services(
         attachments=FileAttachmentStore(
             settings.attachments_dir or settings.data_dir / "attachments",
@@ -337,7 +361,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         complaints=complaints,
         lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
-        merkle=MerkleLog(engine, write_engine, signer),
+        merkle=merkle,
+        anchors=anchors,
         access_log=AccessLog(ledger, engine, lambda: holder[0].bring_up_to_date("access_log")),
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),

@@ -25,10 +25,18 @@ def readyz(services: ServicesDep) -> OrjsonResponse:
         services.check_database()
         body["projections"] = services.projection_status()
         seal = services.merkle.health()
+        anchors = services.anchors.status()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
         body.update(status="unavailable", database=f"{type(e).__name__}")
         return OrjsonResponse(body, status_code=503)
     body["database"] = "ok"
+    # Anchors are fetched after signing; missing ones are reported, not a reason to stop serving.
+    body["anchors"] = {
+        "timestamp_tokens_outstanding": anchors.tokens_outstanding,
+        "cosignatures_outstanding": anchors.cosignatures_outstanding,
+        "witness_quorum": anchors.quorum,
+        "errors": anchors.errors,
+    }
     if seal.refusing:  # the log cannot prove its next checkpoint: evidence is not safe
         body.update(
             status="unavailable",
