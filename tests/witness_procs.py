@@ -40,6 +40,12 @@ class WitnessProc:
     vkey: str
     origin: str
     log_keys: list[str]
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """Take the witness offline (its state stays in its folder)."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
     def refusals(self) -> list[str]:
         args = ["--state", str(self.state), "--name", self.name, "--origin", self.origin]
@@ -81,8 +87,9 @@ def witness_process(
                         f"witness did not start: {(folder / 'serve.log').read_text()!r}"
                     ) from None
                 time.sleep(0.1)
-        yield WitnessProc(name, folder, f"http://127.0.0.1:{port}", vkey, origin, log_keys)
+        yield WitnessProc(name, folder, f"http://127.0.0.1:{port}", vkey, origin, log_keys, proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
         log.close()
