@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
 from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService, queue_checkpoint
+from infrastructure.outbound import OutboundGuard
 from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
 from infrastructure.projections.cases import CasesProjection, SqlCaseReader
 from infrastructure.projections.invoice_status import (
@@ -110,6 +112,8 @@ class Services:
     replica_reads: Reads | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # projection -> (position last seen, monotonic time it was first seen there)
+    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def worker(self, name: str) -> ProjectionWorker:
         try:
@@ -210,16 +214,25 @@ class Services:
     def projection_status(self) -> list[dict[str, Any]]:
         head = int(self.ledger.recorder.max_notification_id() or 0)
         rows = []
+        now = time.monotonic()
         for name, worker in self.workers.items():
             position = worker.position()
+            lag = max(head - position, 0)
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != position or lag == 0:
+                seen = self._seen[name] = (position, now)
+            still = now - seen[1]
             rows.append(
                 {
                     "projection": name,
                     "position": position,
                     "head": head,
-                    "lag": max(head - position, 0),
+                    "lag": lag,
                     "dead_letters": worker.dead_letter_count(),
                     "active_runner": self.active_runner(name),
+                    # behind the head and not moved for the configured time (seen from here)
+                    "stalled": lag > 0 and still >= self.settings.projection_stall_seconds,
+                    "unmoved_seconds": round(still, 1) if lag else 0.0,
                 }
             )
         return rows
@@ -345,8 +358,11 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         engine=engine,
         write_engine=write_engine,
         merkle=merkle,
+        guard=OutboundGuard.from_setting(settings.outbound_allow),
         tsa_urls=settings.tsa_list,
-        witnesses=parse_witnesses(settings.witnesses),
+        witnesses=parse_witnesses(
+            settings.witnesses, OutboundGuard.from_setting(settings.outbound_allow)
+        ),
         quorum=settings.witness_quorum,
         backoff_seconds=settings.anchor_backoff_seconds,
         timeout=settings.anchor_timeout_seconds,
@@ -372,6 +388,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             ledger.clock,
             settings.webhook_max_attempts,
             timedelta(seconds=settings.webhook_backoff_seconds),
+            guard=OutboundGuard.from_setting(settings.outbound_allow),
         ),
         reconciliation_store=store,
         reconciliation=reconciliation,

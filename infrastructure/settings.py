@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     lock_timeout_seconds: int = Field(default=5, ge=1)
     projection_batch_size: int = Field(default=500, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
+    outbound_allow: str = Field(
+        default="",
+        max_length=4096,
+        description="Comma-separated CIDR ranges and host names outbound requests (webhooks) "
+        "may reach although internal or reserved (on-premises receivers); default none",
+    )
+    projection_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="/readyz fails when a projection behind the head has not advanced for this "
+        "long",
+    )
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"

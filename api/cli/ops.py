@@ -161,6 +161,21 @@ def projections_status() -> None:
     console.print(table)
 
 
+@projections_app.command("dead-letters")
+def projections_dead_letters(
+    name: str, limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first")
+) -> None:
+    """The events a projection set aside (poison: it could not apply them), with their errors."""
+    with services_for() as services:
+        rows = services.worker(name).dead_letters(limit)
+    table = Table("position", "topic", "stream", "error", "failed at")
+    for r in rows:
+        table.add_row(
+            str(r["position"]), r["topic"], r["originator_id"], r["error"], r["failed_at"]
+        )
+    console.print(table)
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(name: str) -> None:
     """Empty a projection and replay every event into it, with a progress bar."""

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from cryptography import x509
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,10 +37,11 @@ from domain.evidence.cosignature import (
     add_checkpoint_body,
     parse_cosigner_vkey,
 )
-from infrastructure.evidence import outbound
+from infrastructure.evidence import anchor_transport
 from infrastructure.evidence.cosigning import verify_cosignature
 from infrastructure.evidence.merkle_log import MerkleLog
 from infrastructure.evidence.timestamping import TimestampError, load_cas, request_token
+from infrastructure.outbound import OutboundGuard, OutboundResponse
 from infrastructure.store.tables import (
     checkpoint_announcements,
     checkpoint_cosignatures,
@@ -92,11 +92,11 @@ class AnchorStatus:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def parse_witnesses(config: dict[str, str]) -> list[Witness]:
+def parse_witnesses(config: dict[str, str], guard: OutboundGuard) -> list[Witness]:
     """FAPIAO_WITNESSES: {url: witness verifier key}; ValueError naming the bad entry."""
     witnesses = []
     for url, vkey in config.items():
-        outbound.check_url(url)
+        anchor_transport.check_url(guard, url)
         try:
             witnesses.append(Witness(url, parse_cosigner_vkey(vkey)))
         except NoteFormatError as e:
@@ -114,6 +114,7 @@ class Anchorer:
         engine: Engine,
         write_engine: Engine,
         merkle: MerkleLog,
+        guard: OutboundGuard,
         tsa_urls: list[str],
         tsa_cas: list[x509.Certificate],
         witnesses: list[Witness],
@@ -123,10 +124,11 @@ class Anchorer:
         announce: Announce | None = None,
     ) -> None:
         for url in tsa_urls:
-            outbound.check_url(url)
+            anchor_transport.check_url(guard, url)
         if tsa_urls and not tsa_cas:
             raise ValueError("FAPIAO_TSA_URLS needs FAPIAO_TSA_CA_FILE (the TSAs' CA certificates)")
         self.engine, self.write_engine, self.merkle = engine, write_engine, merkle
+        self.guard = guard
         self.tsa_urls, self.tsa_cas, self.witnesses = tsa_urls, tsa_cas, witnesses
         self.quorum = len(witnesses) if quorum is None else min(quorum, len(witnesses))
         self.base, self.timeout, self.announce = backoff_seconds, timeout, announce
@@ -156,7 +158,7 @@ class Anchorer:
             for size, note in self._missing_tokens(url):
                 body, _ = parse_signed_note(note)
                 try:
-                    token = request_token(url, body, self.tsa_cas, self.timeout)
+                    token = request_token(self.guard, url, body, self.tsa_cas, self.timeout)
                 except TimestampError as e:
                     state.failed(str(e), self.base)
                     logger.warning("anchors: no timestamp token for checkpoint %s: %s", size, e)
@@ -211,8 +213,8 @@ class Anchorer:
                 continue
             try:
                 line, stamp = self._add_checkpoint(witness, size, note)
-            except (WitnessRefusedError, httpx.HTTPError, outbound.OutboundRefusedError) as e:
-                state.failed(f"{type(e).__name__}: {e}", self.base)
+            except (WitnessRefusedError, anchor_transport.TransportError) as e:
+                state.failed(str(e), self.base)
                 logger.error(
                     "anchors: witness %s did not cosign checkpoint %s: %s", witness.url, size, e
                 )
@@ -250,27 +252,29 @@ class Anchorer:
                     f"{size}: our log was rolled back, or shows it another view"
                 )
             proof = self.merkle.consistency(old, size) if 0 < old < size else []
-            response = outbound.post(
+            response = anchor_transport.post(
+                self.guard,
                 witness.url.rstrip("/") + "/add-checkpoint",
                 add_checkpoint_body(old, proof, note),
                 "text/plain; charset=utf-8",
                 self.timeout,
             )
-            if response.status_code == 409 and response.headers.get("content-type", "").startswith(
-                "text/x.tlog.size"
-            ):
-                text = response.text.strip()
-                if not text.isdigit() or int(text) == old:
-                    raise WitnessRefusedError(f"409 conflict: {text[:80]!r}")
+            text = response.body.decode("utf-8", "replace").strip()
+            if response.status == 409 and text.isascii() and text.isdigit():
+                # the witness holds another size (text/x.tlog.size): prove from it
+                if int(text) == old:
+                    raise WitnessRefusedError(
+                        "409 conflict: the witness holds another tree of that size (a fork)"
+                    )
                 old = int(text)
                 continue
             return self._cosignature(witness, size, note, response)
         raise WitnessRefusedError(f"409 conflict: the witness's size kept changing ({old})")
 
     def _cosignature(
-        self, witness: Witness, size: int, note: str, response: httpx.Response
+        self, witness: Witness, size: int, note: str, response: OutboundResponse
     ) -> tuple[str, int]:
-        status = response.status_code
+        status = response.status
         reasons = {
             404: "404: the witness does not know our log (origin)",
             403: "403: the witness does not trust our signing key",
@@ -281,7 +285,7 @@ class Anchorer:
         if status != 200:
             raise WitnessRefusedError(reasons.get(status, f"HTTP {status}"))
         body, _ = parse_signed_note(note)
-        for line in response.text.split("\n"):
+        for line in response.body.decode("utf-8", "replace").split("\n"):
             if not line.startswith(DASH):
                 continue
             try:

@@ -378,6 +378,7 @@ class SealProjection:
     name = "seal"
     topics: frozenset[str] = frozenset()
     raw = True  # the worker hands over stored rows (with recorded_at), not decoded events
+    isolate_poison = False  # every row becomes a leaf, in order: it never skips one
 
     def __init__(
         self,

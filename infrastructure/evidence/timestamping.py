@@ -1,6 +1,7 @@
 """RFC 3161 trusted timestamps over checkpoints: the request (a SHA-256 message imprint of the
 checkpoint note's body), the TSA's answer checked before it is kept, and the offline check a
-verifier makes. The protocol is rfc3161-client's (no ASN.1 here); the transport is outbound.py.
+verifier makes. The protocol is rfc3161-client's (no ASN.1 here); the transport is the
+outbound guard, through anchor_transport.py.
 
 What is kept is the TSA's whole TimeStampResp in DER, as the TSA sent it: `openssl ts -verify
 -in token.tsr -data body.txt -CAfile tsa-ca.pem` checks it as it is."""
@@ -20,7 +21,8 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
-from infrastructure.evidence import outbound
+from infrastructure.evidence import anchor_transport
+from infrastructure.outbound import OutboundGuard
 
 CONTENT_TYPE_QUERY = "application/timestamp-query"
 
@@ -49,7 +51,9 @@ def imprint(body: str) -> bytes:
     return hashlib.sha256(body.encode()).digest()
 
 
-def request_token(url: str, body: str, cas: list[x509.Certificate], timeout: float) -> Token:
+def request_token(
+    guard: OutboundGuard, url: str, body: str, cas: list[x509.Certificate], timeout: float
+) -> Token:
     """Ask the TSA at `url` for a token over `body`, checked (nonce, imprint, chain to `cas`)
     before it is returned."""
     request = (
@@ -59,12 +63,14 @@ def request_token(url: str, body: str, cas: list[x509.Certificate], timeout: flo
         .build()
     )
     try:
-        response = outbound.post(url, request.as_bytes(), CONTENT_TYPE_QUERY, timeout)
-    except (outbound.OutboundRefusedError, Exception) as e:  # httpx errors and the guard's
-        raise TimestampError(f"{url}: {type(e).__name__}: {e}") from None
-    if response.status_code != 200:
-        raise TimestampError(f"{url}: HTTP {response.status_code}")
-    der = response.content
+        response = anchor_transport.post(
+            guard, url, request.as_bytes(), CONTENT_TYPE_QUERY, timeout
+        )
+    except anchor_transport.TransportError as e:
+        raise TimestampError(f"{url}: {e}") from None
+    if response.status != 200:
+        raise TimestampError(f"{url}: HTTP {response.status}")
+    der = response.body
     try:
         parsed = decode_timestamp_response(der)
         builder = VerifierBuilder.from_request(request)

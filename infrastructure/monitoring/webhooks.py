@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from application.invoices.ledger import InvoiceLedger
 from application.monitoring import alert_rules as alerts_module
 from application.ports import Clock
 from infrastructure.monitoring.callback_signatures import sign
+from infrastructure.outbound import OutboundFailedError, OutboundGuard, OutboundRefusedError
 from infrastructure.store.tables import webhook_deliveries, webhook_subscriptions
 
 log = logging.getLogger("fapiao.happenings")
@@ -167,9 +166,11 @@ class WebhookService:
         max_attempts: int = 8,
         base_delay: timedelta = timedelta(seconds=10),
         timeout: float = 5.0,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self.engine, self.write_engine, self.clock = engine, write_engine, clock
         self.max_attempts, self.base_delay, self.timeout = max_attempts, base_delay, timeout
+        self.guard = guard or OutboundGuard()
 
     # ---- subscriptions -----------------------------------------------------------------------
 
@@ -177,8 +178,10 @@ class WebhookService:
         unknown = sorted(set(events) - set(alerts_module.EVENT_TYPES))
         if unknown or not events:
             raise WebhookError(f"events must be among {', '.join(alerts_module.EVENT_TYPES)}")
-        if not url.startswith(("http://", "https://")):
-            raise WebhookError("url must be http:// or https://")
+        try:
+            self.guard.check(url)
+        except OutboundRefusedError as e:
+            raise WebhookError(str(e)) from None
         subscription_id, secret = uuid4(), "fwh_" + secrets.token_urlsafe(32)
         with self.write_engine.begin() as conn:
             conn.execute(
@@ -295,27 +298,18 @@ class WebhookService:
             ensure_ascii=False,
         ).encode()
         timestamp = str(int(self.clock.now().timestamp()))
-        request = urllib.request.Request(  # noqa: S310 - subscribe() admits http(s) only
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-Fapiao-Event": row.event_type,
-                "X-Fapiao-Delivery": str(row.delivery_id),
-                "X-Fapiao-Timestamp": timestamp,
-                "X-Fapiao-Signature": sign(secret, timestamp, body),
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                if 200 <= response.status < 300:
-                    return None
-                return f"HTTP {response.status}"
-        except urllib.error.HTTPError as e:
-            return f"HTTP {e.code}"
-        except (urllib.error.URLError, OSError) as e:
-            return f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+        headers = {
+            "Content-Type": "application/json",
+            "X-Fapiao-Event": row.event_type,
+            "X-Fapiao-Delivery": str(row.delivery_id),
+            "X-Fapiao-Timestamp": timestamp,
+            "X-Fapiao-Signature": sign(secret, timestamp, body),
+        }
+        try:  # checked again on every attempt: where a name leads can change
+            response = self.guard.post(url, body, headers, self.timeout)
+        except (OutboundRefusedError, OutboundFailedError) as e:
+            return str(e)  # safe to show: never what the network said
+        return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
     def _record(self, row: Any, error: str | None, now: datetime) -> None:
         t = webhook_deliveries.c

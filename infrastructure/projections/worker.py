@@ -3,6 +3,12 @@
 Each batch reads the next page of the notification log after the tracked position, folds it
 into the view and advances the tracking row in the same transaction. The tracking update only
 moves forward, so a batch that another runner already applied rolls back whole.
+
+Poison isolation: a batch whose apply raises is bisected inside the same transaction (each try
+in a savepoint), the good events applied, and each event that fails alone dead-lettered with its
+error; the position then moves past it. `classify_failure` decides which errors are the event's
+fault (poison: bisect) and which are the world's (transient: the whole batch is retried later).
+A projection whose state lives outside the transaction (the seal) sets `isolate_poison = False`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Protocol
 from eventsourcing.utils import TopicError, resolve_topic
 from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from application.invoices.ledger import InvoiceLedger
 from infrastructure.store.tables import projection_dead_letters, tracking_table
@@ -55,6 +62,26 @@ class TrackingConflictError(Exception):
     """Another runner advanced the projection first; this batch was rolled back."""
 
 
+POISON = "poison"
+TRANSIENT = "transient"
+
+
+def classify_failure(error: BaseException) -> str:
+    """Is this failure the event's fault (POISON: it will fail again, set it aside) or the
+    world's (TRANSIENT: a lost connection, a lock or statement timeout; retry the batch)?
+
+    Database errors the driver reports as operational or interface errors (connections,
+    timeouts, serialization and deadlock), and our own tracking conflicts, are transient;
+    everything else (data errors, integrity errors, errors raised while folding) is poison."""
+    if isinstance(error, TrackingConflictError | TimeoutError | ConnectionError):
+        return TRANSIENT
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return TRANSIENT
+    if isinstance(error, OperationalError | InterfaceError | DisconnectionError):
+        return TRANSIENT
+    return POISON
+
+
 class ProgressBoard:
     """In-process notice board: workers post positions, readers waiting on them wake at once."""
 
@@ -87,6 +114,7 @@ class WorkerState:
     last_error: str | None = None
     advanced_at: float | None = None  # unix time this runner last moved the position
     retries: int = 0  # failures it recovered from (metrics)
+    bisections: int = 0  # batches split to isolate a poison event
 
 
 class ProjectionWorker:
@@ -168,7 +196,7 @@ class ProjectionWorker:
             if self.projection.handles(event):
                 items.append((n.id, event))
         with self.engine.begin() as conn:
-            dead.extend(self.projection.apply_batch(conn, items))
+            dead.extend(self._apply_isolating(conn, items))
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, notifications[-1].id)
@@ -182,13 +210,37 @@ class ProjectionWorker:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            dead = self.projection.apply_batch(conn, [(r.position, r) for r in rows])
+            dead = self._apply_isolating(conn, [(r.position, r) for r in rows])
             if dead:
                 self._dead_letter(conn, dead)
             self._advance(conn, rows[-1].position)
         self.state.advanced_at = time.time()
         self.board.posted()
         return len(rows)
+
+    def _apply_isolating(
+        self, conn: Connection, items: list[tuple[int, Any]]
+    ) -> list[tuple[int, Any, Exception]]:
+        """Apply `items`; if that raises a poison failure, bisect in savepoints so the good
+        events are applied and each bad one comes back (with its error) to be dead-lettered."""
+        if not getattr(self.projection, "isolate_poison", True):
+            return self.projection.apply_batch(conn, items)
+        if not items:
+            return []
+        try:
+            with conn.begin_nested():
+                return self.projection.apply_batch(conn, items)
+        except Exception as e:
+            if classify_failure(e) != POISON:
+                raise
+            if len(items) == 1:
+                position, item = items[0]
+                return [(position, item, e)]
+            self.state.bisections += 1
+            middle = len(items) // 2
+            return self._apply_isolating(conn, items[:middle]) + self._apply_isolating(
+                conn, items[middle:]
+            )
 
     def _known(self, topic: str) -> bool:
         if topic not in self._topics_seen:
@@ -204,10 +256,10 @@ class ProjectionWorker:
         rows = []
         for position, item, error in dead:
             log.error(
-                "projection %s: dead-lettered position %s: %r",
+                "projection %s: dead-lettered position %s: %s",
                 self.projection.name,
                 position,
-                error,
+                _describe(error),
             )
             rows.append(
                 {
@@ -216,7 +268,7 @@ class ProjectionWorker:
                     "originator_id": str(item.originator_id),
                     "originator_version": item.originator_version,
                     "topic": getattr(item, "topic", type(item).__name__),
-                    "error": f"{type(error).__name__}: {error}",
+                    "error": _describe(error),
                     "failed_at": now,
                 }
             )
@@ -246,6 +298,27 @@ class ProjectionWorker:
                     projection_dead_letters.c.projection == self.projection.name
                 )
             )
+
+    def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest events this projection set aside, newest first, with their errors."""
+        d = projection_dead_letters.c
+        query = (
+            select(d.position, d.topic, d.originator_id, d.error, d.failed_at)
+            .where(d.projection == self.projection.name)
+            .order_by(d.position.desc())
+            .limit(limit)
+        )
+        with self.read_engine.connect() as conn:
+            return [
+                {
+                    "position": int(r.position),
+                    "topic": str(r.topic),
+                    "originator_id": str(r.originator_id),
+                    "error": str(r.error),
+                    "failed_at": r.failed_at.isoformat(),
+                }
+                for r in conn.execute(query)
+            ]
 
     def dead_letter_count(self) -> int:
         with self.read_engine.connect() as conn:
@@ -302,6 +375,15 @@ class ProjectionWorker:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or leadership.wait_for_events(min(remaining, 0.5)):
                 return
+
+
+def _describe(error: Exception) -> str:
+    """The error as stored with its dead letter: its kind and first line, bounded, with no SQL
+    statement or parameters (those can carry what the event carried)."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        error = error.orig
+    first = (str(error).splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}"[:500]
 
 
 def wait_for_position(

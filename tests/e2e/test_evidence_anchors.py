@@ -53,6 +53,7 @@ def anchored(
                     "tsa_ca_file": tsa.ca_pem,
                     "witnesses": {w.url: w.vkey for w in witnesses},
                     "anchor_backoff_seconds": 0.01,
+                    "outbound_allow": "127.0.0.1/32",  # TSA and witnesses on loopback
                 }
             )
         )

@@ -18,6 +18,7 @@ from api.http.app import create_app
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.callback_signatures import sign
 from infrastructure.monitoring.platform_export_reader import write_export
+from infrastructure.outbound import OutboundGuard
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.fakes import SettableClock
@@ -68,6 +69,8 @@ def receiver() -> Iterator[Receiver]:
 def api(services: Services) -> Iterator[Api]:
     services.webhooks.max_attempts = 3
     services.webhooks.base_delay = timedelta(seconds=10)
+    # the receiver is on loopback: allowed as an operator would allow an on-premises receiver
+    services.webhooks.guard = OutboundGuard.from_setting("127.0.0.1/32")
     with TestClient(create_app(services=services)) as client:
         yield Api(client, services)
 

@@ -37,6 +37,7 @@ def stamped(settings: Settings, tsa: LocalTsa) -> Iterator[Services]:
                 "tsa_urls": tsa.url,
                 "tsa_ca_file": tsa.ca_pem,
                 "anchor_backoff_seconds": 0.05,
+                "outbound_allow": "127.0.0.1/32",  # the test TSA is on loopback
             }
         )
     )
@@ -172,7 +173,9 @@ def test_outstanding_tokens_on_readyz_metrics_and_ledger_status(
     from api.http.app import create_app
     from tests.test_cli import fapiao
 
-    configured = settings.model_copy(update={"tsa_urls": tsa.url, "tsa_ca_file": tsa.ca_pem})
+    configured = settings.model_copy(
+        update={"tsa_urls": tsa.url, "tsa_ca_file": tsa.ca_pem, "outbound_allow": "127.0.0.1/32"}
+    )
     svc = build_services(configured)
     try:
         tsa.down = True
@@ -184,7 +187,11 @@ def test_outstanding_tokens_on_readyz_metrics_and_ledger_status(
             assert "fapiao_checkpoint_timestamp_tokens_outstanding 1.0" in metrics
     finally:
         svc.close()
-    env = {"FAPIAO_TSA_URLS": tsa.url, "FAPIAO_TSA_CA_FILE": str(tsa.ca_pem)}
+    env = {
+        "FAPIAO_TSA_URLS": tsa.url,
+        "FAPIAO_TSA_CA_FILE": str(tsa.ca_pem),
+        "FAPIAO_OUTBOUND_ALLOW": "127.0.0.1/32",
+    }
     r = fapiao(configured, "ledger", "status", env=env)
     assert r.returncode == 0, r.stderr
     assert "timestamp tokens outstanding: 1" in r.stdout
@@ -192,3 +199,20 @@ def test_outstanding_tokens_on_readyz_metrics_and_ledger_status(
     r = fapiao(configured, "ledger", "anchor", env=env)
     assert r.returncode == 0, r.stderr
     assert "timestamp tokens outstanding: 0" in r.stdout
+
+
+def test_the_tsa_client_goes_through_the_outbound_guard(settings: Settings, tsa: LocalTsa) -> None:
+    """Without FAPIAO_OUTBOUND_ALLOW a TSA on loopback is refused, and the token stays
+    outstanding with the guard's reason."""
+    svc = build_services(
+        settings.model_copy(update={"tsa_urls": tsa.url, "tsa_ca_file": tsa.ca_pem})
+    )
+    try:
+        _checkpoint(svc)
+        assert svc.anchors.run_once() == 0
+        status = svc.anchors.status()
+        assert status.tokens_outstanding == 1
+        assert "internal or reserved address" in status.errors[tsa.url]
+        assert tsa.answered == 0 and tsa.refused == 0
+    finally:
+        svc.close()

@@ -33,6 +33,7 @@ def _keyed(settings: Settings, witnesses: list[WitnessProc] | None = None) -> Se
             "signing_key": SecretStr(SEED),
             "witnesses": {w.url: w.vkey for w in witnesses or []},
             "anchor_backoff_seconds": 0.01,
+            "outbound_allow": "127.0.0.1/32",  # the witnesses are on loopback
         }
     )
 

@@ -18,12 +18,22 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database reachable; projection lag reported; the log still signs")
+@router.get(
+    "/readyz",
+    summary="Database reachable; projection lag and dead letters reported; no projection "
+    "stalled; the log still signs",
+    responses={503: {"description": "Not ready: database, a stalled projection, or the seal"}},
+)
 def readyz(services: ServicesDep) -> OrjsonResponse:
     body: dict[str, Any] = {"store": "postgresql" if services.settings.is_postgres else "sqlite"}
     try:
         services.check_database()
         body["projections"] = services.projection_status()
+        body["dead_letters"] = {
+            r["projection"]: services.worker(r["projection"]).dead_letters(limit=5)
+            for r in body["projections"]
+            if r["dead_letters"]
+        }
         seal = services.merkle.health()
         anchors = services.anchors.status()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
@@ -42,6 +52,10 @@ def readyz(services: ServicesDep) -> OrjsonResponse:
             status="unavailable",
             seal={"status": "refusing to sign", "reason": seal.reason, "tree_size": seal.tree_size},
         )
+        return OrjsonResponse(body, status_code=503)
+    stalled = [r["projection"] for r in body["projections"] if r["stalled"]]
+    if stalled:  # behind the head and not moving: reads that wait for it would all time out
+        body.update(status="unavailable", stalled=stalled, seal={"status": "ok"})
         return OrjsonResponse(body, status_code=503)
     body.update(status="ready", seal={"status": "ok"})
     return OrjsonResponse(body)
