@@ -385,6 +385,18 @@ class Anchorer:
             except IntegrityError:
                 continue
 
+    def since(self, size: int, limit: int) -> list[dict[str, Any]]:
+        """The checkpoints signed after tree size `size`, oldest first, as tenants get them."""
+        c = checkpoints.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.tree_size, c.note, c.signed_at)
+                .where(c.tree_size > size)
+                .order_by(c.tree_size)
+                .limit(limit)
+            ).all()
+        return [self.payload(r.note, int(r.tree_size), r.signed_at) for r in rows]
+
     def payload(
         self, note: str, size: int, signed_at: datetime, anchors: dict[str, Any] | None = None
     ) -> dict[str, Any]:

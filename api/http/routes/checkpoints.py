@@ -118,6 +118,43 @@ def consistency(
     return ConsistencyOut(first=first, second=second, proof=[p.hex() for p in proof])
 
 
+class TimestampOut(BaseModel):
+    tsa_url: str
+    token: str  # base64 of the TSA's TimeStampResp (DER)
+    gen_time: str
+
+
+class CosignatureOut(BaseModel):
+    witness: str
+    cosigned_at: str
+
+
+class AnchoredCheckpointOut(BaseModel):
+    origin: str
+    tree_size: int
+    root_hash: str  # base64, as in the note
+    signed_at: str
+    note: str  # the signed note with the witnesses' cosignature lines
+    timestamps: list[TimestampOut]
+    cosignatures: list[CosignatureOut]
+
+
+@router.get(
+    "/checkpoints",
+    response_model=list[AnchoredCheckpointOut],
+    summary="Checkpoints signed after tree size `since`, oldest first, with their anchors "
+    "(cosignatures in the note, RFC 3161 tokens): keep them to hold the log to its history",
+)
+def since(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    since: Annotated[int, Query(ge=0, le=2**53, description="A tree size you hold")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AnchoredCheckpointOut]:
+    principal.require(READERS)
+    return [AnchoredCheckpointOut(**c) for c in services.anchors.since(since, limit)]
+
+
 @router.get(
     "/checkpoints/{size}",
     response_model=CheckpointOut,
