@@ -251,7 +251,7 @@ class Anchorer:
                     f"the witness holds a tree of {old} leaves, larger than our checkpoint "
                     f"{size}: our log was rolled back, or shows it another view"
                 )
-            proof = self.merkle.consistency(old, size) if 0 < old < size else []
+            proof = self._proof(old, size)
             response = anchor_transport.post(
                 self.guard,
                 witness.url.rstrip("/") + "/add-checkpoint",
@@ -270,6 +270,14 @@ class Anchorer:
                 continue
             return self._cosignature(witness, size, note, response)
         raise WitnessRefusedError(f"409 conflict: the witness's size kept changing ({old})")
+
+    def _proof(self, old: int, size: int) -> list[bytes]:
+        if not 0 < old < size:
+            return []
+        try:
+            return self.merkle.consistency_from_checkpoint(old, size)
+        except LookupError:  # the witness names a size we have no checkpoint of
+            return self.merkle.consistency(old, size)
 
     def _cosignature(
         self, witness: Witness, size: int, note: str, response: OutboundResponse
