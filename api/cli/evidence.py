@@ -5,9 +5,10 @@ verifies but only against the bundle's own key (UNTRUSTED), and 1 naming every f
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -104,6 +105,20 @@ def evidence_export(
     )
 
 
+def _rotated(keys: list[Any], text: str, path: Path | None) -> list[Any]:
+    from infrastructure.evidence.checkpoint_signer import follow_rotations
+
+    try:
+        published = json.loads(text)
+        statements = [k["rotation"] for k in published if k.get("rotation")]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise CliError(f"--key-rotations {path}: not the JSON of /v1/checkpoints/keys") from None
+    try:
+        return follow_rotations(keys, statements)
+    except ValueError as e:
+        raise CliError(f"--key-rotations {path}: {e}") from None
+
+
 def shown_time(at: datetime) -> str:
     """UTC as stored, Beijing time as shown."""
     return f"{at.astimezone(SHANGHAI).isoformat()} ({at.astimezone(UTC).isoformat()})"
@@ -131,6 +146,13 @@ def evidence_verify(
     min_witnesses: Annotated[
         int, typer.Option(min=0, max=100, help="Fail unless this many trusted witnesses cosigned")
     ] = 0,
+    key_rotations: Annotated[
+        Path | None,
+        typer.Option(
+            help="The JSON of /v1/checkpoints/keys: trust the keys your --public-key keys "
+            "rotated to, through the statements each outgoing key signed"
+        ),
+    ] = None,
 ) -> None:
     """Check a bundle offline (no database): checksums, signatures, proofs, stream heads,
     the signed manifest, every readable file rebuilt from the sealed events, and (with
@@ -152,6 +174,11 @@ def evidence_verify(
         keys = None if keys_text is None else read_key_file(keys_text)
     except ValueError as e:
         raise CliError(f"--public-key {public_key}: {e}") from None
+    rotations_text = _read(key_rotations, "--key-rotations")
+    if rotations_text is not None:
+        if keys is None:
+            raise CliError("--key-rotations needs --public-key (the keys you trusted first)")
+        keys = _rotated(keys, rotations_text, key_rotations)
     cas_text = _read(tsa_ca, "--tsa-ca")
     try:
         cas = load_cas(cas_text.encode()) if cas_text is not None else []

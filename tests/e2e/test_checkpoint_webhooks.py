@@ -137,3 +137,64 @@ def test_tenants_receive_every_checkpoint_and_catch_a_rewritten_log(
         f"data/consistency/{held_size}-{alone.tree_size}.json: missing; nothing shows this log "
         f"extends the checkpoint you hold (size {held_size}); export with --since-checkpoint"
     ]
+
+
+def test_key_rotation_statements_let_a_verifier_follow_the_log_to_its_new_key(
+    settings: Settings, tmp_path: Path
+) -> None:
+    services = build_services(settings)
+    try:
+        with TestClient(create_app(services=services)) as client:
+            api = Api(client, services)
+            services.merkle.signer.current()  # the first key (made on first use here)
+            first = client.get("/v1/checkpoints/keys").json()  # the key a verifier trusted
+            assert len(first) == 1 and first[0]["rotation"] is None
+            services.merkle.signer.rotate()
+            services.merkle.signer.rotate()  # two rotations: old -> middle -> new
+            published = client.get("/v1/checkpoints/keys").json()
+            assert [k["rotation"] is not None for k in published] == [False, True, True]
+            assert published[1]["rotation"].startswith("fapiao-key-rotation/v1\n")
+            assert f"new {published[2]['vkey']}\n" in published[2]["rotation"]
+            inv = api.issue()
+            bundle = export(api, [inv["invoice_id"]], tmp_path, "rotated.zip")
+    finally:
+        services.close()
+    old = tmp_path / "old.vkey"
+    old.write_text(first[0]["vkey"] + "\n")
+    rotations = tmp_path / "keys.json"
+    rotations.write_text(json.dumps(published))
+    nowhere = "sqlite:////nonexistent/ledger.db"
+    from tests.test_cli import fapiao
+
+    alone = fapiao(nowhere, "evidence", "verify", str(bundle), "--public-key", str(old))
+    assert alone.returncode == 1 and "no valid signature by a key you trust" in alone.stderr
+    followed = fapiao(
+        nowhere,
+        "evidence",
+        "verify",
+        str(bundle),
+        "--public-key",
+        str(old),
+        "--key-rotations",
+        str(rotations),
+    )
+    assert followed.returncode == 0, followed.stderr
+    # a statement whose new key was swapped for another's no longer verifies
+    forged = json.loads(rotations.read_text())
+    stranger = forged[0]["vkey"]
+    forged[2]["rotation"] = forged[2]["rotation"].replace(
+        f"new {forged[2]['vkey']}", f"new {stranger}"
+    )
+    rotations.write_text(json.dumps(forged))
+    refused = fapiao(
+        nowhere,
+        "evidence",
+        "verify",
+        str(bundle),
+        "--public-key",
+        str(old),
+        "--key-rotations",
+        str(rotations),
+    )
+    assert refused.returncode == 2
+    assert "rotation statement 2: not signed by the key it names as old" in refused.stderr

@@ -50,6 +50,7 @@ class KeyOut(BaseModel):
     key_id: str
     vkey: str
     public_key_pem: str
+    rotation: str | None = None  # signed by the key before this one: "this key follows me"
 
 
 class InclusionOut(BaseModel):
@@ -88,11 +89,14 @@ def latest(principal: PrincipalDep, services: ServicesDep) -> CheckpointOut:
 @router.get(
     "/checkpoints/keys",
     response_model=list[KeyOut],
-    summary="Public keys that sign checkpoints (old ones stay after rotation)",
+    summary="Public keys that sign checkpoints (old ones stay after rotation), each newer one "
+    "with the rotation statement its predecessor signed",
 )
 def keys(services: ServicesDep) -> list[KeyOut]:
     return [
-        KeyOut(name=k.name, key_id=k.key_id, vkey=k.vkey, public_key_pem=k.pem())
+        KeyOut(
+            name=k.name, key_id=k.key_id, vkey=k.vkey, public_key_pem=k.pem(), rotation=k.rotation
+        )
         for k in services.merkle.signer.public_keys()
     ]
 
