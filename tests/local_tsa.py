@@ -122,7 +122,7 @@ class LocalTsa:
 
 
 @contextmanager
-def local_tsa(folder: Path, name: str = "local") -> Iterator[LocalTsa]:
+def local_tsa(folder: Path, name: str = "local", port: int = 0) -> Iterator[LocalTsa]:
     make_ca(folder, name)
     tsa = LocalTsa(folder)
 
@@ -148,7 +148,7 @@ def local_tsa(folder: Path, name: str = "local") -> Iterator[LocalTsa]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     tsa.url = f"http://127.0.0.1:{server.server_port}/tsa"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -157,3 +157,20 @@ def local_tsa(folder: Path, name: str = "local") -> Iterator[LocalTsa]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """`python -m tests.local_tsa FOLDER PORT`: the same TSA as its own process (benchmarks run
+    it apart from the process they measure, as a TSA would be another party's machine)."""
+    import sys
+    import time
+
+    folder, port = Path(sys.argv[1]), int(sys.argv[2])
+    with local_tsa(folder, "bench", port=port) as tsa:
+        print(tsa.url, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
