@@ -152,9 +152,19 @@ class Services:
         """Timestamp tokens and cosignatures for the signed checkpoints, off the sealing path."""
         while not self._stop.wait(self.settings.anchor_poll_seconds):
             try:
-                self.anchors.run_once()
+                self.anchor_round()
             except Exception:  # noqa: BLE001 - keep anchoring; the next round retries
                 log.exception("anchoring checkpoints failed; retrying")
+
+    def anchor_round(self) -> int:
+        """One anchoring round, unless the sealer is catching up (more than
+        FAPIAO_ANCHOR_YIELD_EVENTS behind the log): then anchors wait, so the sealer has the
+        process (and the witnesses get the latest tree, not each one it passes). -1 if it
+        waited, else how many anchors were kept."""
+        seal = self.workers.get("seal")
+        if seal is not None and seal.head() - seal.position() > self.settings.anchor_yield_events:
+            return -1
+        return self.anchors.run_once()
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         "doubles each failure, at most 10 minutes",
     )
     anchor_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    anchor_yield_events: int = Field(
+        default=5000,
+        ge=0,
+        description="Anchoring waits while the sealer is more than this many events behind "
+        "the log (a catch-up), so sealing keeps its pace; it fetches what is missing after",
+    )
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     webhook_backoff_seconds: float = Field(

@@ -15,7 +15,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.http.app import create_app
-from infrastructure.bootstrap import Services, build_services
+from domain.evidence.cosignature import parse_cosigner_vkey
+from infrastructure.bootstrap import Services, build_services, event_catalog
+from infrastructure.evidence.bundle_verifier import AnchorPolicy, read_key_file, verify_bundle
+from infrastructure.evidence.timestamping import load_cas
 from infrastructure.settings import Settings
 from tests.e2e.test_api import Api
 from tests.e2e.test_evidence import export, rebag, rezip, unpack
@@ -89,6 +92,18 @@ def test_a_bundle_carries_its_anchors_and_the_verifier_checks_them(
     assert "timestamp timestamps/1.tsr: TSA time" in ok.stdout
     assert f"cosigned by {w1.name}" in ok.stdout and f"cosigned by {w2.name}" in ok.stdout
     assert "the checkpoint provably existed by" in ok.stdout
+    trusted = read_key_file(keys.read_text())
+    plain = verify_bundle(bundle, event_catalog(), trusted)
+    assert plain.failures == [] and "timestamps" not in plain.checks  # not asked: not run
+    assert "witnesses" not in plain.checks
+    policy = AnchorPolicy(load_cas(tsa.ca_pem.read_bytes()), [parse_cosigner_vkey(w1.vkey)], 1)
+    checked = verify_bundle(bundle, event_catalog(), trusted, None, policy)
+    assert checked.checks["timestamps"] == [] and checked.checks["witnesses"] == []
+    assert [n for n, _ in checked.timestamps] == ["timestamps/1.tsr"]
+    assert [w for w, _ in checked.witnesses] == [w1.name]
+    assert checked.earliest is not None and checked.earliest[0] == min(
+        checked.timestamps[0][1], checked.witnesses[0][1]
+    )
 
     # A token from a TSA whose CA the inspector does not trust fails.
     make_ca(tmp_path / "stranger", "stranger")

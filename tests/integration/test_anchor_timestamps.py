@@ -216,3 +216,25 @@ def test_the_tsa_client_goes_through_the_outbound_guard(settings: Settings, tsa:
         assert tsa.answered == 0 and tsa.refused == 0
     finally:
         svc.close()
+
+
+def test_anchoring_waits_while_the_sealer_catches_up(settings: Settings, tsa: LocalTsa) -> None:
+    svc = build_services(
+        settings.model_copy(
+            update={
+                "tsa_urls": tsa.url,
+                "tsa_ca_file": tsa.ca_pem,
+                "outbound_allow": "127.0.0.1/32",
+                "anchor_yield_events": 1,
+            }
+        )
+    )
+    try:
+        _checkpoint(svc)
+        for _ in range(2):
+            svc.ledger.issue_invoice(SELLER, a_draft(), by())  # sealer now behind by 2
+        assert svc.anchor_round() == -1 and tsa.answered == 0
+        svc.bring_up_to_date("seal")
+        assert svc.anchor_round() == 1 and tsa.answered == 1
+    finally:
+        svc.close()
