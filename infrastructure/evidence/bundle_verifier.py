@@ -164,6 +164,11 @@ class AnchorPolicy:
     min_witnesses: int = 0
 
 
+# Checks that run only when the inspector gives what they need (TSA CAs, witness keys): a
+# report without them did not ask, which is not "stopped by an earlier failure".
+ASKED_FOR = frozenset({"timestamps", "witnesses"})
+
+
 class _Verifier:
     def __init__(
         self,
