@@ -103,6 +103,22 @@ class Settings(BaseSettings):
     reconciliation_time_budget_seconds: float = Field(
         default=600.0, gt=0, le=86_400, description="Longest a reconciliation may read its file"
     )
+    shutdown_grace_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=300,
+        description="On SIGTERM, how long running requests may finish before they are cut off",
+    )
+    max_connections: int = Field(
+        default=512, ge=8, le=100_000, description="Connections served at once; more get 503"
+    )
+    write_statement_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="PostgreSQL statement timeout on the write connections (lock timeout: "
+        "FAPIAO_LOCK_TIMEOUT_SECONDS)",
+    )
     max_query_value_length: int = Field(
         default=512, ge=64, le=65_536, description="Longest query parameter value (characters)"
     )
