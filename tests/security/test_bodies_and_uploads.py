@@ -163,3 +163,15 @@ def test_waits_for_a_projection_are_capped_in_number(services: Services) -> None
         services.worker("invoice_status").catch_up()
         r = api.get(f"/v1/invoices/{issued.invoice_id}", consistent_after=issued.position)
         assert r.status_code == 200
+
+
+def test_console_form_fields_are_checked_like_json_strings(api: Api) -> None:
+    r = api.client.post(
+        "/console/sign-in", data={"api_key": "a\x00b", "csrf": "x"}, follow_redirects=False
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0] == {
+        "field": "api_key",
+        "rule": "control_characters",
+        "message": "must not contain control characters (found U+0000)",
+    }
