@@ -67,7 +67,10 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
 
 
-_ISO_DATE = re.compile(r"^[+-]?(\d{4,})-\d{2}-\d{2}(?:[T ].*)?$")
+_ISO_DATE = re.compile(
+    r"^[+-]?(\d{4,})-\d{2}-\d{2}"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
 
 
 def check_text_value(field: str, value: str, max_length: int) -> tuple[str, str] | None:
