@@ -6,9 +6,11 @@ import logging
 import traceback
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
@@ -66,6 +68,11 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ReconciliationFileError, 422, "unreadable-export"),
     (WebhookError, 422, "webhook"),
     (DomainError, 409, "business-rule"),
+    # The store unreachable or its locks busy (an outage, a failover): retry, not a bug.
+    (OperationalError, 503, "store-unavailable"),
+    (InterfaceError, 503, "store-unavailable"),
+    (LibraryOperationalError, 503, "store-unavailable"),
+    (LibraryInterfaceError, 503, "store-unavailable"),
     (ApplicationError, 400, "bad-request"),
 ]
 
@@ -108,6 +115,9 @@ def to_problem(exc: Exception) -> OrjsonResponse:
             if isinstance(exc, CorrectionNotAllowedError):
                 extra["rule"] = exc.rule
             title = slug.replace("-", " ").capitalize()
+            if slug == "store-unavailable":
+                log.warning("store unavailable: %s", type(exc).__name__)
+                return problem(status, slug, title, "the store is unavailable; retry shortly")
             return problem(status, slug, title, str(exc), **extra)
     log_unhandled(exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
@@ -162,5 +172,15 @@ def install(app: FastAPI) -> None:
 
     # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;
     # only what is left reaches the catch-all and becomes a logged 500.
-    for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
+    for base in (
+        DomainError,
+        ApplicationError,
+        UnauthenticatedError,
+        WebhookError,
+        OperationalError,
+        InterfaceError,
+        LibraryOperationalError,
+        LibraryInterfaceError,
+        Exception,
+    ):
         app.add_exception_handler(base, _mapped)
