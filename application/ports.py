@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -159,6 +160,10 @@ class AttachmentStore(Protocol):
 
     def put(self, stream: Any, name: str) -> Any:
         """Store (if new) and return an AttachmentRef; refuse bad files, keeping nothing."""
+        ...
+
+    def staged(self, stream: Any, name: str) -> AbstractContextManager[Any]:
+        """`put`, for a block: a file newly stored is removed again if the block raises."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

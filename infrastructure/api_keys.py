@@ -72,9 +72,14 @@ class ApiKeyStore:
             ]
 
     def create_key(
-        self, tenant_id: str, roles: str | frozenset[Role], label: str = ""
+        self,
+        tenant_id: str,
+        roles: str | frozenset[Role],
+        label: str = "",
+        acts_for_users: bool = False,
     ) -> tuple[str, str]:
-        """A new key for the tenant; returns (key_id, secret). The secret is not kept."""
+        """A new key for the tenant; returns (key_id, secret). The secret is not kept. An ERP
+        key (`acts_for_users`) may name the person it acts for on each request."""
         role_set = parse_roles(roles) if isinstance(roles, str) else roles
         with self.write_engine.begin() as conn:
             if (
@@ -95,6 +100,7 @@ class ApiKeyStore:
                     label=label,
                     created_at=datetime.now(UTC),
                     revoked_at=None,
+                    acts_for_users=acts_for_users,
                 )
             )
         return key_id, secret
@@ -135,7 +141,9 @@ class ApiKeyStore:
             row = conn.execute(select(api_keys).where(where)).first()
         if row is None or row.revoked_at is not None:
             return None
-        return Principal(row.tenant_id, row.key_id, parse_roles(row.roles))
+        return Principal(
+            row.tenant_id, row.key_id, parse_roles(row.roles), acts_for_users=row.acts_for_users
+        )
 
     def tenant_name(self, tenant_id: str) -> str:
         with self.engine.connect() as conn:

@@ -23,6 +23,7 @@ from application.remedies.complaint_service import ComplaintService
 from application.remedies.lost_invoice_service import LostInvoiceService
 from application.remedies.reentry_service import ReEntryService
 from application.service_errors import ProjectionLagError, UnknownProjectionError
+from domain.bounds import OutOfBoundsError
 from domain.evidence.access_record import AccessRecord
 from domain.idempotency import CommandReceipt
 from domain.invoices.invoice import Invoice
@@ -114,6 +115,9 @@ class Services:
     _stop: threading.Event = field(default_factory=threading.Event)
     # projection -> (position last seen, monotonic time it was first seen there)
     _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _waiters: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(16)
+    )
 
     def worker(self, name: str) -> ProjectionWorker:
         try:
@@ -175,9 +179,24 @@ class Services:
                     log.exception("%s failed; retrying next tick", type(ticker).__name__)
 
     def wait_for(self, projection: str, position: int, timeout: float) -> int:
-        """Read-your-writes: wait (bounded) until `projection` has applied `position`."""
+        """Read-your-writes: wait (bounded in time and in the number of waiting requests)
+        until `projection` has applied `position`. A position beyond the log's head is refused
+        at once: no wait could reach it."""
         worker = self.worker(projection)
-        reached = wait_for_position(worker, position, timeout, self.board)
+        reached = worker.position()
+        if reached >= position:
+            return reached
+        head = worker.head()
+        if position > head:
+            raise OutOfBoundsError(
+                "consistent_after", f"is beyond the log's head ({head})", "beyond_head"
+            )
+        if not self._waiters.acquire(blocking=False):  # every slot already waits: say so now
+            raise ProjectionLagError(projection, position, reached)
+        try:
+            reached = wait_for_position(worker, position, timeout, self.board)
+        finally:
+            self._waiters.release()
         if reached < position:
             raise ProjectionLagError(projection, position, reached)
         return reached
@@ -424,6 +443,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             SqlCaseReader(replica_engine),
             source="replica",
         )
+    services._waiters = threading.BoundedSemaphore(settings.consistent_read_max_waiters)
     holder.append(services)
     metrics.watch(services)
     return services

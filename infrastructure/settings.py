@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         "long",
     )
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
+    consistent_read_max_waiters: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests that may wait for a projection at once (consistent_after); more "
+        "are answered 503 at once",
+    )
     timer_tick_seconds: float = Field(
         default=15.0, gt=0, description="How often overdue acknowledgements are looked for"
     )
@@ -74,6 +81,47 @@ class Settings(BaseSettings):
         default=None, description="Where attachments are kept (default: <data dir>/attachments)"
     )
     attachment_limit_mb: int = Field(default=20, ge=1, le=1024)
+    max_json_body_kb: int = Field(
+        default=1024,
+        ge=16,
+        le=65_536,
+        description="Largest JSON or form request body (KiB); refused with 413 before reading",
+    )
+    reconciliation_upload_limit_mb: int = Field(
+        default=100,
+        ge=1,
+        le=2048,
+        description="Largest platform export (and evidence bundle) upload (MiB)",
+    )
+    upload_inflated_limit_mb: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="What an uploaded XLSX may inflate to (its shared strings: half of it); "
+        "checked from the zip's directory before reading",
+    )
+    reconciliation_time_budget_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest a reconciliation may read its file"
+    )
+    shutdown_grace_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=300,
+        description="On SIGTERM, how long running requests may finish before they are cut off",
+    )
+    max_connections: int = Field(
+        default=512, ge=8, le=100_000, description="Connections served at once; more get 503"
+    )
+    write_statement_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="PostgreSQL statement timeout on the write connections (lock timeout: "
+        "FAPIAO_LOCK_TIMEOUT_SECONDS)",
+    )
+    max_query_value_length: int = Field(
+        default=512, ge=64, le=65_536, description="Longest query parameter value (characters)"
+    )
     keys_dir: Path | None = Field(
         default=None, description="Checkpoint signing keys (default: <data dir>/keys)"
     )

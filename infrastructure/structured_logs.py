@@ -22,12 +22,15 @@ SECRET_FIELDS = frozenset(
     {"authorization", "api_key", "secret", "password", "signing_key", "token", "key_secret"}
 )
 _API_KEY = re.compile(r"fpl_[A-Za-z0-9]+_[A-Za-z0-9_\-]+")
+_WEBHOOK_SECRET = re.compile(r"fwh_[A-Za-z0-9_\-]+")
 _handler: logging.Handler | None = None
 
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str) and "fpl_" in value:
-        return _API_KEY.sub("fpl_[redacted]", value)
+        value = _API_KEY.sub("fpl_[redacted]", value)
+    if isinstance(value, str) and "fwh_" in value:
+        value = _WEBHOOK_SECRET.sub("fwh_[redacted]", value)
     return value
 
 

@@ -146,8 +146,8 @@ def complaint_evidence(
         p.require(INVOICE_WRITERS)
         cid = case_id("complaint", complaint)
         s.complaints.get(p.tenant_id, cid)
-        ref = store_file(s, file)
-        print_case(s.complaints.add_evidence(p.tenant_id, cid, ref, by))
+        with store_file(s, file) as ref:
+            print_case(s.complaints.add_evidence(p.tenant_id, cid, ref, by))
 
 
 @complaint_app.command("resolve")

@@ -21,11 +21,19 @@ def keys_create(
     ],
     tenant_name: Annotated[str, typer.Option(help="Name, when the tenant is new")] = "",
     label: Annotated[str, typer.Option(help="What the key is for")] = "",
+    acts_for_users: Annotated[
+        bool,
+        typer.Option(
+            "--acts-for-users",
+            help="An ERP's shared key: each request names its person in X-Actor-User (and "
+            "the console asks for a name at sign-in); without it the key is the person",
+        ),
+    ] = False,
 ) -> None:
     """Create an API key (the tenant too, if new). The key is printed once."""
     with services_for(tenant=tenant) as services:
         tenant_id = services.keys.ensure_tenant(tenant, tenant_name)
-        key_id, secret = services.keys.create_key(tenant_id, roles, label)
+        key_id, secret = services.keys.create_key(tenant_id, roles, label, acts_for_users)
     print(f"key {key_id} for {tenant_id}: {secret}", flush=True)
     console.print("store it now: only its hash is kept")
 

@@ -102,8 +102,8 @@ def lost_attach(
         p.require(INVOICE_WRITERS)
         cid = case_id("case", case)
         s.lost_invoices.get(p.tenant_id, cid)
-        ref = store_file(s, file)
-        print_case(s.lost_invoices.attach(p.tenant_id, cid, step, ref, by))
+        with store_file(s, file) as ref:
+            print_case(s.lost_invoices.attach(p.tenant_id, cid, step, ref, by))
 
 
 @lost_app.command("close")

@@ -79,8 +79,8 @@ def reentry_attach(
         p.require(INVOICE_WRITERS)
         app_id = case_id("application", application)
         s.reentry.get(p.tenant_id, app_id)
-        ref = store_file(s, file)
-        print_case(s.reentry.attach(p.tenant_id, app_id, p.person, ref, by))
+        with store_file(s, file) as ref:
+            print_case(s.reentry.attach(p.tenant_id, app_id, p.person, ref, by))
 
 
 def _step(

@@ -136,10 +136,12 @@ def act_as(
     return principal, Provenance(principal.actor, Source.CLI, occurred_at or datetime.now(UTC))
 
 
-def store_file(services: Services, file: Path) -> Any:
-    """Keep the file in the attachment store (refused by content, leaving nothing)."""
-    with file.open("rb") as f:
-        return services.attachments.put(f, file.name)
+@contextmanager
+def store_file(services: Services, file: Path) -> Iterator[Any]:
+    """Keep the file in the attachment store for the block (refused by content, leaving
+    nothing); a file newly stored is removed again if the block fails."""
+    with file.open("rb") as f, services.attachments.staged(f, file.name) as ref:
+        yield ref
 
 
 def print_case(result: CaseResult) -> None:

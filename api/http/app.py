@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.http import errors, tracing
+from api.http import errors, problem_docs, tracing
+from api.http.edge import EdgeLimits
 from api.http.observability import RequestObserver
 from api.http.routes import (
     callbacks,
@@ -80,6 +81,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(EdgeLimits, settings=effective)  # inside the observer: 413s are counted
     app.add_middleware(RequestObserver)
     if provider is not None:
         tracing.trace_requests(app, provider)
@@ -98,4 +100,5 @@ def create_app(
     app.include_router(history.router)
     app.include_router(evidence.router)
     console.install(app)
+    problem_docs.install(app)
     return app

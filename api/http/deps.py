@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from api.http.errors import UnauthenticatedError
 from application.access import Principal
 from application.dto import Idempotency
 from domain.base import Provenance, Source
+from domain.errors import InvalidFieldError
 from infrastructure.bootstrap import Cells, Reads, Services
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `fapiao keys create`")
@@ -47,7 +49,13 @@ def get_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_actor_user: Annotated[
-        str | None, Header(description="The person an ERP acts for; recorded in `actor`")
+        str | None,
+        Header(
+            max_length=100,
+            description="The person an ERP key acts for; recorded in `actor` and counted as "
+            "the person for separation of duties. Honoured only from keys created with "
+            "`fapiao keys create --acts-for-users`; any other key is itself the person",
+        ),
     ] = None,
 ) -> Principal:
     if credentials is None:
@@ -59,8 +67,13 @@ def get_principal(
     if cells is not None and cells.for_tenant(principal.tenant_id) is not services:
         # A key left in a database its tenant has moved out of: it must not write there.
         raise UnauthenticatedError("this key's tenant is served from another database")
-    if x_actor_user:
-        principal = Principal(principal.tenant_id, principal.key_id, principal.roles, x_actor_user)
+    if x_actor_user and principal.acts_for_users:
+        name = " ".join(x_actor_user.split())
+        if not name or not name.isprintable():
+            raise InvalidFieldError(
+                "X-Actor-User", "must name a person in printable characters", "actor_user"
+            )
+        principal = replace(principal, user=name)
     request.state.principal = principal  # for the request's log line (tenant, key id)
     return principal
 

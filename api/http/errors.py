@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
@@ -64,6 +68,11 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ReconciliationFileError, 422, "unreadable-export"),
     (WebhookError, 422, "webhook"),
     (DomainError, 409, "business-rule"),
+    # The store unreachable or its locks busy (an outage, a failover): retry, not a bug.
+    (OperationalError, 503, "store-unavailable"),
+    (InterfaceError, 503, "store-unavailable"),
+    (LibraryOperationalError, 503, "store-unavailable"),
+    (LibraryInterfaceError, 503, "store-unavailable"),
     (ApplicationError, 400, "bad-request"),
 ]
 
@@ -89,6 +98,8 @@ def _field_errors(exc: Exception) -> list[dict[str, str]]:
         return [{"field": e.field, "rule": e.rule, "message": e.message} for e in exc.errors]
     if isinstance(exc, InvalidFieldError):
         return [{"field": exc.field, "rule": exc.rule, "message": exc.message}]
+    if isinstance(exc, ReconciliationFileError):
+        return [{"field": "file", "rule": "unreadable_export", "message": exc.reason}]
     return []
 
 
@@ -104,9 +115,31 @@ def to_problem(exc: Exception) -> OrjsonResponse:
             if isinstance(exc, CorrectionNotAllowedError):
                 extra["rule"] = exc.rule
             title = slug.replace("-", " ").capitalize()
+            if slug == "store-unavailable":
+                log.warning("store unavailable: %s", type(exc).__name__)
+                return problem(status, slug, title, "the store is unavailable; retry shortly")
             return problem(status, slug, title, str(exc), **extra)
-    log.exception("unhandled error", exc_info=exc)
+    log_unhandled(exc)
     return problem(500, "internal", "Internal error", "an unexpected error occurred; it was logged")
+
+
+def log_unhandled(exc: Exception) -> None:
+    """Log an unexpected error. A database error is logged by its kind, primary message and
+    stack only: its full text carries the statement's parameters or the failing row
+    (PostgreSQL's DETAIL), which can hold secrets."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or str(orig).split("\n", 1)[0]
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "unhandled database error %s: %s (statement, parameters and detail not logged)\n%s",
+            type(orig).__name__,
+            primary,
+            stack,
+        )
+        return
+    log.exception("unhandled error", exc_info=exc)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -139,5 +172,15 @@ def install(app: FastAPI) -> None:
 
     # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;
     # only what is left reaches the catch-all and becomes a logged 500.
-    for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
+    for base in (
+        DomainError,
+        ApplicationError,
+        UnauthenticatedError,
+        WebhookError,
+        OperationalError,
+        InterfaceError,
+        LibraryOperationalError,
+        LibraryInterfaceError,
+        Exception,
+    ):
         app.add_exception_handler(base, _mapped)

@@ -178,16 +178,23 @@ class ReconciliationService:
             existing = None
         if existing is not None and existing.completed:
             return self._result(existing, replayed=True)
-        if existing is None:
+        if existing is None:  # saved once the whole file has been read: a file that cannot
+            # be read to its end leaves no run behind
             run = ReconciliationRun.start(
                 tenant_id, sha256, file_name, source.file_type, source.encoding, direction, by
             )
-            self.ledger.save(run)
         else:  # an earlier attempt died half-way: start its staging again
             run = existing
             self.store.clear(rid)
         merge = _Merge(self, tenant_id, rid, by)
-        staged, first, last = self._stage(rid, rows, index, source, merge, progress)
+        try:
+            staged, first, last = self._stage(rid, rows, index, source, merge, progress)
+            merge.flush()
+        except BaseException:
+            self.store.clear(rid)
+            raise
+        if existing is None:
+            self.ledger.save(run)
         covered = period or ((first, last) if first and last else None)
         self.bring_status_up_to_date()
         self._merge(merge, rid, tenant_id, direction, covered)

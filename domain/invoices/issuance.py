@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
+from domain.bounds import CODE_LENGTH, MONEY_DIGITS, NAME_LENGTH, NOTE_LENGTH, check_day, check_text
 from domain.errors import (
     InvalidFieldError,
     InvalidInvoiceTypeError,
@@ -232,14 +233,21 @@ def _decimal(field_name: str, value: object) -> Decimal:
         raise InvalidLineItemError(
             field_name, "must be a decimal string, not a float", rule="decimal_format"
         )
+    text = str(value)
+    if len(text) > 40:
+        raise InvalidLineItemError(field_name, "is longer than 40 characters", rule="bounds")
     try:
-        d = Decimal(str(value))
+        d = Decimal(text)
     except ArithmeticError:
         raise InvalidLineItemError(
             field_name, f"{value!r} is not a decimal", rule="decimal_format"
         ) from None
     if not d.is_finite():
         raise InvalidLineItemError(field_name, "must be finite", rule="decimal_format")
+    if d != 0 and d.adjusted() >= MONEY_DIGITS - 2:
+        raise InvalidLineItemError(
+            field_name, f"must be below 10^{MONEY_DIGITS - 2} in absolute value", rule="bounds"
+        )
     return d
 
 
@@ -251,6 +259,41 @@ def _other_key(field_name: str, text: str) -> InvoiceKey:
         raise type(e)(field_name, e.message, e.rule) from None
 
 
+MAX_LINES = 2000
+
+
+def _check_bounds(c: _Collector, draft: InvoiceDraft) -> None:
+    """Lengths, control characters and the date window of every text the invoice stores."""
+    texts: list[tuple[str, object, int, bool]] = [
+        ("number", draft.number, CODE_LENGTH, False),
+        ("code", draft.code, CODE_LENGTH, False),
+        ("invoice_type", draft.invoice_type, CODE_LENGTH, False),
+        ("direction", draft.direction, CODE_LENGTH, False),
+        ("tax_rate", draft.tax_rate, CODE_LENGTH, False),
+        ("seller.name", draft.seller.name, NAME_LENGTH, False),
+        ("seller.taxpayer_code", draft.seller.taxpayer_code, CODE_LENGTH, False),
+        ("buyer.name", draft.buyer.name, NAME_LENGTH, False),
+        ("buyer.taxpayer_code", draft.buyer.taxpayer_code, CODE_LENGTH, False),
+        ("remarks", draft.remarks, NOTE_LENGTH, True),
+        ("reverses_key", draft.reverses_key, CODE_LENGTH, False),
+        ("replaces_key", draft.replaces_key, CODE_LENGTH, False),
+    ]
+    for i, line in enumerate(draft.lines[:MAX_LINES]):
+        texts += [
+            (f"lines[{i}].name", line.name, NAME_LENGTH, False),
+            (f"lines[{i}].rate", line.rate, CODE_LENGTH, False),
+            (f"lines[{i}].kind", line.kind, CODE_LENGTH, False),
+            (f"lines[{i}].unit", line.unit, CODE_LENGTH, False),
+            (f"lines[{i}].tax_code", line.tax_code, CODE_LENGTH, False),
+        ]
+    for name, value, limit, multiline in texts:
+        if isinstance(value, str):
+            c.run(check_text, name, value, limit, multiline)
+    if len(draft.lines) > MAX_LINES:
+        c.fail(InvalidLineItemError("lines", f"at most {MAX_LINES} lines", rule="max_items"))
+    c.run(check_day, "issued_on", draft.issued_on)
+
+
 def validate_draft(
     draft: InvoiceDraft,
     today: date,
@@ -259,6 +302,7 @@ def validate_draft(
 ) -> tuple[InvoiceFacts, list[FieldWarning]]:
     """Check every rule; `today` is the Beijing (Asia/Shanghai) date, passed in by the caller."""
     c = _Collector()
+    _check_bounds(c, draft)
     key = c.run(parse_invoice_key, draft.number, draft.code)
     invoice_type: InvoiceType | None = None
     try:

@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from domain.bounds import MONEY_DIGITS, check_money
 from domain.errors import InvalidMoneyError, UnknownTaxRateError
 
 CENT = Decimal("0.01")
@@ -65,18 +66,23 @@ def money(field: str, value: object) -> Decimal:
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int | str):
+        text = str(value).strip()
+        if len(text) > 40:  # no amount that fits numeric(18,2) is written longer
+            raise InvalidMoneyError(field, "is longer than 40 characters", "money_range")
         try:
-            amount = Decimal(str(value).strip())
+            amount = Decimal(text)
         except InvalidOperation:
             raise InvalidMoneyError(field, f"{value!r} is not a decimal amount") from None
     else:
         raise InvalidMoneyError(field, "must be a decimal amount")
     if not amount.is_finite():
         raise InvalidMoneyError(field, "must be a finite amount")
+    if amount.adjusted() >= MONEY_DIGITS - 2:  # before quantizing: 1e30 must not reach it
+        check_money(field, Decimal("Infinity"))
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2 and amount != amount.quantize(CENT):
         raise InvalidMoneyError(field, f"{value} has more than two decimal places")
-    return amount.quantize(CENT)
+    return check_money(field, amount.quantize(CENT))
 
 
 @dataclass(frozen=True)

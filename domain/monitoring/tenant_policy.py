@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import AggregateCreated, BaseAggregate
 
 from domain.base import LedgerEvent, Provenance
+from domain.bounds import NOTE_LENGTH, check_text, check_time
 from domain.errors import InvalidCommandFieldError
 
 POLICY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:tenant-policy:v1")
@@ -140,6 +141,9 @@ class TenantPolicy(BaseAggregate[UUID]):
     ) -> None:
         if starts_at.tzinfo is None or ends_at.tzinfo is None:
             raise InvalidCommandFieldError("starts_at", "must carry a time zone", "aware")
+        check_time("starts_at", starts_at)
+        check_time("ends_at", ends_at)
+        check_text("note", note, NOTE_LENGTH)
         if ends_at <= starts_at:
             raise InvalidCommandFieldError("ends_at", "must be after starts_at", "order")
         if ends_at - starts_at > timedelta(days=14):
@@ -167,6 +171,7 @@ class TenantPolicy(BaseAggregate[UUID]):
             raise InvalidCommandFieldError("days", "years 2000 to 2100", "range")
         if len(note) > 200:
             raise InvalidCommandFieldError("note", "at most 200 characters", "max_length")
+        check_text("note", note, 200)
         self.trigger_event(
             self.ClosureDaysDeclared, **by.fields(), days=sorted(set(days)), note=note.strip()
         )

@@ -7,13 +7,20 @@ import codecs
 import csv
 import hashlib
 import io
+import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from application.monitoring.reconciliation_service import ReconciliationFileError
 from domain.monitoring.platform_export import RowError
 
 SAMPLE = 1 << 20
+ENCODINGS = {"utf-8", "utf-8-sig", "gb18030", "gbk", "gb2312"}  # what the platform writes
+MAX_ZIP_ENTRIES = 1000
+DEFAULT_INFLATED_LIMIT = 128 * 1024 * 1024
+DEFAULT_TIME_BUDGET = 600.0
 
 
 def sha256_of(path: Path) -> str:
@@ -44,19 +51,62 @@ class PlatformExportReader:
     file_type: str = field(init=False)
     size: int = field(init=False)
     consumed: int = 0  # bytes (CSV) or rows (XLSX) read so far, for progress bars
+    inflated_limit: int = DEFAULT_INFLATED_LIMIT  # what an XLSX may inflate to, in all
+    time_budget: float = DEFAULT_TIME_BUDGET  # seconds to read the whole file
+    consumed_line: int = 0
 
     def __post_init__(self) -> None:
         if self.encoding is not None:
-            codecs.lookup(self.encoding)  # LookupError now, not half-way through the file
+            # LookupError now, not half-way through the file; only the platform's encodings
+            if codecs.lookup(self.encoding).name not in ENCODINGS:
+                raise LookupError(self.encoding)
         self.size = self.path.stat().st_size
         with self.path.open("rb") as f:
             head = f.read(SAMPLE)
         self.file_type = "xlsx" if head.startswith(b"PK\x03\x04") else "csv"
         if self.file_type == "csv" and self.encoding is None:
             self.encoding = detect_encoding(head)
+        if self.file_type == "xlsx":
+            self._check_zip()
+
+    def _check_zip(self) -> None:
+        """From the zip's directory, before anything is inflated: a readable zip, a bounded
+        number of entries and a bounded inflated size (shared strings at most half of it:
+        openpyxl holds them in memory). zipfile stops each entry at its declared size."""
+        try:
+            with zipfile.ZipFile(self.path) as z:
+                entries = z.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
+            raise ReconciliationFileError("file: not a readable XLSX (a broken zip)") from None
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise ReconciliationFileError(f"file: more than {MAX_ZIP_ENTRIES} entries in the XLSX")
+        limit_mb = self.inflated_limit // (1024 * 1024)
+        if sum(e.file_size for e in entries) > self.inflated_limit:
+            raise ReconciliationFileError(f"file: the XLSX inflates to more than {limit_mb} MiB")
+        strings = sum(e.file_size for e in entries if e.filename.endswith("sharedStrings.xml"))
+        if strings > self.inflated_limit // 2:
+            raise ReconciliationFileError(
+                f"file: the XLSX's shared strings inflate to more than {limit_mb // 2} MiB"
+            )
 
     def rows(self) -> Iterator[tuple[int, list[object]]]:
-        return self._xlsx() if self.file_type == "xlsx" else self._csv()
+        rows = self._xlsx() if self.file_type == "xlsx" else self._csv()
+        deadline = time.monotonic() + self.time_budget
+        try:
+            for item in rows:
+                if time.monotonic() > deadline:
+                    raise ReconciliationFileError(
+                        f"file: reading took longer than {self.time_budget:.0f} s"
+                    )
+                yield item
+        except csv.Error as e:
+            raise ReconciliationFileError(f"file: line {self.consumed_line}: {e}") from None
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+            if isinstance(e, ReconciliationFileError):
+                raise
+            raise ReconciliationFileError(
+                f"file: not a readable export ({type(e).__name__})"
+            ) from None
 
     def check_row(self, values: list[object]) -> None:
         check_decoded(values, self.encoding)
@@ -68,8 +118,10 @@ class PlatformExportReader:
                 raw, encoding=self.encoding, errors="surrogateescape", newline=""
             )
             reader = csv.reader(text)
+            self.consumed_line = 0
             for values in reader:
                 self.consumed = raw.tell()
+                self.consumed_line = reader.line_num
                 yield reader.line_num, list(values)
 
     def _xlsx(self) -> Iterator[tuple[int, list[object]]]:
@@ -80,7 +132,7 @@ class PlatformExportReader:
             sheet = workbook.worksheets[0]
             self.size = sheet.max_row or 0
             for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-                self.consumed = line
+                self.consumed = self.consumed_line = line
                 yield line, list(values)
         finally:
             workbook.close()

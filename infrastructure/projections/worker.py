@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from eventsourcing.utils import TopicError, resolve_topic
 from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +81,10 @@ def classify_failure(error: BaseException) -> str:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return TRANSIENT
     if isinstance(error, OperationalError | InterfaceError | DisconnectionError):
+        return TRANSIENT
+    if isinstance(error, LibraryOperationalError | LibraryInterfaceError):  # the event store's
+        return TRANSIENT
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         return TRANSIENT
     return POISON
 
@@ -357,10 +364,13 @@ class ProjectionWorker:
             except TrackingConflictError as e:
                 log.warning("%s", e)
             except Exception as e:  # noqa: BLE001 - the supervisor keeps the worker alive
-                self.state.last_error = f"{type(e).__name__}: {e}"
+                self.state.last_error = _describe(e)
                 self.state.retries += 1
-                log.exception(
-                    "projection %s failed; retrying in %.1fs", self.projection.name, backoff
+                log.error(  # no SQL parameters or failing rows in the log (they hold data)
+                    "projection %s failed (%s); retrying in %.1fs",
+                    self.projection.name,
+                    self.state.last_error,
+                    backoff,
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)

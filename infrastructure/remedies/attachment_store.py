@@ -11,21 +11,27 @@ import hashlib
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from domain.bounds import NAME_LENGTH
 from domain.errors import InvalidFieldError
 from domain.remedies.attachment_ref import ALLOWED_TYPES, AttachmentRef
 
 DEFAULT_LIMIT = 20 * 1024 * 1024
+MAX_ZIP_ENTRIES = 10_000
+INFLATION_FACTOR = 10  # an OFD may inflate to at most ten times the attachment limit
 
 
 class AttachmentRejectedError(InvalidFieldError):
     rule = "attachment"
 
 
-def sniff(path: Path) -> str | None:
-    """The media type by content, or None when it is not one we accept."""
+def sniff(path: Path, inflated_limit: int = DEFAULT_LIMIT * INFLATION_FACTOR) -> str | None:
+    """The media type by content, or None when it is not one we accept. A zip (OFD) is
+    checked from its directory before anything in it is read: entry count and inflated size."""
     with path.open("rb") as f:
         head = f.read(64)
     if head.startswith(b"%PDF-"):
@@ -37,8 +43,19 @@ def sniff(path: Path) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-        except zipfile.BadZipFile:
+                entries = z.infolist()
+                if len(entries) > MAX_ZIP_ENTRIES:
+                    raise AttachmentRejectedError(
+                        "file", f"holds more than {MAX_ZIP_ENTRIES} entries", "attachment_entries"
+                    )
+                if sum(e.file_size for e in entries) > inflated_limit:
+                    raise AttachmentRejectedError(
+                        "file",
+                        f"inflates to more than {inflated_limit // (1024 * 1024)} MiB",
+                        "attachment_inflated_size",
+                    )
+                names = {e.filename for e in entries}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
             return None
         return "application/ofd" if "OFD.xml" in names else None
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
@@ -63,6 +80,9 @@ class FileAttachmentStore:
 
     def put(self, stream: BinaryIO, name: str) -> AttachmentRef:
         """Store the stream (if new) and describe it; refuses and keeps nothing on failure."""
+        return self._put(stream, name)[0]
+
+    def _put(self, stream: BinaryIO, name: str) -> tuple[AttachmentRef, bool]:
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
@@ -81,7 +101,7 @@ class FileAttachmentStore:
                     out.write(chunk)
             if size == 0:
                 raise AttachmentRejectedError("file", f"{name} is empty", "attachment_empty")
-            media_type = sniff(tmp_path)
+            media_type = sniff(tmp_path, self.limit * INFLATION_FACTOR)
             if media_type is None:
                 allowed = ", ".join(ALLOWED_TYPES.values())
                 raise AttachmentRejectedError(
@@ -91,12 +111,32 @@ class FileAttachmentStore:
                 )
             sha = digest.hexdigest()
             final = self.path_of(sha)
-            if final.exists():
+            created = not final.exists()
+            if not created:
                 tmp_path.unlink()  # stored once, however often referenced
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp_path, final)
-            return AttachmentRef(sha, os.path.basename(name) or "file", media_type, size)
+            return AttachmentRef(sha, _safe_name(name), media_type, size), created
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
+
+    @contextmanager
+    def staged(self, stream: BinaryIO, name: str) -> Iterator[AttachmentRef]:
+        """Store the stream for the block's use; if the block raises (the request failed), a
+        file this call stored is removed again: only a successful request keeps its file."""
+        ref, created = self._put(stream, name)
+        try:
+            yield ref
+        except BaseException:
+            if created:
+                self.path_of(ref.sha256).unlink(missing_ok=True)
+            raise
+
+
+def _safe_name(name: str) -> str:
+    """The name as shown: its last path part, without control characters, bounded."""
+    base = os.path.basename(name.replace("\\", "/"))
+    cleaned = "".join(ch for ch in base if ch.isprintable())[:NAME_LENGTH].strip()
+    return cleaned if cleaned not in ("", ".", "..") else "file"

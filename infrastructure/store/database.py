@@ -26,6 +26,7 @@ def create_engine_for(
             pool_recycle=1800,
             pool_pre_ping=True,  # a replica restarts on its own schedule
             isolation_level="AUTOCOMMIT",
+            hide_parameters=True,
         )
     if settings.is_postgres:
         return create_engine(
@@ -37,8 +38,21 @@ def create_engine_for(
             # Reads are single statements: autocommit saves the BEGIN and ROLLBACK round trips
             # (1.6-1.8x on this machine, research/perf-baselines.md 3). Writes keep transactions.
             isolation_level="READ COMMITTED" if immediate else "AUTOCOMMIT",
+            # Writes are bounded: waiting for a lock, and any one statement.
+            connect_args={
+                "options": f"-c lock_timeout={settings.lock_timeout_seconds}s "
+                f"-c statement_timeout={settings.write_statement_timeout_seconds}s"
+            }
+            if immediate
+            else {},
+            # Parameters carry secrets (webhook secrets, key hashes): never in logs or errors.
+            hide_parameters=True,
         )
-    engine = create_engine(settings.url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        settings.url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        hide_parameters=True,
+    )
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(engine, "connect")

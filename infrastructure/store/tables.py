@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -94,6 +96,8 @@ api_keys = Table(
     Column("label", String, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # an ERP's shared key: it may name the person it acts for (X-Actor-User)
+    Column("acts_for_users", Boolean, nullable=False, server_default=false()),
 )
 
 invoice_status = Table(

@@ -199,13 +199,13 @@ def evidence(
 ) -> ComplaintOut:
     principal.require(INVOICE_WRITERS)
     services.complaints.get(principal.tenant_id, complaint_id)
-    ref = services.attachments.put(file.file, file.filename or "evidence")
-    return _view(
-        services.complaints.add_evidence(
-            principal.tenant_id, complaint_id, ref, provenance(principal, None, services)
-        ),
-        services,
-    )
+    with services.attachments.staged(file.file, file.filename or "evidence") as ref:
+        return _view(
+            services.complaints.add_evidence(
+                principal.tenant_id, complaint_id, ref, provenance(principal, None, services)
+            ),
+            services,
+        )
 
 
 @router.post(

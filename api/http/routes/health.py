@@ -11,6 +11,7 @@ from api.http.deps import ServicesDep
 from api.http.responses import OrjsonResponse
 
 router = APIRouter(tags=["health"])
+RETRY = {"Retry-After": "5"}
 
 
 @router.get("/healthz", summary="The process is up")
@@ -38,7 +39,7 @@ def readyz(services: ServicesDep) -> OrjsonResponse:
         anchors = services.anchors.status()
     except Exception as e:  # noqa: BLE001 - readiness reports, it does not raise
         body.update(status="unavailable", database=f"{type(e).__name__}")
-        return OrjsonResponse(body, status_code=503)
+        return OrjsonResponse(body, status_code=503, headers=RETRY)
     body["database"] = "ok"
     # Anchors are fetched after signing; missing ones are reported, not a reason to stop serving.
     body["anchors"] = {
@@ -52,10 +53,10 @@ def readyz(services: ServicesDep) -> OrjsonResponse:
             status="unavailable",
             seal={"status": "refusing to sign", "reason": seal.reason, "tree_size": seal.tree_size},
         )
-        return OrjsonResponse(body, status_code=503)
+        return OrjsonResponse(body, status_code=503, headers=RETRY)
     stalled = [r["projection"] for r in body["projections"] if r["stalled"]]
     if stalled:  # behind the head and not moving: reads that wait for it would all time out
         body.update(status="unavailable", stalled=stalled, seal={"status": "ok"})
-        return OrjsonResponse(body, status_code=503)
+        return OrjsonResponse(body, status_code=503, headers=RETRY)
     body.update(status="ready", seal={"status": "ok"})
     return OrjsonResponse(body)

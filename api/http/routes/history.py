@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
+from api.http.bounded import OptionalPosition, Position
 from api.http.deps import PrincipalDep, ServicesDep
 from api.http.routes.invoices import EventOut
 from api.http.schemas import shown, shown_times
@@ -110,8 +111,8 @@ def access(
 def ledger_events(
     principal: PrincipalDep,
     services: ServicesDep,
-    after_position: Annotated[int, Query(ge=0)] = 0,
-    to_position: Annotated[int | None, Query(ge=0)] = None,
+    after_position: Position = 0,
+    to_position: OptionalPosition = None,
     since: Annotated[AwareDatetime | None, Query(description="recorded_at from")] = None,
     until: Annotated[AwareDatetime | None, Query(description="recorded_at up to")] = None,
 ) -> StreamingResponse:

@@ -7,13 +7,13 @@ class chosen at runtime, which FastAPI must see as the class, not as a string.
 import base64
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
 
+from api.http.bounded import ConsistentAfter, MoneyFilter
 from api.http.deps import (
     IdempotencyKey,
     PrincipalDep,
@@ -53,10 +53,6 @@ from domain.invoices.status import InvoiceStatus
 router = APIRouter(prefix="/v1", tags=["invoices"])
 PROJECTION = "invoice_status"
 
-ConsistentAfter = Annotated[
-    int | None,
-    Query(ge=0, description="Wait (bounded) until the view includes this log position"),
-]
 ERRORS = {
     401: {"description": "No or bad API key"},
     403: {"description": "Role may not do this"},
@@ -229,8 +225,8 @@ def list_invoices(
     issued_to: date | None = None,
     seller: Annotated[str | None, Query(description="Seller's taxpayer code")] = None,
     buyer: Annotated[str | None, Query(description="Buyer's taxpayer code")] = None,
-    min_total: Decimal | None = None,
-    max_total: Decimal | None = None,
+    min_total: MoneyFilter = None,
+    max_total: MoneyFilter = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     consistent_after: ConsistentAfter = None,

@@ -184,12 +184,12 @@ def attach(
 ) -> LostCaseOut:
     principal.require(INVOICE_WRITERS)
     services.lost_invoices.get(principal.tenant_id, case_id)
-    ref = services.attachments.put(file.file, file.filename or step)
-    return _view(
-        services.lost_invoices.attach(
-            principal.tenant_id, case_id, step, ref, provenance(principal, None, services)
-        ),
-    )
+    with services.attachments.staged(file.file, file.filename or step) as ref:
+        return _view(
+            services.lost_invoices.attach(
+                principal.tenant_id, case_id, step, ref, provenance(principal, None, services)
+            ),
+        )
 
 
 @router.post(

@@ -61,7 +61,12 @@ class PolicyOut(BaseModel):
 
 class AckWindowIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"hours": 48}]})
-    hours: float = Field(gt=0, description="Applies to uploads from now on")
+    hours: float = Field(
+        gt=0,
+        le=24 * 60,
+        allow_inf_nan=False,
+        description="Applies to uploads from now on (1 minute to 60 days)",
+    )
 
 
 class MaintenanceIn(BaseModel):

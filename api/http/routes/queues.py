@@ -9,8 +9,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
+from api.http.bounded import ConsistentAfter, Offset
 from api.http.deps import PrincipalDep, ServicesDep, read_from
-from api.http.routes.invoices import PROJECTION, ConsistentAfter, list_invoices
+from api.http.routes.invoices import PROJECTION, list_invoices
 from api.http.schemas import InvoicePage, shown
 from domain.invoices.status import InvoiceStatus
 
@@ -77,7 +78,7 @@ def overdue(
     principal: PrincipalDep,
     services: ServicesDep,
     limit: Limit = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     consistent_after: ConsistentAfter = None,
 ) -> AwaitingPage:
     reads = read_from(services, request, response, "ack_timers", consistent_after)
@@ -120,7 +121,7 @@ def mismatched(
     principal: PrincipalDep,
     services: ServicesDep,
     limit: Limit = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> MismatchPage:
     rows, total = services.reconciliation_store.mismatched(principal.tenant_id, limit, offset)
     return MismatchPage(

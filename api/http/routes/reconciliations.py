@@ -25,6 +25,7 @@ from application.access import INVOICE_WRITERS
 from application.monitoring.reconciliation_service import RunResult
 from application.ports import Finding
 from domain.base import Provenance
+from domain.bounds import NAME_LENGTH, control_character
 from domain.errors import InvalidFieldError
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import PlatformExportReader
@@ -154,8 +155,9 @@ def reconcile_upload(
             ) from None
     if (period_from is None) != (period_to is None):
         raise InvalidFieldError("period_to", "give both ends of the period, or neither", "pair")
+    name = _upload_name(filename)
     with tempfile.TemporaryDirectory(prefix="fapiao-upload-") as tmp:
-        path = Path(tmp) / (os.path.basename(filename or "export") or "export")
+        path = Path(tmp) / name
         digest = hashlib.sha256()
         size = 0
         with path.open("wb") as out:
@@ -167,11 +169,20 @@ def reconcile_upload(
                 out.write(chunk)
         if size == 0:
             raise InvalidFieldError("file", "is empty", "required")
+        if encoding is not None and len(encoding) > 32:
+            raise InvalidFieldError("encoding", "is longer than 32 characters", "max_length")
         try:
-            reader = PlatformExportReader(path, encoding)
+            reader = PlatformExportReader(
+                path,
+                encoding,
+                inflated_limit=services.settings.upload_inflated_limit_mb * 1024 * 1024,
+                time_budget=services.settings.reconciliation_time_budget_seconds,
+            )
         except LookupError:
             raise InvalidFieldError(
-                "encoding", f"{encoding!r} is not an encoding", "encoding"
+                "encoding",
+                f"{encoding!r} is not one of utf-8, utf-8-sig, gb18030, gbk, gb2312",
+                "encoding",
             ) from None
         period = (period_from, period_to) if period_from and period_to else None
         result = services.reconciliation.reconcile(
@@ -187,6 +198,25 @@ def reconcile_upload(
         )
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _upload_name(filename: str | None) -> str:
+    """The upload's own name, as kept with the run: a plain name, no path, no control
+    characters (a name that is not one is refused, not repaired)."""
+    if not filename:
+        return "export"
+    name = os.path.basename(filename.replace("\\", "/"))
+    if control_character(filename, multiline=False) is not None:
+        raise InvalidFieldError(
+            "file", "the file name must not contain control characters", "file_name"
+        )
+    if name in ("", ".", "..") or len(name) > NAME_LENGTH:
+        raise InvalidFieldError(
+            "file",
+            f"the file name must be a plain name of at most {NAME_LENGTH} characters",
+            "file_name",
+        )
+    return name
 
 
 @router.get("/reconciliations/{run_id}", response_model=RunOut, summary="A run's summary")

@@ -213,16 +213,16 @@ def attach(
 ) -> ApplicationOut:
     principal.require(INVOICE_WRITERS)
     services.reentry.get(principal.tenant_id, application_id)  # 404 before storing anything
-    ref = services.attachments.put(file.file, file.filename or "attachment")
-    return _view(
-        services.reentry.attach(
-            principal.tenant_id,
-            application_id,
-            principal.person,
-            ref,
-            provenance(principal, None, services),
-        ),
-    )
+    with services.attachments.staged(file.file, file.filename or "attachment") as ref:
+        return _view(
+            services.reentry.attach(
+                principal.tenant_id,
+                application_id,
+                principal.person,
+                ref,
+                provenance(principal, None, services),
+            ),
+        )
 
 
 @router.post(

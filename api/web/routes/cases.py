@@ -181,8 +181,8 @@ def complaint_step(
         elif step == "evidence":
             service.get(tenant, case_id)
             upload = _upload(form)
-            ref = services.attachments.put(upload.file, upload.filename or "evidence")
-            service.add_evidence(tenant, case_id, ref, b)
+            with services.attachments.staged(upload.file, upload.filename or "evidence") as ref:
+                service.add_evidence(tenant, case_id, ref, b)
         elif step == "resolve":
             service.resolve(tenant, case_id, _text(form, "outcome"), _text(form, "text"), b)
         else:
@@ -282,8 +282,9 @@ def lost_step(
         elif step == "attach":
             service.get(tenant, case_id)
             upload = _upload(form)
-            ref = services.attachments.put(upload.file, upload.filename or _text(form, "step"))
-            service.attach(tenant, case_id, _text(form, "step"), ref, b)
+            name = upload.filename or _text(form, "step")
+            with services.attachments.staged(upload.file, name) as ref:
+                service.attach(tenant, case_id, _text(form, "step"), ref, b)
         elif step == "close":
             service.close(tenant, case_id, _text(form, "outcome"), _text(form, "note"), b)
         else:

@@ -165,8 +165,8 @@ def step(
             upload = form.get("file")
             if not isinstance(upload, UploadFile) or not upload.filename:
                 raise InvalidFieldError("file", "choose a file", "required")
-            ref = services.attachments.put(upload.file, upload.filename)
-            service.attach(tenant, application_id, person, ref, b)
+            with services.attachments.staged(upload.file, upload.filename) as ref:
+                service.attach(tenant, application_id, person, ref, b)
         elif step == "submit":
             v.principal.require(INVOICE_WRITERS)
             service.submit(tenant, application_id, person, b)

@@ -2,16 +2,16 @@
 checkpoint, and the record of checkpoints announced to tenants. All three refuse UPDATE and
 DELETE (triggers on both stores), like the seal's tables.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

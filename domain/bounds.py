@@ -1,0 +1,90 @@
+"""The limits every stored value keeps, shared by the domain, the application and the edge, so
+both stores hold the same values (PostgreSQL refuses what SQLite would take) and no value can
+break a projection later.
+
+- Money: numeric(18,2) as stored: at most 16 digits before the point, two after.
+- Times and dates: within years 2000-2100 (a documented window; aware datetimes only).
+- Text: no control characters (C0 and DEL) except tab and newline (and carriage return) where
+  text allows it; each field within its length.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from domain.errors import InvalidFieldError
+
+MAX_MONEY = Decimal("9999999999999999.99")  # numeric(18, 2)
+MONEY_DIGITS = 18
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)
+MAX_POSITION = 2**53  # log positions, offsets and sizes: exact in JSON numbers and bigint
+
+NAME_LENGTH = 200  # party, line and file names
+CODE_LENGTH = 64  # codes, references, units
+NOTE_LENGTH = 2000  # notes, reasons, remarks, messages
+TEXT_LENGTH = 10_000  # any other string the edge accepts
+
+_ALLOWED_IN_TEXT = {"\t", "\n", "\r"}
+
+
+class OutOfBoundsError(InvalidFieldError):
+    rule = "bounds"
+
+
+class ControlCharacterError(InvalidFieldError):
+    rule = "control_characters"
+
+
+def control_character(value: str, multiline: bool = True) -> str | None:
+    """The first control character in `value` that text may not hold, if any."""
+    allowed = _ALLOWED_IN_TEXT if multiline else {"\t"}
+    for ch in value:
+        if (ord(ch) < 0x20 or ord(ch) == 0x7F) and ch not in allowed:
+            return ch
+    return None
+
+
+def check_text(
+    field: str, value: str, max_length: int = TEXT_LENGTH, multiline: bool = True
+) -> str:
+    """`value` if it is within `max_length` characters and holds no control character."""
+    if len(value) > max_length:
+        raise OutOfBoundsError(field, f"is longer than {max_length} characters", "max_length")
+    bad = control_character(value, multiline)
+    if bad is not None:
+        raise ControlCharacterError(
+            field, f"must not contain control characters (found U+{ord(bad):04X})"
+        )
+    return value
+
+
+def check_money(field: str, amount: Decimal) -> Decimal:
+    """`amount` if it fits numeric(18,2) (the caller has quantized it to cents)."""
+    if not amount.is_finite() or abs(amount) > MAX_MONEY:
+        raise OutOfBoundsError(
+            field, f"must be at most {MAX_MONEY} in absolute value (numeric(18,2))", "money_range"
+        )
+    return amount
+
+
+def check_day(field: str, day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise OutOfBoundsError(field, f"must be between {FIRST_DAY} and {LAST_DAY}", "date_range")
+    return day
+
+
+def check_time(field: str, at: datetime) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidFieldError(field, "must carry a time zone offset", "timezone")
+    try:
+        inside = EARLIEST <= at <= LATEST
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise OutOfBoundsError(
+            field, "must be between 2000-01-01 and 2100-12-31 (UTC)", "time_range"
+        )
+    return at
