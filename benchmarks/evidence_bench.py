@@ -1,26 +1,42 @@
 """Evidence benchmark on PostgreSQL: sealing rate vs the plain status projection's rate (goal:
 within 2x), export time of one invoice's bundle (p50) and of a 10,000-invoice bundle, and the
-time to verify each offline.
+time to verify each offline; then the sealing rate with and without signing, timestamping
+and cosigning (goal: the anchors cost at most 10%).
+
+Anchors: the same log is copied (PostgreSQL template databases) and sealed twice per round,
+alternating: once signing a single checkpoint (the first batch) and nothing else, once signing
+a checkpoint every 1000 events, and once signing every 1000 events while a real TSA (OpenSSL's
+`openssl ts -reply`, as in the tests) timestamps each and two `fapiao witness serve` processes
+cosign the latest (TSA and witnesses in their own processes at nice 10: other parties'
+machines, sharing this one's cores), the anchors
+fetched by their own thread as in `fapiao serve` (every FAPIAO_ANCHOR_POLL_SECONDS, default 2 s,
+waiting while the sealer is more than FAPIAO_ANCHOR_YIELD_EVENTS behind, default 5000; set
+them in the environment to try others). Three rounds; medians compared. The time to
+have every anchor in after sealing ends is printed too.
 
 The seal is append-only and never rebuilt, so it is measured once, on its first catch-up over
 the whole log (leaves, stream heads, checkpoints proven and signed every 1000 events); the
 status projection is measured twice from empty (median).
-Usage: python benchmarks/evidence_bench.py [--invoices 10000] [--admin-url ...]
+Usage: python benchmarks/evidence_bench.py [--invoices 10000] [--admin-url ...] [--anchors-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import text as sql_text
 
 from application.invoices.lifecycle import AcknowledgeRequest, SubmitRequest
 
@@ -69,7 +85,226 @@ def main() -> None:
             "FAPIAO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument("--anchors-only", action="store_true", help="only the anchors' overhead")
     args = parser.parse_args()
+    if not args.anchors_only:
+        exports(args)
+    anchor_overhead(args)
+
+
+def issue_all(services: object, invoices: int) -> list[uuid.UUID]:
+    by = Provenance("bench", Source.CLI, datetime(2026, 11, 3, tzinfo=UTC))
+    ledger = services.ledger  # type: ignore[attr-defined]
+    ids: list[uuid.UUID] = []
+    for start in range(0, invoices, 1000):
+        ids += [
+            r.invoice_id
+            for r in ledger.issue_invoices(
+                TENANT, [draft(n) for n in range(start, min(start + 1000, invoices))], by
+            )
+        ]
+    for i in ids[: len(ids) // 2]:
+        ledger.change_invoice(TENANT, i, SubmitRequest(channel="erp"), by)
+        ledger.change_invoice(
+            TENANT, i, AcknowledgeRequest(platform_ref="SW", learned_via="poll"), by
+        )
+    return ids
+
+
+@contextlib.contextmanager
+def tsa_process(folder: Path) -> Iterator[tuple[str, Path]]:
+    """tests/local_tsa.py as its own process (nice 10); (its URL, its CA file)."""
+    import socket
+    import subprocess
+
+    from tests.witness_procs import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.local_tsa", str(folder), str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: os.nice(10),  # noqa: PLW1509
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the TSA process did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/tsa", folder / "ca.pem"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def anchor_overhead(args: argparse.Namespace) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from pydantic import SecretStr
+
+    from domain.evidence.checkpoint import verifier_key
+    from infrastructure.evidence.cosigning import raw_public
+    from tests.witness_procs import witness_process
+
+    prefix = args.admin_url.rsplit("/", 1)[0]
+    base = f"fapiao_anchor_bench_{uuid.uuid4().hex[:8]}"
+    modes = ("plain", "signed", "anchored") * 3
+    copies = [f"{base}_{i}" for i in range(len(modes))]
+    tmp = Path(tempfile.mkdtemp(prefix="fapiao-anchor-bench-"))
+    seed = "11" * 32
+    quiet = {"checkpoint_every": 10**9, "checkpoint_minutes": 10.0**6}
+    with psycopg.connect(args.admin_url, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{base}"')  # type: ignore[arg-type]
+    try:
+        settings = Settings(
+            database_url=f"{prefix}/{base}",
+            data_dir=tmp / "base",
+            signing_key=SecretStr(seed),
+            **quiet,
+        )
+        migrate.upgrade(settings)
+        services = build_services(settings)
+        issue_all(services, args.invoices)
+        origin = services.merkle.signer.origin
+        services.close()
+        with psycopg.connect(args.admin_url, autocommit=True) as c:
+            for copy in copies:
+                c.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{base}"')  # type: ignore[arg-type]
+        log_vkey = verifier_key(
+            f"{origin}/env", raw_public(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed)))
+        )
+        plain, signed, anchored, settle = [], [], [], []
+        events = 0
+        for i, (copy, mode) in enumerate(zip(copies, modes, strict=True)):
+            with_anchors = mode == "anchored"
+            rnd = i // 3 + 1
+            folder = tmp / copy
+            with contextlib.ExitStack() as stack:
+                update: dict[str, object] = (
+                    dict(quiet) if mode == "plain" else {"checkpoint_every": 1000}
+                )
+                if with_anchors:
+                    # The TSA and the witnesses stand for other parties' machines: their own
+                    # processes, at a lower CPU priority, so they do not take the cores the
+                    # measured sealer needs (here they share this machine's).
+                    tsa_url, tsa_ca = stack.enter_context(tsa_process(folder / "tsa"))
+                    witnesses = [
+                        stack.enter_context(
+                            witness_process(
+                                folder / f"w{n}",
+                                f"bench{n}.example/w",
+                                origin,
+                                [log_vkey],
+                                nice=10,
+                            )
+                        )
+                        for n in (1, 2)
+                    ]
+                    update = {
+                        "checkpoint_every": 1000,
+                        "tsa_urls": tsa_url,
+                        "tsa_ca_file": tsa_ca,
+                        "witnesses": {w.url: w.vkey for w in witnesses},
+                        "outbound_allow": "127.0.0.1/32",
+                        "anchor_backoff_seconds": 0.2,
+                    }
+                services = build_services(
+                    Settings(
+                        database_url=f"{prefix}/{copy}",
+                        data_dir=folder,
+                        signing_key=SecretStr(seed),
+                    ).model_copy(update=update)
+                )
+                stack.callback(services.close)
+                stop = threading.Event()
+
+                cpu: list[float] = []
+
+                poll = services.settings.anchor_poll_seconds
+
+                def anchor_loop(
+                    svc: object = services,
+                    stop: threading.Event = stop,
+                    cpu: list[float] = cpu,
+                    poll: float = poll,
+                ) -> None:
+                    while not stop.wait(poll):  # as Services._anchor_forever
+                        t0 = time.thread_time()
+                        svc.anchor_round()  # type: ignore[attr-defined]
+                        cpu.append(time.thread_time() - t0)
+
+                thread = threading.Thread(target=anchor_loop, daemon=True)
+                if with_anchors:
+                    thread.start()
+                events = services.workers["seal"].head()
+                t_seal = time.perf_counter()
+                seal_rate = rate(services.workers["seal"], reset=False)
+                t_seal = time.perf_counter() - t_seal
+                rounds_during = len(cpu)
+                cpu_during = sum(cpu)
+                if with_anchors:
+                    t = time.perf_counter()
+                    while time.perf_counter() - t < 300:
+                        status = services.anchors.status()
+                        if not status.tokens_outstanding and not status.cosignatures_outstanding:
+                            break
+                        time.sleep(0.05)
+                    settle.append(time.perf_counter() - t)
+                    with services.engine.connect() as conn:
+                        counts = [
+                            conn.execute(sql_text(f"SELECT count(*) FROM {table}")).scalar_one()
+                            for table in (
+                                "checkpoints",
+                                "checkpoint_timestamps",
+                                "checkpoint_cosignatures",
+                            )
+                        ]
+                    anchored.append(seal_rate)
+                    print(
+                        f"  round {rnd}: signed+timestamped+cosigned {seal_rate:>9,.0f} "
+                        f"events/s ({counts[0]} checkpoints, {counts[1]} tokens, {counts[2]} "
+                        f"cosignatures; every anchor in {settle[-1]:.1f} s after sealing ended; "
+                        f"anchor thread CPU while sealing {cpu_during:.2f} s in {rounds_during} "
+                        f"rounds, sealing took {t_seal:.2f} s)"
+                    )
+                elif mode == "signed":
+                    signed.append(seal_rate)
+                    print(f"  round {rnd}: signed every 1000 events {seal_rate:>9,.0f} events/s")
+                else:
+                    plain.append(seal_rate)
+                    print(f"  round {rnd}: sealing, one checkpoint   {seal_rate:>9,.0f} events/s")
+                stop.set()
+                if thread.is_alive():
+                    thread.join(timeout=30)
+        p, a = statistics.median(plain), statistics.median(anchored)
+        sg = statistics.median(signed)
+        overhead = (p - a) / p
+        print(
+            f"anchors on {events:,} events (median of {len(plain)} rounds each; anchors polled "
+            f"every {Settings().anchor_poll_seconds} s, waiting while the sealer is more than "
+            f"{Settings().anchor_yield_events} events behind):"
+        )
+        print(f"  sealing without signing+timestamping+cosigning {p:>9,.0f} events/s")
+        print(f"  sealing with    signing only (every 1000)      {sg:>9,.0f} events/s")
+        print(f"  sealing with    signing+timestamping+cosigning {a:>9,.0f} events/s")
+        print(
+            f"  overhead {overhead * 100:.1f}% (goal <= 10%) "
+            f"{'PASS' if overhead <= 0.10 else 'FAIL'}"
+        )
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        with psycopg.connect(args.admin_url, autocommit=True) as c:
+            for db in [*copies, base]:
+                c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def exports(args: argparse.Namespace) -> None:
     name = f"fapiao_evidence_bench_{uuid.uuid4().hex[:8]}"
     url = f"{args.admin_url.rsplit('/', 1)[0]}/{name}"
     with psycopg.connect(args.admin_url, autocommit=True) as c:

@@ -37,6 +37,7 @@ from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
 from infrastructure.evidence.access_log import AccessLog, AccessLogProjection
+from infrastructure.evidence.anchors import Anchorer, parse_witnesses
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
 from infrastructure.evidence.merkle_log import MerkleLog, SealProjection
 from infrastructure.happenings import log_happenings
@@ -44,7 +45,7 @@ from infrastructure.holiday_calendar import china_holidays
 from infrastructure.metrics import Metrics, pool_numbers
 from infrastructure.monitoring.callback_signatures import CallbackVerifier
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
-from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService
+from infrastructure.monitoring.webhooks import AlertsProjection, WebhookService, queue_checkpoint
 from infrastructure.outbound import OutboundGuard
 from infrastructure.projections.ack_timers import AckTimersProjection, SqlTimerReader
 from infrastructure.projections.cases import CasesProjection, SqlCaseReader
@@ -106,6 +107,7 @@ class Services:
     lost_invoices: LostInvoiceService
     cases: SqlCaseReader
     merkle: MerkleLog
+    anchors: Anchorer
     access_log: AccessLog
     case_ticker: CaseTicker
     metrics: Metrics
@@ -139,6 +141,7 @@ class Services:
         for target, name in (
             (self._tick_forever, "ack-ticker"),
             (self._deliver_forever, "webhooks"),
+            (self._anchor_forever, "anchors"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -162,6 +165,24 @@ class Services:
             except Exception:  # noqa: BLE001 - keep delivering; the next round retries
                 log.exception("webhook delivery failed; retrying")
                 wait = poll
+
+    def _anchor_forever(self) -> None:
+        """Timestamp tokens and cosignatures for the signed checkpoints, off the sealing path."""
+        while not self._stop.wait(self.settings.anchor_poll_seconds):
+            try:
+                self.anchor_round()
+            except Exception:  # noqa: BLE001 - keep anchoring; the next round retries
+                log.exception("anchoring checkpoints failed; retrying")
+
+    def anchor_round(self) -> int:
+        """One anchoring round, unless the sealer is catching up (more than
+        FAPIAO_ANCHOR_YIELD_EVENTS behind the log): then anchors wait, so the sealer has the
+        process (and the witnesses get the latest tree, not each one it passes). -1 if it
+        waited, else how many anchors were kept."""
+        seal = self.workers.get("seal")
+        if seal is not None and seal.head() - seal.position() > self.settings.anchor_yield_events:
+            return -1
+        return self.anchors.run_once()
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(self.settings.timer_tick_seconds):
@@ -403,6 +424,22 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         lambda: holder[0].bring_up_to_date("invoice_status"),
         metrics.observe_reconciliation,
     )
+    merkle = MerkleLog(engine, write_engine, signer)
+    anchors = Anchorer.from_files(
+        settings.tsa_ca_file.read_bytes() if settings.tsa_ca_file else None,
+        engine=engine,
+        write_engine=write_engine,
+        merkle=merkle,
+        guard=OutboundGuard.from_setting(settings.outbound_allow),
+        tsa_urls=settings.tsa_list,
+        witnesses=parse_witnesses(
+            settings.witnesses, OutboundGuard.from_setting(settings.outbound_allow)
+        ),
+        quorum=settings.witness_quorum,
+        backoff_seconds=settings.anchor_backoff_seconds,
+        timeout=settings.anchor_timeout_seconds,
+        announce=queue_checkpoint,
+    )
     services = Services(
         attachments=FileAttachmentStore(
             settings.attachments_dir or settings.data_dir / "attachments",
@@ -412,7 +449,8 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         complaints=complaints,
         lost_invoices=LostInvoiceService(ledger),
         cases=case_reader,
-        merkle=MerkleLog(engine, write_engine, signer),
+        merkle=merkle,
+        anchors=anchors,
         access_log=AccessLog(ledger, engine, lambda: holder[0].bring_up_to_date("access_log")),
         case_ticker=CaseTicker(ledger.clock.now, case_reader, reentry, complaints),
         callbacks=CallbackVerifier(engine, write_engine),

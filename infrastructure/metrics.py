@@ -205,9 +205,18 @@ class StoreCollector(Collector):
             "Seconds since the latest checkpoint was signed (+Inf: events sealed, none signed)",
             age,
         )
-        # Timestamp tokens (RFC 3161) and witness cosignatures outstanding belong here, as
-        # fapiao_checkpoint_timestamp_tokens_outstanding and
-        # fapiao_checkpoint_cosignatures_outstanding, once checkpoints carry them (issue 12).
+        anchors = self.services.anchors.status()
+        yield GaugeMetricFamily(
+            "fapiao_checkpoint_timestamp_tokens_outstanding",
+            "RFC 3161 tokens not yet received: signed checkpoints times configured TSAs, less "
+            "the tokens kept",
+            anchors.tokens_outstanding,
+        )
+        yield GaugeMetricFamily(
+            "fapiao_checkpoint_cosignatures_outstanding",
+            "Configured witnesses that have not cosigned the latest checkpoint",
+            anchors.cosignatures_outstanding,
+        )
 
     def _pools(self) -> Iterator[Metric]:
         in_use = GaugeMetricFamily(

@@ -125,6 +125,22 @@ class Settings(BaseSettings):
     reconciliation_time_budget_seconds: float = Field(
         default=600.0, gt=0, le=86_400, description="Longest a reconciliation may read its file"
     )
+    shutdown_grace_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=300,
+        description="On SIGTERM, how long running requests may finish before they are cut off",
+    )
+    max_connections: int = Field(
+        default=512, ge=8, le=100_000, description="Connections served at once; more get 503"
+    )
+    write_statement_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="PostgreSQL statement timeout on the write connections (lock timeout: "
+        "FAPIAO_LOCK_TIMEOUT_SECONDS)",
+    )
     max_query_value_length: int = Field(
         default=512, ge=64, le=65_536, description="Longest query parameter value (characters)"
     )
@@ -143,6 +159,39 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Sign a checkpoint every N sealed events"
     )
     checkpoint_minutes: float = Field(default=10.0, gt=0, description="... or after M minutes")
+    tsa_urls: str = Field(
+        default="",
+        max_length=4000,
+        description="RFC 3161 time-stamping authorities (http(s) URLs, comma-separated): each "
+        "signed checkpoint gets a token from every one",
+    )
+    tsa_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificates the TSAs' certificates chain to (a token "
+        "is checked against them before it is kept)",
+    )
+    witnesses: dict[str, str] = Field(
+        default_factory=dict,
+        description='Witnesses (c2sp.org/tlog-witness) as JSON: {"<submission URL>": "<witness '
+        'verifier key>"}; each new checkpoint is sent to every one',
+    )
+    witness_quorum: int | None = Field(
+        default=None, ge=0, description="Cosignatures a checkpoint needs (default: every witness)"
+    )
+    anchor_poll_seconds: float = Field(default=2.0, gt=0, description="How often anchors run")
+    anchor_backoff_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="First retry delay for a TSA or witness that failed; "
+        "doubles each failure, at most 10 minutes",
+    )
+    anchor_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    anchor_yield_events: int = Field(
+        default=5000,
+        ge=0,
+        description="Anchoring waits while the sealer is more than this many events behind "
+        "the log (a catch-up), so sealing keeps its pace; it fetches what is missing after",
+    )
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     webhook_backoff_seconds: float = Field(
@@ -255,6 +304,10 @@ class Settings(BaseSettings):
     def cell(self, url: str) -> Settings:
         """Another database's settings (its replica, if any, is not this one's)."""
         return self.model_copy(update={"database_url": url, "read_database_url": None})
+
+    @property
+    def tsa_list(self) -> list[str]:
+        return [u for u in self.tsa_urls.replace(",", " ").split() if u]
 
     @property
     def origin(self) -> str:

@@ -16,13 +16,16 @@ from tests.builders import SELLER, a_draft, by
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fapiao(settings: Settings | str, *args: str) -> subprocess.CompletedProcess[str]:
+def fapiao(
+    settings: Settings | str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    extra = env or {}
     url = (
         settings
         if isinstance(settings, str)
         else settings.url.render_as_string(hide_password=False)
     )
-    env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200"}
+    env = {**os.environ, "FAPIAO_DATABASE_URL": url, "COLUMNS": "200", **extra}
     if not isinstance(settings, str):
         env["FAPIAO_DATA_DIR"] = str(settings.data_dir)
         if settings.tenant_databases:

@@ -5,8 +5,10 @@ verifies but only against the bundle's own key (UNTRUSTED), and 1 naming every f
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -22,6 +24,7 @@ from api.cli.root import (
     tenant_code,
 )
 from application.ports import InvoiceFilter
+from domain.calendar import SHANGHAI
 from domain.invoices.status import InvoiceStatus
 
 evidence_app = typer.Typer(
@@ -102,6 +105,25 @@ def evidence_export(
     )
 
 
+def _rotated(keys: list[Any], text: str, path: Path | None) -> list[Any]:
+    from infrastructure.evidence.checkpoint_signer import follow_rotations
+
+    try:
+        published = json.loads(text)
+        statements = [k["rotation"] for k in published if k.get("rotation")]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise CliError(f"--key-rotations {path}: not the JSON of /v1/checkpoints/keys") from None
+    try:
+        return follow_rotations(keys, statements)
+    except ValueError as e:
+        raise CliError(f"--key-rotations {path}: {e}") from None
+
+
+def shown_time(at: datetime) -> str:
+    """UTC as stored, Beijing time as shown."""
+    return f"{at.astimezone(SHANGHAI).isoformat()} ({at.astimezone(UTC).isoformat()})"
+
+
 @evidence_app.command("verify")
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
@@ -113,18 +135,77 @@ def evidence_verify(
         Path | None,
         typer.Option(help="A checkpoint you hold: fail unless the bundle's log extends it"),
     ] = None,
+    tsa_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA certificates of TSAs you trust: check the timestamp tokens"),
+    ] = None,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option(help="A witness verifier key you trust (repeatable): check cosignatures"),
+    ] = None,
+    min_witnesses: Annotated[
+        int, typer.Option(min=0, max=100, help="Fail unless this many trusted witnesses cosigned")
+    ] = 0,
+    key_rotations: Annotated[
+        Path | None,
+        typer.Option(
+            help="The JSON of /v1/checkpoints/keys: trust the keys your --public-key keys "
+            "rotated to, through the statements each outgoing key signed"
+        ),
+    ] = None,
 ) -> None:
     """Check a bundle offline (no database): checksums, signatures, proofs, stream heads,
-    the signed manifest, and every readable file rebuilt from the sealed events."""
+    the signed manifest, every readable file rebuilt from the sealed events, and (with
+    --tsa-ca, --witness-key) the checkpoint's timestamp tokens and witness cosignatures; prints
+    the earliest trusted time at which the checkpoint provably existed."""
+    from domain.evidence.checkpoint import NoteFormatError
+    from domain.evidence.cosignature import parse_cosigner_vkey
     from infrastructure.bootstrap import event_catalog
-    from infrastructure.evidence.bundle_verifier import UNTRUSTED, read_key_file, verify_bundle
+    from infrastructure.evidence.bundle_verifier import (
+        UNTRUSTED,
+        AnchorPolicy,
+        read_key_file,
+        verify_bundle,
+    )
+    from infrastructure.evidence.timestamping import load_cas
 
     keys_text = _read(public_key, "--public-key")
     try:
         keys = None if keys_text is None else read_key_file(keys_text)
     except ValueError as e:
         raise CliError(f"--public-key {public_key}: {e}") from None
-    result = verify_bundle(bundle, event_catalog(), keys, _read(known_checkpoint, "checkpoint"))
+    rotations_text = _read(key_rotations, "--key-rotations")
+    if rotations_text is not None:
+        if keys is None:
+            raise CliError("--key-rotations needs --public-key (the keys you trusted first)")
+        keys = _rotated(keys, rotations_text, key_rotations)
+    cas_text = _read(tsa_ca, "--tsa-ca")
+    try:
+        cas = load_cas(cas_text.encode()) if cas_text is not None else []
+    except ValueError as e:
+        raise CliError(f"--tsa-ca {tsa_ca}: {e}") from None
+    try:
+        witnesses = [parse_cosigner_vkey(k) for k in witness_key or []]
+    except NoteFormatError as e:
+        raise CliError(f"--witness-key: {e}") from None
+    if min_witnesses > len(witnesses):
+        raise CliError(
+            f"--min-witnesses {min_witnesses}: only {len(witnesses)} --witness-key given"
+        )
+    policy = AnchorPolicy(cas, witnesses, min_witnesses)
+    result = verify_bundle(
+        bundle, event_catalog(), keys, _read(known_checkpoint, "checkpoint"), policy
+    )
+    for name, at in result.timestamps:
+        console.print(f"timestamp {name}: TSA time {shown_time(at)}", highlight=False)
+    for name, at in result.witnesses:
+        console.print(f"cosigned by {name} at {shown_time(at)}", highlight=False)
+    if result.earliest is not None and not result.failures:
+        console.print(
+            f"the checkpoint provably existed by {shown_time(result.earliest[0])} "
+            f"({result.earliest[1]})",
+            highlight=False,
+        )
     if result.failures:
         for failure in result.failures:
             err.print(f"FAIL {failure}", highlight=False, markup=False, soft_wrap=True)

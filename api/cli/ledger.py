@@ -83,3 +83,46 @@ def ledger_keys() -> None:
     with services_for() as services:
         for key in services.merkle.signer.public_keys():
             print(key.vkey)
+
+
+@ledger_app.command("status")
+def ledger_status() -> None:
+    """The latest checkpoint and its anchors: timestamp tokens and witness cosignatures
+    outstanding, and why the last try of each TSA or witness failed."""
+    with services_for() as services:
+        latest = services.merkle.latest()
+        status = services.anchors.status()
+        anchors = services.anchors.anchors(int(latest["tree_size"])) if latest else None
+    if latest is None:
+        console.print("no checkpoint signed yet")
+    else:
+        assert anchors is not None
+        console.print(
+            f"latest checkpoint: {latest['tree_size']} events, signed {latest['signed_at']}; "
+            f"{len(anchors['timestamps'])} timestamp tokens, "
+            f"{len(anchors['cosignatures'])} cosignatures (quorum {status.quorum})",
+            highlight=False,
+        )
+    console.print(
+        f"timestamp tokens outstanding: {status.tokens_outstanding}; "
+        f"cosignatures outstanding: {status.cosignatures_outstanding}",
+        highlight=False,
+    )
+    for target, error in sorted(status.errors.items()):
+        err.print(f"{target}: {error}", highlight=False, markup=False, soft_wrap=True)
+
+
+@ledger_app.command("anchor")
+def ledger_anchor() -> None:
+    """Fetch the timestamp tokens and cosignatures missing now (one round; `fapiao serve` and
+    `fapiao worker` do this continuously) and announce anchored checkpoints to tenants."""
+    with services_for() as services:
+        kept = services.anchors.run_once()
+        status = services.anchors.status()
+    console.print(
+        f"{kept} anchors kept; timestamp tokens outstanding: {status.tokens_outstanding}; "
+        f"cosignatures outstanding: {status.cosignatures_outstanding}",
+        highlight=False,
+    )
+    for target, error in sorted(status.errors.items()):
+        err.print(f"{target}: {error}", highlight=False, markup=False, soft_wrap=True)

@@ -22,6 +22,7 @@ from api.cli import (
     policy,
     queue,
     reentry,
+    witness,
 )
 from api.cli.root import CliError, app, err, one_line
 from application.service_errors import ApplicationError
@@ -46,6 +47,7 @@ app.add_typer(complaint.complaint_app, name="complaint")
 app.add_typer(lost.lost_app, name="lost")
 app.add_typer(queue.queue_app, name="queue")
 app.add_typer(invoice.invoice_app, name="invoice")
+app.add_typer(witness.witness_app, name="witness")
 
 
 def main() -> None:

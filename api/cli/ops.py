@@ -90,6 +90,10 @@ def serve(
             log_level=settings.log_level.lower(),
             log_config=None,  # ours (structured_logs), installed above
             access_log=False,  # one line per request comes from the app, with its context
+            # SIGTERM: requests still running (a slow client included) are cut off after this
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=5,
         )
     finally:
         cells.close()

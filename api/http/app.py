@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.http import errors, tracing
+from api.http import errors, problem_docs, tracing
 from api.http.edge import EdgeLimits
 from api.http.observability import RequestObserver
 from api.http.routes import (
@@ -102,4 +102,5 @@ def create_app(
     app.include_router(evidence.router)
     app.include_router(operations.router)
     console.install(app)
+    problem_docs.install(app)
     return app

@@ -8,7 +8,7 @@
   `FAPIAO_ATTACHMENT_LIMIT_MB`, evidence bundles the export limit).
 - Query parameters and the path: no control characters, each value within
   `FAPIAO_MAX_QUERY_VALUE_LENGTH`.
-- JSON bodies (already bounded in size): every string and key without control characters
+- JSON and form bodies (already bounded in size): every string and key without control characters
   (tab, newline and carriage return allowed) and within `domain.bounds.TEXT_LENGTH`; fields
   have tighter limits of their own in the request models and the domain.
 
@@ -67,7 +67,10 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
 
 
-_ISO_DATE = re.compile(r"^[+-]?(\d{4,})-\d{2}-\d{2}(?:[T ].*)?$")
+_ISO_DATE = re.compile(
+    r"^[+-]?(\d{4,})-\d{2}-\d{2}"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
 
 
 def check_text_value(field: str, value: str, max_length: int) -> tuple[str, str] | None:
@@ -126,7 +129,9 @@ class EdgeLimits:
             )
             await response(scope, receive, send)
             return
-        if scope["method"] in _BODY_METHODS and content_type.startswith("application/json"):
+        is_json = content_type.startswith("application/json")
+        is_form = content_type.startswith("application/x-www-form-urlencoded")
+        if scope["method"] in _BODY_METHODS and (is_json or is_form):
             body = await self._read(receive, limit)
             if body is None:
                 response = _field_problem(
@@ -134,7 +139,7 @@ class EdgeLimits:
                 )
                 await response(scope, receive, send)
                 return
-            refused = self._check_json(body)
+            refused = self._check_json(body) if is_json else self._check_form(body)
             if refused is not None:
                 await refused(scope, receive, send)
                 return
@@ -160,6 +165,21 @@ class EdgeLimits:
                     rule, message = found
                     field = name if what == "value" else "query"
                     return _field_problem(422, field[:100], rule, message)
+        return None
+
+    def _check_form(self, body: bytes) -> Any:
+        """A form post (the console's): every field as a JSON string would be checked."""
+        try:
+            pairs = parse_qsl(
+                body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=1000
+            )
+        except (ValueError, UnicodeDecodeError):
+            return None  # the route's own parser answers
+        for name, value in pairs:
+            found = check_text_value(name, value, TEXT_LENGTH) or check_text_value(name, name, 200)
+            if found is not None:
+                rule, message = found
+                return _field_problem(422, name[:100] or "body", rule, message)
         return None
 
     def _check_json(self, body: bytes) -> Any:

@@ -6,9 +6,11 @@ import logging
 import traceback
 from typing import Any
 
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from api.http.responses import OrjsonResponse
@@ -177,7 +179,17 @@ def install(app: FastAPI) -> None:
 
     # Registered per base class so Starlette's ExceptionMiddleware answers them as 4xx;
     # only what is left reaches the catch-all and becomes a logged 500.
-    for base in (DomainError, ApplicationError, UnauthenticatedError, WebhookError, Exception):
+    for base in (
+        DomainError,
+        ApplicationError,
+        UnauthenticatedError,
+        WebhookError,
+        OperationalError,
+        InterfaceError,
+        LibraryOperationalError,
+        LibraryInterfaceError,
+        Exception,
+    ):
         app.add_exception_handler(base, _mapped)
     for outage in outage_types():  # 503s, answered before the catch-all (not re-raised)
         app.add_exception_handler(outage, _mapped)

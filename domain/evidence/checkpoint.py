@@ -186,3 +186,40 @@ def _b64(text: str, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise NoteFormatError(f"the {what} is not base64") from None
+
+
+ROTATION_HEADER = "fapiao-key-rotation/v1"
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """A statement by the outgoing signing key naming the key that signs after it."""
+
+    origin: str
+    old_vkey: str
+    new_vkey: str
+    timestamp: int
+
+    def body(self) -> str:
+        lines = [
+            ROTATION_HEADER,
+            self.origin,
+            f"old {self.old_vkey}",
+            f"new {self.new_vkey}",
+            f"time {self.timestamp}",
+        ]
+        return "".join(f"{line}\n" for line in lines)
+
+
+def parse_rotation(body: str) -> KeyRotation:
+    lines = body.removesuffix("\n").split("\n")
+    if (
+        len(lines) != 5
+        or lines[0] != ROTATION_HEADER
+        or not lines[2].startswith("old ")
+        or not lines[3].startswith("new ")
+        or not lines[4].startswith("time ")
+        or not _is_count(lines[4][5:])
+    ):
+        raise NoteFormatError(f"not a {ROTATION_HEADER} statement")
+    return KeyRotation(lines[1], lines[2][4:], lines[3][4:], int(lines[4][5:]))

@@ -20,8 +20,11 @@ Layout (all JSON is RFC 8785 canonical; hashes in JSON are hex, roots in notes b
     data/checkpoints/<m>.txt          with --since-checkpoint: the checkpoint the inspector
     data/consistency/<m>-<n>.json     held, and the proof that this log extends it
 
-Later: witness cosignatures are further signature lines of checkpoint.txt, and RFC 3161
-tokens go in data/timestamps/<n>.tsr; neither changes the files above.
+    data/timestamps/<i>.tsr           RFC 3161 TimeStampResp (DER, as the TSA sent it) over
+                                      SHA-256 of checkpoint.txt's body, one per TSA (i = 1..)
+
+Witness cosignatures (c2sp.org/tlog-cosignature) are further signature lines of
+checkpoint.txt: a verifier that does not know the witnesses' keys ignores them.
 
 An export is reproducible: what it recorded (the access record's details) is enough to write
 the same bytes again, which is how a repeated Idempotency-Key is answered.
@@ -418,7 +421,10 @@ def write_bundle(
         signer = services.merkle.signer
         key = next(k for k in signer.public_keys() if k.name == plan.key_name)
         writer.add("README.txt", README.encode())
-        writer.add("checkpoint.txt", note.encode())
+        anchors = services.anchors.anchors(checkpoint.size)
+        writer.add("checkpoint.txt", services.anchors.anchored_note(note, checkpoint.size).encode())
+        for i, token in enumerate(anchors["timestamps"], start=1):
+            writer.add(f"timestamps/{i}.tsr", base64.b64decode(token["token"]))
         writer.add(
             "manifest.txt", signer.sign_text(manifest_text(manifest), plan.key_name).encode()
         )

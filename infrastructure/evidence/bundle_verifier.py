@@ -16,11 +16,13 @@ import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import rfc8785
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.domain import AggregateCreated
@@ -49,10 +51,13 @@ from domain.evidence.checkpoint import (
     parse_signed_note,
     parse_verifier_key,
 )
+from domain.evidence.cosignature import CosignerKey
 from infrastructure.clock import SystemClock
 from infrastructure.evidence.bag_zip import UnsafeBundleError, ZipBag, open_bag, read_tags
 from infrastructure.evidence.bundle import README
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
+from infrastructure.evidence.cosigning import verify_cosignature
+from infrastructure.evidence.timestamping import TimestampError, verify_token
 
 UNTRUSTED = "UNTRUSTED: signature checked only against the bundle's own key"
 LEAF_FIELDS = {
@@ -79,6 +84,11 @@ class BundleVerifyReport:
     # Each check the verifier ran, in order, with the failures it found (a failure sits under
     # the check that found it); a check missing here did not run (an earlier one stopped it).
     checks: dict[str, list[str]] = field(default_factory=dict)
+    # The anchors checked: each timestamp token (file, TSA genTime) and witness cosignature
+    # (witness, its time), and the earliest trusted time the checkpoint provably existed.
+    timestamps: list[tuple[str, datetime]] = field(default_factory=list)
+    witnesses: list[tuple[str, datetime]] = field(default_factory=list)
+    earliest: tuple[datetime, str] | None = None
 
     @property
     def key_source(self) -> str:
@@ -104,8 +114,11 @@ def verify_bundle(
     catalog: EventCatalog,
     trusted_keys: Sequence[VerifierKey] | None = None,
     known_checkpoint: str | None = None,
+    anchors: AnchorPolicy | None = None,
 ) -> BundleVerifyReport:
-    """Check a bundle offline; every failure is named (file, and field where there is one)."""
+    """Check a bundle offline; every failure is named (file, and field where there is one).
+    With `anchors`, the checkpoint's timestamp tokens and witness cosignatures are checked
+    too (tokens against the TSA CAs given, cosignatures against the witness keys given)."""
     result = BundleVerifyReport()
     result.checks["readable"] = []
     try:
@@ -121,7 +134,7 @@ def verify_bundle(
             result.failures.append(str(e))
             result.checks["readable"].append(str(e))
             return result
-        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result).run()
+        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
     return result
 
 
@@ -135,9 +148,25 @@ CHECKS = (
     "streams",
     "attachments",
     "consistency",
+    "timestamps",
+    "witnesses",
     "report",
     "files",
 )
+
+
+@dataclass(frozen=True)
+class AnchorPolicy:
+    """What the inspector trusts and asks of a checkpoint's anchors."""
+
+    tsa_cas: Sequence[x509.Certificate] = ()
+    witness_keys: Sequence[CosignerKey] = ()
+    min_witnesses: int = 0
+
+
+# Checks that run only when the inspector gives what they need (TSA CAs, witness keys): a
+# report without them did not ask, which is not "stopped by an earlier failure".
+ASKED_FOR = frozenset({"timestamps", "witnesses"})
 
 
 class _Verifier:
@@ -148,7 +177,10 @@ class _Verifier:
         trusted: Sequence[VerifierKey] | None,
         known: str | None,
         result: BundleVerifyReport,
+        anchors: AnchorPolicy | None = None,
     ) -> None:
+        self.anchors = anchors or AnchorPolicy()
+        self.checkpoint_text: tuple[str, list[NoteSignature]] | None = None
         self.bag, self.catalog = bag, catalog
         self.trusted, self.known, self.result = trusted, known, result
         self.keys: list[VerifierKey] = []
@@ -202,6 +234,14 @@ class _Verifier:
         self._attachments(manifest, streams)
         self.checking("consistency")
         self._consistency(manifest, checkpoint)
+        # The anchor checks run (and are listed) only when the inspector gave what they need.
+        if self.anchors.tsa_cas:
+            self.checking("timestamps")
+        self._timestamps()
+        if self.anchors.witness_keys or self.anchors.min_witnesses:
+            self.checking("witnesses")
+            self._witnesses()
+        self._earliest()
         self.checking("report")
         self._report(manifest, checkpoint, streams)
         self.checking("files")
@@ -269,6 +309,7 @@ class _Verifier:
         signed = self._signed("checkpoint.txt")
         if signed is None:
             return None
+        self.checkpoint_text = signed
         try:
             checkpoint = parse_checkpoint(signed[0])
         except NoteFormatError as e:
@@ -600,6 +641,69 @@ class _Verifier:
             ok = False
         if not ok:
             self.fail(f"data/{rel}: the log does not extend {what} (size {m}): a fork?")
+
+    # ---- anchors ----
+
+    def _timestamps(self) -> None:
+        """Each data/timestamps/<i>.tsr: a granted token over SHA-256 of the checkpoint's body
+        whose TSA certificate chains to a CA given (--tsa-ca); at least one if any CA is."""
+        names = sorted(
+            (n[5:] for n in self.bag.files if n.startswith("data/timestamps/")),
+            key=lambda n: (len(n), n),
+        )
+        if self.checkpoint_text is None:
+            return
+        body = self.checkpoint_text[0]
+        for name in names:
+            if not name.endswith(".tsr") or "/" in name.removeprefix("timestamps/"):
+                continue  # not a bundle file: the files check names it
+            self.expected_files.add(name)
+            if not self.anchors.tsa_cas:
+                continue  # kept, not checked: no CA was given to check it against
+            try:
+                gen_time = verify_token(
+                    self.bag.read(f"data/{name}") or b"", body, list(self.anchors.tsa_cas)
+                )
+            except TimestampError as e:
+                self.fail(f"data/{name}: the timestamp token does not verify: {e}")
+                continue
+            self.result.timestamps.append((name, gen_time))
+        if (
+            self.anchors.tsa_cas
+            and not self.result.timestamps
+            and not self.result.checks["timestamps"]
+        ):
+            self.fail("data/timestamps/: no timestamp token by a TSA you trust (--tsa-ca)")
+
+    def _witnesses(self) -> None:
+        """Cosignature lines of checkpoint.txt by the witness keys given (--witness-key): each
+        must verify; at least --min-witnesses distinct witnesses must have cosigned."""
+        if self.checkpoint_text is None:
+            return
+        body, sigs = self.checkpoint_text
+        valid: set[str] = set()
+        for key in self.anchors.witness_keys:
+            for sig in sigs:
+                if sig.key_name != key.name or sig.key_id != key.key_id:
+                    continue
+                stamp = verify_cosignature(sig, key, body)
+                if stamp is None:
+                    self.fail(f"data/checkpoint.txt: the cosignature of {key.name} does not verify")
+                elif key.name not in valid:
+                    valid.add(key.name)
+                    self.result.witnesses.append((key.name, datetime.fromtimestamp(stamp, UTC)))
+        need = self.anchors.min_witnesses
+        if len(valid) < need:
+            self.fail(
+                f"data/checkpoint.txt: cosigned by {len(valid)} of the witnesses you trust, "
+                f"{need} required (--min-witnesses)"
+            )
+
+    def _earliest(self) -> None:
+        times = [(t, f"TSA token {n}") for n, t in self.result.timestamps] + [
+            (t, f"cosignature of {w}") for w, t in self.result.witnesses
+        ]
+        self.result.earliest = min(times) if times else None
 
     def _report(
         self, manifest: dict[str, Any], checkpoint: Checkpoint, streams: list[StreamView]

@@ -22,8 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from domain.evidence.checkpoint import (
     Checkpoint,
+    KeyRotation,
+    NoteFormatError,
     NoteSignature,
+    VerifierKey,
     key_id,
+    parse_rotation,
+    parse_signed_note,
+    parse_verifier_key,
     signed_note,
     verifier_key,
 )
@@ -35,6 +41,7 @@ class PublicKey:
     key_id: str
     public_key: bytes
     created_at: datetime
+    rotation: str | None = None  # the statement, signed by the key before it, naming this one
 
     @property
     def vkey(self) -> str:
@@ -78,13 +85,26 @@ class CheckpointSigner:
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(path.read_text().strip()))
 
     def rotate(self) -> PublicKey:
-        """Add a new signing key (named after the origin and the time); it signs from now."""
+        """Add a new signing key (named after the origin and the time); it signs from now. The
+        outgoing key signs a statement naming it (`<stamp>.rotation`, a signed note beside the
+        key file), so whoever trusts the old key can come to trust the new one."""
         self.keys_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        files = self._files()
+        now = datetime.now(UTC)
+        stamp = now.strftime("%Y%m%dT%H%M%S%f")
         path = self.keys_dir / f"{stamp}.ed25519"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_bytes(32).hex())
+        new = self._public(path)
+        if files:
+            old_name, old_key = self._name(files[-1]), self._load(files[-1])
+            old_raw = _raw_public(old_key)
+            text = KeyRotation(
+                self.origin, verifier_key(old_name, old_raw), new.vkey, int(now.timestamp())
+            ).body()
+            sig = NoteSignature(old_name, key_id(old_name, old_raw), old_key.sign(text.encode()))
+            path.with_suffix(".rotation").write_text(signed_note(text, [sig]))
         return self._public(path)
 
     def _name(self, path: Path) -> str:
@@ -92,11 +112,13 @@ class CheckpointSigner:
 
     def _public(self, path: Path) -> PublicKey:
         raw = _raw_public(self._load(path))
+        rotation = path.with_suffix(".rotation")
         return PublicKey(
             self._name(path),
             key_id(self._name(path), raw).hex(),
             raw,
             datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            rotation.read_text() if rotation.is_file() else None,
         )
 
     def current(self) -> tuple[str, Ed25519PrivateKey]:
@@ -151,3 +173,38 @@ def verify_note_signature(text: str, sig: NoteSignature, public_key: bytes) -> b
     except (InvalidSignature, ValueError):
         return False
     return key_id(sig.key_name, public_key) == sig.key_id
+
+
+def follow_rotations(trusted: list[VerifierKey], statements: list[str]) -> list[VerifierKey]:
+    """The keys you trust, plus each key a rotation statement names whose outgoing key you
+    trust (directly or through earlier statements) and whose signature verifies. ValueError
+    for a statement that does not parse or whose signature does not verify."""
+    keys = list(trusted)
+    pending = []
+    for n, text in enumerate(statements, start=1):
+        try:
+            body, sigs = parse_signed_note(text)
+            pending.append((n, parse_rotation(body), body, sigs))
+        except NoteFormatError as e:
+            raise ValueError(f"rotation statement {n}: {e}") from None
+    progress = True
+    while pending and progress:
+        progress = False
+        for item in list(pending):
+            n, rotation, body, sigs = item
+            try:
+                old, new = (
+                    parse_verifier_key(rotation.old_vkey),
+                    parse_verifier_key(rotation.new_vkey),
+                )
+            except NoteFormatError as e:
+                raise ValueError(f"rotation statement {n}: {e}") from None
+            signed = [s for s in sigs if s.key_name == old.name and s.key_id == old.key_id]
+            if not signed or not verify_note_signature(body, signed[0], old.public_key):
+                raise ValueError(f"rotation statement {n}: not signed by the key it names as old")
+            if any(k.public_key == old.public_key and k.name == old.name for k in keys):
+                if not any(k.public_key == new.public_key for k in keys):
+                    keys.append(new)
+                pending.remove(item)
+                progress = True
+    return keys

@@ -757,6 +757,18 @@ class MerkleLog:
             hashes = self._hashes(second)
         return merkle.consistency_proof(first, hashes)
 
+    def consistency_from_checkpoint(self, first: int, second: int) -> list[bytes]:
+        """The consistency proof from the checkpoint of size `first` (its stored frontier) to
+        the tree of `second`, reading only the leaves in between (what the witness client
+        sends; cheaper than `consistency`, which holds the whole tree). LookupError if no
+        checkpoint of size `first` is kept or the leaves are not all sealed."""
+        with self.engine.connect() as conn:
+            frontier = _frontier_at(conn, first)
+            leaves = _leaf_hashes(conn, first, second)
+        if not frontier or len(leaves) != second - first:
+            raise LookupError(f"no checkpoint of size {first}, or leaves up to {second} missing")
+        return merkle.consistency_proof_from(frontier, leaves)
+
     def _hashes(self, size: int) -> list[bytes]:
         """The first `size` leaf hashes (the caller holds the lock)."""
         with self.engine.connect() as conn:

@@ -138,6 +138,41 @@ class AlertsProjection:
         """The outbox is a record of what was sent: a rebuild keeps it (ids make it idempotent)."""
 
 
+CHECKPOINT_SIGNED = "checkpoint.signed"
+
+
+def queue_checkpoint(conn: Connection, tree_size: int, payload: dict[str, Any]) -> int:
+    """Queue the `checkpoint.signed` event (a signed checkpoint with its anchors) to every
+    active subscription of every tenant, in the caller's transaction; the deliverer sends it
+    like any alert. How many deliveries were queued."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "delivery_id": uuid5(
+                DELIVERY_NAMESPACE, f"{sub.subscription_id}|checkpoint|{tree_size}"
+            ),
+            "tenant_id": sub.tenant_id,
+            "subscription_id": sub.subscription_id,
+            "event_type": CHECKPOINT_SIGNED,
+            "payload": json.dumps(payload, ensure_ascii=False),
+            "position": tree_size,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": None,
+            "created_at": now,
+            "delivered_at": None,
+        }
+        for sub in conn.execute(
+            select(webhook_subscriptions).where(webhook_subscriptions.c.revoked_at.is_(None))
+        )
+    ]
+    if rows:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+    return len(rows)
+
+
 class WebhookService:
     def __init__(
         self,

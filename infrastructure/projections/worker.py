@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from eventsourcing.utils import TopicError, resolve_topic
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -97,6 +100,10 @@ def classify_failure(error: BaseException) -> str:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return TRANSIENT
     if isinstance(error, OperationalError | InterfaceError | DisconnectionError):
+        return TRANSIENT
+    if isinstance(error, LibraryOperationalError | LibraryInterfaceError):  # the event store's
+        return TRANSIENT
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         return TRANSIENT
     return POISON
 

@@ -48,6 +48,13 @@ def create_engine_for(
             # Reads are single statements: autocommit saves the BEGIN and ROLLBACK round trips
             # (1.6-1.8x on this machine, research/perf-baselines.md 3). Writes keep transactions.
             isolation_level="READ COMMITTED" if immediate else "AUTOCOMMIT",
+            # Writes are bounded: waiting for a lock, and any one statement.
+            connect_args={
+                "options": f"-c lock_timeout={settings.lock_timeout_seconds}s "
+                f"-c statement_timeout={settings.write_statement_timeout_seconds}s"
+            }
+            if immediate
+            else {},
             # Parameters carry secrets (webhook secrets, key hashes): never in logs or errors.
             hide_parameters=True,
         )

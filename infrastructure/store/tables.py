@@ -368,6 +368,38 @@ checkpoints = Table(
     Column("note", Text, nullable=False),
 )
 
+# RFC 3161 timestamp tokens over a checkpoint's note body, one per TSA (append-only): the
+# TSA's TimeStampResp in DER, base64.
+checkpoint_timestamps = Table(
+    "checkpoint_timestamps",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("tsa_url", String, primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("gen_time", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Witness cosignatures of a checkpoint (c2sp.org/tlog-cosignature), one per witness key
+# (append-only): the note signature line as the witness sent it, without its newline.
+checkpoint_cosignatures = Table(
+    "checkpoint_cosignatures",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String, primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("cosigned_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Checkpoints announced to the tenants (the checkpoint.signed webhook), once each.
+checkpoint_announcements = Table(
+    "checkpoint_announcements",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("announced_at", UTCDateTime, nullable=False),
+)
+
 # Each time the log refused to sign (it could not prove the next checkpoint).
 seal_incidents = Table(
     "seal_incidents",

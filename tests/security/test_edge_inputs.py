@@ -46,6 +46,9 @@ QUERIES = [
     ("/v1/ledger/events", {"after_position": BIG}, "after_position"),
     ("/v1/ledger/events", {"to_position": BIG}, "to_position"),
     ("/v1/invoices/x/as-of", {"at": "9999-12-31T23:59:59-12:00"}, "at"),
+    ("/v1/ledger/inclusion", {"position": BIG}, "position"),
+    ("/v1/ledger/leaves", {"after_position": BIG}, "after_position"),
+    ("/v1/checkpoints/consistency", {"first": BIG, "second": "1"}, "first"),
 ]
 
 

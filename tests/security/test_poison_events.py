@@ -201,3 +201,33 @@ def test_readyz_fails_while_a_projection_is_stuck_behind_the_head(services: Serv
         for worker in services.workers.values():
             worker.catch_up()
         assert client.get("/readyz").status_code == 200
+
+
+def test_failures_of_the_database_itself_are_retried_not_dead_lettered() -> None:
+    """classify_failure: what the issue-11 retry builds on."""
+    import psycopg
+    from eventsourcing.persistence import OperationalError as LibraryOperationalError
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    from infrastructure.projections.worker import (
+        POISON,
+        TRANSIENT,
+        TrackingConflictError,
+        classify_failure,
+    )
+
+    transient = [
+        OperationalError("SELECT 1", {}, psycopg.errors.LockNotAvailable("lock timeout")),
+        OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")),
+        LibraryOperationalError("connection lost"),
+        TrackingConflictError("already past"),
+        TimeoutError(),
+    ]
+    poison = [
+        DataError("INSERT", {}, psycopg.DataError("PostgreSQL text fields cannot contain NUL")),
+        IntegrityError("INSERT", {}, psycopg.IntegrityError("duplicate key")),
+        OverflowError("date value out of range"),
+        KeyError("tenant_id"),
+    ]
+    assert [classify_failure(e) for e in transient] == [TRANSIENT] * len(transient)
+    assert [classify_failure(e) for e in poison] == [POISON] * len(poison)

@@ -50,6 +50,7 @@ class KeyOut(BaseModel):
     key_id: str
     vkey: str
     public_key_pem: str
+    rotation: str | None = None  # signed by the key before this one: "this key follows me"
 
 
 class InclusionOut(BaseModel):
@@ -88,11 +89,14 @@ def latest(principal: PrincipalDep, services: ServicesDep) -> CheckpointOut:
 @router.get(
     "/checkpoints/keys",
     response_model=list[KeyOut],
-    summary="Public keys that sign checkpoints (old ones stay after rotation)",
+    summary="Public keys that sign checkpoints (old ones stay after rotation), each newer one "
+    "with the rotation statement its predecessor signed",
 )
 def keys(services: ServicesDep) -> list[KeyOut]:
     return [
-        KeyOut(name=k.name, key_id=k.key_id, vkey=k.vkey, public_key_pem=k.pem())
+        KeyOut(
+            name=k.name, key_id=k.key_id, vkey=k.vkey, public_key_pem=k.pem(), rotation=k.rotation
+        )
         for k in services.merkle.signer.public_keys()
     ]
 
@@ -116,6 +120,43 @@ def consistency(
     except LookupError as e:
         raise InvalidFieldError("second", str(e), "not_sealed") from None
     return ConsistencyOut(first=first, second=second, proof=[p.hex() for p in proof])
+
+
+class TimestampOut(BaseModel):
+    tsa_url: str
+    token: str  # base64 of the TSA's TimeStampResp (DER)
+    gen_time: str
+
+
+class CosignatureOut(BaseModel):
+    witness: str
+    cosigned_at: str
+
+
+class AnchoredCheckpointOut(BaseModel):
+    origin: str
+    tree_size: int
+    root_hash: str  # base64, as in the note
+    signed_at: str
+    note: str  # the signed note with the witnesses' cosignature lines
+    timestamps: list[TimestampOut]
+    cosignatures: list[CosignatureOut]
+
+
+@router.get(
+    "/checkpoints",
+    response_model=list[AnchoredCheckpointOut],
+    summary="Checkpoints signed after tree size `since`, oldest first, with their anchors "
+    "(cosignatures in the note, RFC 3161 tokens): keep them to hold the log to its history",
+)
+def since(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    since: Annotated[int, Query(ge=0, le=2**53, description="A tree size you hold")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AnchoredCheckpointOut]:
+    principal.require(READERS)
+    return [AnchoredCheckpointOut(**c) for c in services.anchors.since(since, limit)]
 
 
 @router.get(

@@ -10,16 +10,16 @@ a status), so applying a batch twice cannot double it. The entries of the past a
 this migration: the invoice_status projection is reset and rebuilt from the events by its
 worker (its view, status_daily and tracking row are emptied).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
