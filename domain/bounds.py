@@ -28,6 +28,7 @@ NOTE_LENGTH = 2000  # notes, reasons, remarks, messages
 TEXT_LENGTH = 10_000  # any other string the edge accepts
 
 _ALLOWED_IN_TEXT = {"\t", "\n", "\r"}
+SURROGATE_MESSAGE = "must be valid Unicode text (found the lone surrogate U+{:04X})"
 
 
 class OutOfBoundsError(InvalidFieldError):
@@ -47,6 +48,31 @@ def control_character(value: str, multiline: bool = True) -> str | None:
     return None
 
 
+def lone_surrogate(value: str) -> str | None:
+    """The first UTF-16 surrogate in `value`, if any: JSON's `\\ud800` (or the bytes ED A0 80)
+    parse to one, but no store can encode it as UTF-8, so it is refused, not stored."""
+    for ch in value:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return ch
+    return None
+
+
+def check_file_name(field: str, name: str) -> str:
+    """The name a file is kept under: the last part of a path (a browser may send a whole
+    path), refused rather than repaired when it holds control characters, is empty, `.`/`..`,
+    or longer than NAME_LENGTH."""
+    if control_character(name, multiline=False) is not None or lone_surrogate(name) is not None:
+        raise ControlCharacterError(field, "the file name must not contain control characters")
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if base in ("", ".", "..") or len(base) > NAME_LENGTH:
+        raise OutOfBoundsError(
+            field,
+            f"the file name must be a plain name of at most {NAME_LENGTH} characters",
+            "file_name",
+        )
+    return base
+
+
 def check_text(
     field: str, value: str, max_length: int = TEXT_LENGTH, multiline: bool = True
 ) -> str:
@@ -58,6 +84,9 @@ def check_text(
         raise ControlCharacterError(
             field, f"must not contain control characters (found U+{ord(bad):04X})"
         )
+    surrogate = lone_surrogate(value)
+    if surrogate is not None:
+        raise InvalidFieldError(field, SURROGATE_MESSAGE.format(ord(surrogate)), "encoding")
     return value
 
 

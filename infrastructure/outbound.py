@@ -72,10 +72,20 @@ def parse_allow(setting: str) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
     return tuple(networks), frozenset(hosts)
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+
+
 def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _is_public(address.ipv4_mapped)
-    return address.is_global and not address.is_multicast
+    """Public unicast; an IPv6 form that carries an IPv4 address (mapped, 6to4, NAT64) is
+    judged by that address, and other reserved IPv6 (IPv4-compatible `::a.b.c.d`) refused."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _is_public(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            return _is_public(address.sixtofour)
+        if address in _NAT64:
+            return _is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return address.is_global and not address.is_multicast and not address.is_reserved
 
 
 @dataclass(frozen=True)

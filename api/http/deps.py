@@ -69,17 +69,30 @@ def get_principal(
         # A key left in a database its tenant has moved out of: it must not write there.
         raise UnauthenticatedError("this key's tenant is served from another database")
     if x_actor_user and principal.acts_for_users:
-        name = " ".join(x_actor_user.split())
-        if not name or not name.isprintable():
-            raise InvalidFieldError(
-                "X-Actor-User", "must name a person in printable characters", "actor_user"
-            )
-        principal = replace(principal, user=name)
+        principal = replace(principal, user=actor_user(x_actor_user))
     request.state.principal = principal  # for the request's log line (tenant, key id)
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def actor_user(header: str) -> str:
+    """The person an ERP key names in X-Actor-User. HTTP gives header bytes as Latin-1; a
+    name sent as UTF-8 bytes (张三) is read as UTF-8. Refused, not repaired: control
+    characters (the edge refuses them first), other unprintable characters, an empty name."""
+    try:
+        name = header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise InvalidFieldError(
+            "X-Actor-User", "must be a name in UTF-8 (e.g. 张三)", "actor_user"
+        ) from None
+    name = name.strip(" ")
+    if not name or not name.isprintable():
+        raise InvalidFieldError(
+            "X-Actor-User", "must name a person in printable characters", "actor_user"
+        )
+    return name
 
 
 def provenance(

@@ -17,6 +17,7 @@ Every refusal is problem+json naming the field and the rule, as the routes' own.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -28,12 +29,21 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.errors import problem
-from domain.bounds import FIRST_DAY, LAST_DAY, TEXT_LENGTH, control_character
+from domain.bounds import (
+    FIRST_DAY,
+    LAST_DAY,
+    SURROGATE_MESSAGE,
+    TEXT_LENGTH,
+    control_character,
+    lone_surrogate,
+)
 from infrastructure.settings import Settings
 
 _RECONCILIATION = re.compile(r"^/(v1|console)/reconciliations/?$")
 _BUNDLE = re.compile(r"^/console/evidence/verify/?$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Headers whose values are kept (in receipts, in the actor): refused, not repaired.
+_CHECKED_HEADERS = {b"idempotency-key": "Idempotency-Key", b"x-actor-user": "X-Actor-User"}
 
 
 def _field_problem(status: int, field: str, rule: str, message: str) -> Any:
@@ -81,6 +91,9 @@ def check_text_value(field: str, value: str, max_length: int) -> tuple[str, str]
     bad = control_character(value)
     if bad is not None:
         return "control_characters", f"must not contain control characters (found U+{ord(bad):04X})"
+    surrogate = lone_surrogate(value)
+    if surrogate is not None:
+        return "encoding", SURROGATE_MESSAGE.format(ord(surrogate))
     iso = _ISO_DATE.match(value)
     if iso is not None and not FIRST_DAY.year <= int(iso.group(1)) <= LAST_DAY.year:
         return "date_range", f"must be between {FIRST_DAY} and {LAST_DAY}"
@@ -148,6 +161,12 @@ class EdgeLimits:
         await self._app_limited(limit)(scope, receive, send)
 
     def _check_target(self, scope: Scope) -> Any:
+        for name, value in scope.get("headers", ()):
+            if name in _CHECKED_HEADERS and any(b < 0x20 or b == 0x7F for b in value):
+                header = _CHECKED_HEADERS[name]
+                return _field_problem(
+                    422, header, "control_characters", "must not contain control characters"
+                )
         path = scope.get("path", "")
         if control_character(path, multiline=False) is not None:
             return _field_problem(
@@ -173,7 +192,9 @@ class EdgeLimits:
             pairs = parse_qsl(
                 body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=1000
             )
-        except (ValueError, UnicodeDecodeError):
+        except UnicodeDecodeError:
+            return _field_problem(422, "body", "encoding", "is not valid UTF-8")
+        except ValueError:
             return None  # the route's own parser answers
         for name, value in pairs:
             found = check_text_value(name, value, TEXT_LENGTH) or check_text_value(name, name, 200)
@@ -188,7 +209,10 @@ class EdgeLimits:
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return None  # the route's own parser answers with the position of the error
+            try:  # what the route's parser (the stdlib's) would take: lone surrogates
+                document = json.loads(body)
+            except (ValueError, RecursionError):
+                return None  # the route's own parser answers with the position of the error
         for field, text in _strings(document, ""):
             found = check_text_value(field, text, TEXT_LENGTH)
             if found is not None:

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import AggregateCreated, BaseAggregate
 
 from domain.base import LedgerEvent, Provenance
+from domain.bounds import CODE_LENGTH, NOTE_LENGTH, check_text
 from domain.errors import (
     CorrectionNotAllowedError,
     InvalidCommandFieldError,
@@ -35,9 +36,18 @@ RED_REASONS = {
 
 
 def _required(field: str, value: str) -> str:
+    """A code (reason, channel, platform reference): not empty, within CODE_LENGTH, one line."""
     if not value or not value.strip():
         raise InvalidCommandFieldError(field, "must not be empty", rule="required")
-    return value.strip()
+    return check_text(field, value.strip(), CODE_LENGTH, multiline=False)
+
+
+def _code(field: str, value: str | None) -> str | None:
+    return check_text(field, value, CODE_LENGTH, multiline=False) if value else None
+
+
+def _note(field: str, value: str) -> str:
+    return check_text(field, value, NOTE_LENGTH)
 
 
 class Invoice(BaseAggregate[UUID]):
@@ -259,7 +269,7 @@ class Invoice(BaseAggregate[UUID]):
             **by.fields(),
             attempt=self.submission_attempts + 1,
             channel=_required("channel", channel),
-            batch_ref=batch_ref or None,
+            batch_ref=_code("batch_ref", batch_ref),
         )
 
     def fail_submission(self, by: Provenance, reason_code: str, detail: str = "") -> None:
@@ -268,7 +278,7 @@ class Invoice(BaseAggregate[UUID]):
             self.SubmissionFailed,
             **by.fields(),
             reason_code=_required("reason_code", reason_code),
-            detail=detail,
+            detail=_note("detail", detail),
         )
 
     def acknowledge(
@@ -302,7 +312,7 @@ class Invoice(BaseAggregate[UUID]):
             self.Rejected,
             **by.fields(),
             reason_code=_required("reason_code", reason_code),
-            message=message,
+            message=_note("message", message),
         )
 
     def mark_missing(
@@ -317,7 +327,7 @@ class Invoice(BaseAggregate[UUID]):
             self.MarkedMissing,
             **by.fields(),
             detected_by=detected_by,
-            note=note,
+            note=_note("note", note),
             evidence=evidence,
             submitted_at=None,
             window_seconds=None,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from domain.bounds import NAME_LENGTH
+from domain.bounds import check_file_name
 from domain.errors import InvalidFieldError
 from domain.remedies.attachment_ref import ALLOWED_TYPES, AttachmentRef
 
@@ -83,6 +83,7 @@ class FileAttachmentStore:
         return self._put(stream, name)[0]
 
     def _put(self, stream: BinaryIO, name: str) -> tuple[AttachmentRef, bool]:
+        name = _safe_name(name)  # refused before a byte is stored
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
@@ -117,7 +118,7 @@ class FileAttachmentStore:
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp_path, final)
-            return AttachmentRef(sha, _safe_name(name), media_type, size), created
+            return AttachmentRef(sha, name, media_type, size), created
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
@@ -136,7 +137,6 @@ class FileAttachmentStore:
 
 
 def _safe_name(name: str) -> str:
-    """The name as shown: its last path part, without control characters, bounded."""
-    base = os.path.basename(name.replace("\\", "/"))
-    cleaned = "".join(ch for ch in base if ch.isprintable())[:NAME_LENGTH].strip()
-    return cleaned if cleaned not in ("", ".", "..") else "file"
+    """The name as shown: its last path part; a name with control characters, or empty, or
+    longer than NAME_LENGTH, is refused (422 naming `file`), never repaired."""
+    return check_file_name("file", name)

@@ -26,6 +26,10 @@ REFUSED_URLS = [
     "http://localhost:8000/hook",  # a name: refused after resolution
     "http://[::1]/x",
     "http://[::ffff:127.0.0.1]/x",
+    "http://[::127.0.0.1]/x",  # IPv4-compatible (reserved)
+    "http://[64:ff9b::7f00:1]/x",  # NAT64 form of 127.0.0.1
+    "http://[2002:7f00:1::]/x",  # 6to4 form of 127.0.0.1
+    "http://[64:ff9b::a01:203]/x",  # NAT64 form of 10.1.2.3
     "http://0.0.0.0/x",
     "http://10.1.2.3/x",
     "http://172.16.0.1/x",
