@@ -55,6 +55,18 @@ class CommandInProgressError(ApplicationError):
         )
 
 
+class SecretShownOnceError(ApplicationError):
+    """A repeat of a request with this Idempotency-Key whose answer was a secret: the secret
+    is shown once and not kept in the receipt, so the repeat cannot be answered with it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"the callback secret issued for Idempotency-Key {key!r} was shown once and is not "
+            "kept; rotate again with a new Idempotency-Key"
+        )
+
+
 class ProjectionLagError(ApplicationError):
     def __init__(self, projection: str, position: int, reached: int) -> None:
         self.projection, self.position, self.reached = projection, position, reached

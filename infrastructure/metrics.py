@@ -7,6 +7,10 @@ and seconds. Read from the database at scrape time, so every process reports the
 whichever one runs the worker: per-projection position, head, lag and dead letters (the very
 rows `fapiao projections status` prints), timers pending and overdue, webhook deliveries by
 status and their attempts, checkpoint size, age and unsigned events, and the pools in use.
+The database-backed families are read in a background thread within a time budget
+(COLLECT_TIMEOUT): a part that fails or does not answer in time (the database down) is skipped
+and counted in `fapiao_metrics_collect_errors` (by part), so a scrape always answers promptly
+with what it could read; while a stuck read is still running, later scrapes skip the database.
 Each process has its own registry (no globals), so tests and several ledgers in one process
 never mix their numbers.
 """
@@ -14,6 +18,7 @@ never mix their numbers.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from infrastructure.bootstrap import Services
 
 log = logging.getLogger("fapiao.metrics")
+COLLECT_TIMEOUT = 3.0  # seconds a scrape waits for the database-backed families, in all
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -107,20 +113,54 @@ class AdvanceClock:
 class StoreCollector(Collector):
     """Families computed at scrape time from the database (and the local workers' state)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, timeout: float = COLLECT_TIMEOUT) -> None:
         self.services = services
         self.clock = AdvanceClock()
+        self.errors: dict[str, int] = {}  # parts skipped, counted here so a scrape shows its own
+        self.timeout = timeout
+        self._reading: threading.Thread | None = None
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time; nothing to describe ahead
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._projections, self._timers, self._webhooks, self._checkpoints):
-            try:
-                yield from part()
-            except Exception:  # noqa: BLE001 - a scrape reports what it can read
-                log.exception("metrics: %s could not be read", part.__name__.lstrip("_"))
+        parts = {
+            "projections": self._projections,
+            "timers": self._timers,
+            "webhooks": self._webhooks,
+            "checkpoints": self._checkpoints,
+        }
+        read: dict[str, list[Metric]] = {}
+        if self._reading is None or not self._reading.is_alive():
+            # a daemon thread: one stuck on a dead database never holds the process's exit
+            self._reading = threading.Thread(
+                target=self._read, args=(parts, read), name="metrics-collect", daemon=True
+            )
+            self._reading.start()
+            self._reading.join(self.timeout)
+        done = dict(read)  # what was read in time; a late part is not reported this scrape
+        for name in parts:
+            if name in done:
+                yield from done[name]
+            else:
+                self.errors[name] = self.errors.get(name, 0) + 1
+        errors = CounterMetricFamily(
+            "fapiao_metrics_collect_errors",
+            "Scrapes that skipped a database-backed part (it failed or timed out), by part",
+            labels=["part"],
+        )
+        for name in parts:
+            errors.add_metric([name], self.errors.get(name, 0))
+        yield errors
         yield from self._pools()
+
+    @staticmethod
+    def _read(parts: dict[str, Any], read: dict[str, list[Metric]]) -> None:
+        for name, part in parts.items():
+            try:
+                read[name] = list(part())
+            except Exception:  # noqa: BLE001 - a scrape reports what it can read
+                log.exception("metrics: %s could not be read", name)
 
     def _projections(self) -> Iterator[Metric]:
         families = {

@@ -20,6 +20,7 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
+from domain.monitoring.platform_export import check_period
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
 
@@ -56,20 +57,20 @@ def reconcile(
         raise CliError("period_to: give both ends of the period, or neither")
     if first and last and last < first:
         raise CliError("period_to: must not be before period_from")
-    period = (first, last) if first and last else None
+    period = check_period(first, last) if first and last else None
     by = cli_actor(operator)
 
     mapping = None
     if columns:
         try:
             mapping = json.loads(columns.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise CliError(f"columns: cannot read {columns}: {e}") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise CliError(f"columns: cannot read {columns}: {type(e).__name__}") from None
     with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         try:
             reader = PlatformExportReader(file, encoding)
-        except LookupError:
+        except (LookupError, ValueError):
             raise CliError(f"encoding: {encoding!r} is not an encoding") from None
         columns_ = (TextColumn(f"reconciling {file.name}"), BarColumn(), TimeRemainingColumn())
         with Progress(*columns_, console=console) as progress:

@@ -27,6 +27,7 @@ from application.service_errors import (
     InvoiceNotFoundError,
     ProjectionLagError,
     RunNotFoundError,
+    SecretShownOnceError,
     UnknownProjectionError,
 )
 from domain.errors import (
@@ -59,6 +60,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (RunNotFoundError, 404, "not-found"),
     (InvoiceAlreadyExistsError, 409, "already-exists"),
     (CommandInProgressError, 409, "in-progress"),
+    (SecretShownOnceError, 409, "secret-shown-once"),
     (ConcurrencyConflictError, 409, "concurrency-conflict"),
     (InvalidTransitionError, 409, "invalid-transition"),
     (SealBrokenError, 409, "seal-broken"),

@@ -29,6 +29,7 @@ from domain.monitoring.platform_export import (
     DEFAULT_COLUMNS,
     PlatformRow,
     RowError,
+    check_period,
     column_index,
     find_header,
     read_row,
@@ -168,6 +169,8 @@ class ReconciliationService:
         """Reconcile one export; the same file again returns the first result, changing nothing."""
         if direction not in ("outbound", "inbound"):
             raise ReconciliationFileError("direction must be outbound or inbound")
+        if period is not None:
+            period = check_period(*period)
         started = time.perf_counter()
         rows = source.rows()
         index, _ = self._header(rows, columns or DEFAULT_COLUMNS, source)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from domain.bounds import FIRST_DAY, LAST_DAY, MAX_MONEY, OutOfBoundsError, check_day
 from domain.errors import InvalidFieldError
 from domain.invoices.identity import parse_invoice_key
 
@@ -181,12 +182,40 @@ def _money(field: str, value: object) -> Decimal:
         amount = Decimal(cleaned)
     except InvalidOperation:
         raise RowError(field, f"{text!r} is not an amount", "amount_format") from None
-    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+    if not amount.is_finite():
+        raise RowError(field, f"{text!r} is not an amount", "amount_format")
+    if abs(amount) > MAX_MONEY:  # before quantize, which overflows the context's precision
+        raise RowError(
+            field,
+            f"{text[:40]!r} is beyond {MAX_MONEY} in absolute value (numeric(18,2))",
+            "money_range",
+        )
+    if amount != amount.quantize(Decimal("0.01")):
         raise RowError(field, f"{text!r} has more than two decimal places", "amount_format")
     return amount.quantize(Decimal("0.01"))
 
 
 def _date(value: object) -> date:
+    day = _parse_date(value)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise RowError(
+            "issued_on", f"{day} is not between {FIRST_DAY} and {LAST_DAY}", "date_range"
+        )
+    return day
+
+
+def check_period(period_from: date, period_to: date) -> tuple[date, date]:
+    """A reconciliation period: both ends within the date window, the first not after the last."""
+    check_day("period_from", period_from)
+    check_day("period_to", period_to)
+    if period_to < period_from:
+        raise OutOfBoundsError(
+            "period_to", f"{period_to} is before period_from ({period_from})", "period_order"
+        )
+    return period_from, period_to
+
+
+def _parse_date(value: object) -> date:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):

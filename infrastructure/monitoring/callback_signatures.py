@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from application.monitoring.secret_rotation import new_secret
 from infrastructure.store.tables import callback_secrets, callback_signatures
 
 REPLAY_WINDOW = timedelta(minutes=5)
@@ -35,15 +36,24 @@ class CallbackVerifier:
 
     def rotate_secret(self, tenant_id: str) -> str:
         """A new secret for the tenant's provider; the old one stops working at once."""
-        secret = "fcs_" + secrets.token_urlsafe(32)
+        secret = new_secret()
+        self.store_secret(tenant_id, secret)
+        return secret
+
+    def store_secret(self, tenant_id: str, secret: str) -> None:
+        """Keep `secret` as the tenant's one secret: an upsert, so concurrent rotations take
+        turns on the row (the last one stays) instead of colliding on the primary key."""
         with self.write_engine.begin() as conn:
-            conn.execute(delete(callback_secrets).where(callback_secrets.c.tenant_id == tenant_id))
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(callback_secrets).values(
+                tenant_id=tenant_id, secret=secret, created_at=datetime.now(UTC)
+            )
             conn.execute(
-                callback_secrets.insert().values(
-                    tenant_id=tenant_id, secret=secret, created_at=datetime.now(UTC)
+                stmt.on_conflict_do_update(
+                    index_elements=[callback_secrets.c.tenant_id],
+                    set_={"secret": stmt.excluded.secret, "created_at": stmt.excluded.created_at},
                 )
             )
-        return secret
 
     def verify(
         self, tenant_id: str, timestamp: str, signature: str, body: bytes, now: datetime

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.http.app import create_app
 from domain.invoices.invoice import Invoice
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.callback_signatures import sign
+from infrastructure.store.tables import callback_secrets
 from tests.builders import SELLER
 from tests.e2e.test_api import Api
 from tests.fakes import SettableClock
@@ -126,3 +129,33 @@ def test_a_signed_but_malformed_callback_is_422(api: Api, clock: SettableClock) 
     fields = {e["field"] for e in r.json()["errors"]}  # type: ignore[attr-defined]
     assert {"kind", "at"} <= fields
     assert api.client.post("/v1/platform/callback-secret", headers=api.clerk).status_code == 403
+
+
+def test_concurrent_first_rotations_without_a_key_never_fail(
+    api: Api, clock: SettableClock
+) -> None:
+    """A tenant with no secret yet, ten rotations at once (no Idempotency-Key): each answers
+    201 (as if one followed the other), and the secret kept is one of those shown."""
+    admin = api.key(SELLER, "admin")
+    answers: list[object] = []
+    start = threading.Barrier(10)
+
+    def one() -> None:
+        start.wait()
+        answers.append(api.client.post("/v1/platform/callback-secret", headers=admin))
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [201] * 10, [a.text for a in answers]  # type: ignore[attr-defined]
+    shown = {a.json()["secret"] for a in answers}  # type: ignore[attr-defined]
+    assert len(shown) == 10
+    with api.services.engine.connect() as conn:
+        kept = conn.execute(select(callback_secrets.c.secret, callback_secrets.c.tenant_id)).all()
+    assert len(kept) == 1 and kept[0].tenant_id == SELLER and kept[0].secret in shown
+    inv = submitted(api)
+    body = {"kind": "acknowledged", "invoice_key": inv["invoice_key"], "platform_ref": "SW9",
+            "at": clock.now().isoformat()}  # fmt: skip
+    assert send(api, kept[0].secret, body, clock).status_code == 200  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ scenario here fails the test."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,8 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.http.app import create_app
+from domain.idempotency import receipt_id
 from infrastructure.bootstrap import Services
-from infrastructure.store.tables import webhook_subscriptions
+from infrastructure.store.tables import callback_secrets, webhook_subscriptions
 from tests.builders import SELLER, a_number
 from tests.e2e.test_api import Api
 from tests.integration.test_attachments import JPEG, PDF, PNG
@@ -25,7 +27,6 @@ from tests.integration.test_attachments import JPEG, PDF, PNG
 # Routes whose repeats are made safe by what they carry rather than by an Idempotency-Key.
 EXEMPT = {
     "POST /v1/platform/callbacks": "signed by the platform; deduplicated by the body's digest",
-    "POST /v1/platform/callback-secret": "rotates a secret: a repeat is a new secret by intent",
     "POST /v1/reconciliations": "the same file (by SHA-256) answers with the first run",
     "POST /v1/evidence-bundles": "its own receipt with the bundle's bytes (test_evidence.py)",
     "POST /v1/webhooks/deliveries/{delivery_id}/redeliver": "sets one delivery pending again",
@@ -412,9 +413,61 @@ def routes(api: Api) -> list[str]:
     )
 
 
+# Routes whose answer is a secret shown once: the receipt keeps its fingerprint, never the
+# secret, so one request rotates and every repeat of the key is 409 naming the key.
+SHOWN_ONCE = {"POST /v1/platform/callback-secret"}
+
+
 def test_every_post_and_put_route_has_a_scenario(api: Api) -> None:
-    missing = [r for r in routes(api) if r not in SCENARIOS and r not in EXEMPT]
+    missing = [
+        r for r in routes(api) if r not in SCENARIOS and r not in EXEMPT and r not in SHOWN_ONCE
+    ]
     assert missing == []
+
+
+def test_ten_concurrent_same_key_secret_rotations_rotate_once(api: Api) -> None:
+    admin = api.key(SELLER, "admin")
+    call = Call("POST", "/v1/platform/callback-secret", {}, headers=admin)
+    key = f"k-{uuid.uuid4()}"
+    before = last_position(api)
+    answers: list[Any] = []
+    start = threading.Barrier(10)
+
+    def one() -> None:
+        start.wait()
+        answers.append(send(api, call, key))
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [409] * 9, [a.text for a in answers]
+    shown_secret = next(a for a in answers if a.status_code == 201).json()["secret"]
+    for refused in (a for a in answers if a.status_code == 409):
+        problem = refused.json()
+        assert problem["type"] == "urn:fapiao:problem:secret-shown-once"
+        assert key in problem["detail"] and shown_secret not in refused.text
+    with api.services.engine.connect() as conn:
+        stored = conn.execute(
+            select(callback_secrets.c.secret).where(callback_secrets.c.tenant_id == SELLER)
+        ).scalar_one()
+    assert stored == shown_secret  # the one effect is the secret the answer showed
+    assert last_position(api) == before + 1  # the receipt, and nothing else
+    (receipt,) = api.services.ledger.recorder.select_notifications(before + 1, 1)  # type: ignore[attr-defined]
+    assert shown_secret.encode() not in receipt.state  # the log never holds the secret
+    kept = api.services.ledger.repository.get(receipt_id(SELLER, key)).response
+    digest = hashlib.sha256(shown_secret.encode()).hexdigest()
+    assert kept == {"rotated": "callback_secret", "secret_sha256_prefix": digest[:16]}
+    again = send(api, call, key)
+    assert again.status_code == 409 and key in again.json()["detail"]
+    other = send(api, call, key, {"note": "another body"})
+    assert other.status_code == 422, other.text
+    assert other.json()["type"] == "urn:fapiao:problem:idempotency-key-reused"
+    with api.services.engine.connect() as conn:
+        assert conn.execute(select(callback_secrets.c.secret)).scalar_one() == shown_secret
+    assert last_position(api) == before + 1
 
 
 @pytest.mark.parametrize("route", sorted(SCENARIOS))

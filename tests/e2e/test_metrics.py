@@ -250,3 +250,22 @@ def test_the_worker_serves_its_metrics(settings: Settings) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_a_part_that_cannot_be_read_is_skipped_and_counted(api: Api) -> None:
+    names, samples = scrape(api)
+    assert "fapiao_webhook_deliveries" in names
+    assert value(samples, "fapiao_metrics_collect_errors_total", part="webhooks") == 0
+    with api.services.write_engine.begin() as conn:  # the table gone: that part fails
+        conn.exec_driver_sql("ALTER TABLE webhook_deliveries RENAME TO webhook_deliveries_away")
+    try:
+        names, samples = scrape(api)
+    finally:
+        with api.services.write_engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE webhook_deliveries_away RENAME TO webhook_deliveries")
+    assert "fapiao_webhook_deliveries" not in names
+    assert {"fapiao_projection_head", "fapiao_checkpoint_tree_size"} <= names  # the rest read
+    assert value(samples, "fapiao_metrics_collect_errors_total", part="webhooks") == 1
+    assert value(samples, "fapiao_metrics_collect_errors_total", part="projections") == 0
+    names, samples = scrape(api)
+    assert "fapiao_webhook_deliveries" in names

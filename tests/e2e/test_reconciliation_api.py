@@ -93,3 +93,72 @@ def test_the_cli_reconciles_with_a_progress_bar_and_writes_findings(
         bad.returncode == 2
         and bad.stderr.strip() == "error: encoding: 'klingon' is not an encoding"
     )
+
+
+def _last_event(services: Services) -> int:
+    return services.ledger.recorder.max_notification_id() or 0
+
+
+def test_out_of_bounds_form_fields_are_422_naming_field_and_rule_and_write_nothing(
+    api: Api, tmp_path: Path
+) -> None:
+    led = a_ledger(api.services)
+    path = write_export(tmp_path / "export.csv", [platform_row(led.acked)])
+    before = _last_event(api.services)
+    cases = [
+        ({"period_from": "0001-01-01", "period_to": "9999-12-31"}, "period_from", "date_range"),
+        ({"period_from": "2026-11-01", "period_to": "9999-12-31"}, "period_to", "date_range"),
+        ({"period_from": "2026-11-30", "period_to": "2026-11-01"}, "period_to", "period_order"),
+        ({"encoding": "\x00"}, "encoding", "control_characters"),
+        ({"encoding": "utf-8\x00"}, "encoding", "control_characters"),
+        ({"columns": "[" * 5000}, "columns", "json"),
+        ({"columns": '{"a": {"b": 1}}'}, "columns", "json"),
+        ({"columns": "{" + " " * 20_000 + "}"}, "columns", "max_length"),
+    ]
+    for form, field, rule in cases:
+        r = upload(api, path, api.key(SELLER, "admin"), **form)
+        assert r.status_code == 422, (form, r.text)  # type: ignore[attr-defined]
+        assert r.headers["content-type"].startswith("application/problem+json")  # type: ignore[attr-defined]
+        error = r.json()["errors"][0]  # type: ignore[attr-defined]
+        assert (error["field"], error["rule"]) == (field, rule), form
+    assert _last_event(api.services) == before
+    ok = upload(
+        api, path, api.key(SELLER, "admin"), period_from="2026-11-01", period_to="2026-11-30"
+    )
+    assert ok.status_code == 201 and ok.json()["replayed"] is False  # type: ignore[attr-defined]
+
+
+def test_out_of_bounds_row_values_are_invalid_rows_never_a_500(api: Api, tmp_path: Path) -> None:
+    bad = [
+        ("1e30", "0", "1e30", "2026-11-20", "amount", "money_range"),
+        ("99999999999999999999.00", "0", "1.00", "2026-11-20", "amount", "money_range"),
+        ("1.00", "0", "-99999999999999999.99", "2026-11-20", "total", "money_range"),
+        ("1.00", "0", "1.00", "9999-12-31", "issued_on", "date_range"),
+        ("1.00", "0", "1.00", "1900-01-01", "issued_on", "date_range"),
+    ]
+    path = tmp_path / "bounds.csv"
+    lines = ["发票号码,开票日期,金额,税额,价税合计"]
+    for i, (amount, tax, total, day, _, _) in enumerate(bad):
+        lines.append(f"2611200000999999999{i},{day},{amount},{tax},{total}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = upload(api, path, api.key(SELLER, "admin"))
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+    run = r.json()  # type: ignore[attr-defined]
+    assert run["counts"] == {"invalid": len(bad)} and run["events_caused"] == 0
+    findings = sorted(api.get(run["findings_url"]).json(), key=lambda f: f["line"])
+    for f, (*_, field, rule) in zip(findings, bad, strict=True):
+        assert f["note"].startswith(f"{field}:") and f"[{rule}]" in f["note"], f
+
+
+def test_the_cli_refuses_a_period_outside_the_window_in_one_line(
+    services: Services, tmp_path: Path
+) -> None:
+    services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
+    path = write_export(tmp_path / "export.csv", [platform_row("26112000009999999999")])
+    for first, last in (("0001-01-01", "9999-12-31"), ("2026-11-30", "2026-11-01")):
+        r = fapiao(
+            services.settings, "reconcile", str(path), "--tenant", SELLER,
+            "--period-from", first, "--period-to", last,
+        )  # fmt: skip
+        assert r.returncode != 0 and r.stderr.strip().count("\n") == 0, r.stderr
+        assert r.stderr.startswith("error: period_"), r.stderr

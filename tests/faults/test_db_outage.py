@@ -98,3 +98,42 @@ def test_readyz_proves_a_write_commits_and_fails_when_sqlite_has_no_disk_room(
             assert refused.status_code == 503, refused.text
     finally:
         services.close()
+
+
+@pytest.mark.postgres
+def test_metrics_answer_promptly_while_the_database_is_down(cluster: PrivateCluster) -> None:
+    settings = Settings(
+        database_url=cluster.url("outage"), pool_size=2, max_overflow=2, environment="test"
+    )
+    migrate.upgrade(settings)
+    services = build_services(settings, SettableClock())
+    try:
+        with TestClient(create_app(services=services)) as client:
+            up = client.get("/metrics")
+            assert up.status_code == 200 and "fapiao_projection_head{" in up.text
+            assert 'fapiao_metrics_collect_errors_total{part="projections"} 0.0' in up.text
+            cluster.stop()
+            took = []
+            for _ in range(3):
+                started = time.monotonic()
+                down = client.get("/metrics")
+                took.append(time.monotonic() - started)
+                assert down.status_code == 200, down.text
+            print(f"\n/metrics with the database down answered in {[f'{t:.2f}' for t in took]} s")
+            assert max(took) < 10.0
+            assert "fapiao_http_requests_total{" in down.text  # counted in the process
+            assert "fapiao_db_pool_in_use{" in down.text
+            assert "fapiao_projection_head{" not in down.text  # skipped, and counted:
+            line = next(
+                ln
+                for ln in down.text.splitlines()
+                if ln.startswith('fapiao_metrics_collect_errors_total{part="projections"}')
+            )
+            assert float(line.split()[-1]) == 3  # each scrape skipped it
+            cluster.start()
+            back = time.monotonic()
+            while "fapiao_projection_head{" not in client.get("/metrics").text:
+                assert time.monotonic() - back < 30, "metrics never read the database again"
+                time.sleep(0.5)
+    finally:
+        services.close()

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Header, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import PrincipalDep, ServicesDep, get_services
+from api.http.deps import Once, PrincipalDep, ServicesDep, get_services, provenance
 from api.http.errors import UnauthenticatedError
 from api.http.routes.invoices import _out
 from api.http.schemas import CommandResponse
 from application.access import Role
 from application.dto import Idempotency
 from application.invoices.lifecycle import AcknowledgeRequest, RejectRequest
+from application.monitoring.secret_rotation import rotate_callback_secret
 from domain.base import Provenance, Source
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.callback_signatures import CallbackRejectedError
@@ -132,7 +133,16 @@ def _handle(
     response_model=SecretOut,
     status_code=201,
     summary="Issue a new callback secret for this tenant's provider (shown once)",
+    description="With an Idempotency-Key, one rotation per key: the secret is shown once and "
+    "not kept in the receipt, so a repeat of the key is answered 409 `secret-shown-once`.",
+    dependencies=[Once],
 )
 def rotate_secret(principal: PrincipalDep, services: ServicesDep) -> SecretOut:
     principal.require(frozenset({Role.ADMIN}))
-    return SecretOut(secret=services.callbacks.rotate_secret(principal.tenant_id))
+    secret = rotate_callback_secret(
+        services.ledger,
+        services.callbacks,
+        principal.tenant_id,
+        provenance(principal, None, services),
+    )
+    return SecretOut(secret=secret)

@@ -25,8 +25,9 @@ from application.access import INVOICE_WRITERS
 from application.monitoring.reconciliation_service import RunResult
 from application.ports import Finding
 from domain.base import Provenance
-from domain.bounds import NAME_LENGTH, control_character
+from domain.bounds import NAME_LENGTH, TEXT_LENGTH, check_text, control_character
 from domain.errors import InvalidFieldError
+from domain.monitoring.platform_export import check_period
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.platform_export_reader import PlatformExportReader
 
@@ -144,17 +145,13 @@ def reconcile_upload(
 ) -> RunResult:
     """An uploaded export, kept in a temporary file while it is read and hashed, reconciled
     (the API's route and the console's upload both come here)."""
-    mapping = None
-    if columns:
-        try:
-            mapping = json.loads(columns)
-            assert isinstance(mapping, dict)
-        except (ValueError, AssertionError):
-            raise InvalidFieldError(
-                "columns", "must be a JSON object of header: field", "json"
-            ) from None
+    mapping = _mapping(columns)
     if (period_from is None) != (period_to is None):
         raise InvalidFieldError("period_to", "give both ends of the period, or neither", "pair")
+    if period_from is not None and period_to is not None:
+        check_period(period_from, period_to)
+    if encoding is not None:
+        check_text("encoding", encoding, 32, multiline=False)
     name = _upload_name(filename)
     with tempfile.TemporaryDirectory(prefix="fapiao-upload-") as tmp:
         path = Path(tmp) / name
@@ -178,7 +175,7 @@ def reconcile_upload(
                 inflated_limit=services.settings.upload_inflated_limit_mb * 1024 * 1024,
                 time_budget=services.settings.reconciliation_time_budget_seconds,
             )
-        except LookupError:
+        except (LookupError, ValueError):
             raise InvalidFieldError(
                 "encoding",
                 f"{encoding!r} is not one of utf-8, utf-8-sig, gb18030, gbk, gb2312",
@@ -198,6 +195,24 @@ def reconcile_upload(
         )
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _mapping(columns: str | None) -> dict[str, str] | None:
+    """The `columns` form field: a flat JSON object of header text -> field, within bounds
+    (deep nesting is refused as bad JSON, never a RecursionError)."""
+    if not columns:
+        return None
+    if len(columns) > TEXT_LENGTH:
+        raise InvalidFieldError("columns", f"is longer than {TEXT_LENGTH} characters", "max_length")
+    try:
+        mapping = json.loads(columns)
+    except (ValueError, RecursionError):
+        mapping = None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise InvalidFieldError("columns", "must be a JSON object of header: field", "json")
+    return mapping
 
 
 def _upload_name(filename: str | None) -> str:
