@@ -4,13 +4,20 @@ auditor, a tenant or the group's internal audit would, and read what it refused.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from api.cli.root import CliError, console
-from domain.evidence.checkpoint import NoteFormatError, parse_verifier_key
+from domain.evidence.checkpoint import (
+    NoteFormatError,
+    VerifierKey,
+    check_key_name,
+    check_origin,
+    parse_verifier_key,
+)
 
 witness_app = typer.Typer(
     help="A witness that cosigns our checkpoints (c2sp.org/tlog-witness).", no_args_is_help=True
@@ -24,13 +31,56 @@ NameOption = Annotated[
 ]
 
 
+def _name(name: str) -> str:
+    try:
+        return check_key_name(name)
+    except NoteFormatError as e:
+        raise CliError(f"--name: {e}") from None
+
+
+def _origin(origin: str) -> str:
+    try:
+        return check_origin(origin)
+    except NoteFormatError as e:
+        raise CliError(f"--origin: {e}") from None
+
+
+def _log_keys(log_key: list[str]) -> list[VerifierKey]:
+    try:
+        return [parse_verifier_key(k) for k in log_key]
+    except NoteFormatError as e:
+        raise CliError(f"--log-key: {e}") from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the server starts: a bad port or a bind failure
+    is one line, not a traceback from inside the server."""
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port {port}: a port is 1-65535 (0: any free port)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as e:
+        raise CliError(f"--host {host}: {e}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except (OSError, OverflowError) as e:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 @witness_app.command("key")
 def witness_key(state: StateOption, name: NameOption) -> None:
     """Print the witness's verifier key (made on first use): give it to the log operator
     (FAPIAO_WITNESSES) and to verifiers (`fapiao evidence verify --witness-key`)."""
     from infrastructure.evidence.witness import witness_vkey
 
-    print(witness_vkey(state, name).vkey)
+    print(witness_vkey(state, _name(name)).vkey)
 
 
 @witness_app.command("serve")
@@ -42,7 +92,7 @@ def witness_serve(
         list[str], typer.Option("--log-key", help="A verifier key of the log (repeatable)")
     ],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8700,
+    port: Annotated[int, typer.Option(help="Port (0: any free port)")] = 8700,
 ) -> None:
     """Serve add-checkpoint: cosign each checkpoint of the log that our signature and the
     consistency proof from the last cosigned size prove; refuse (and keep) the rest."""
@@ -51,13 +101,13 @@ def witness_serve(
     from api.http.witness_app import create_witness_app
     from infrastructure.evidence.witness import WitnessService, witness_vkey
 
-    try:
-        keys = [parse_verifier_key(k) for k in log_key]
-    except NoteFormatError as e:
-        raise CliError(f"--log-key: {e}") from None
+    name, origin, keys = _name(name), _origin(origin), _log_keys(log_key)
+    sock = _listen(host, port)
     witness = WitnessService(state, name, origin, keys)
-    print(f"witness {witness_vkey(state, name).vkey} on http://{host}:{port}", flush=True)
-    uvicorn.run(create_witness_app(witness), host=host, port=port, log_level="warning")
+    bound = sock.getsockname()[1]
+    print(f"witness {witness_vkey(state, name).vkey} on http://{host}:{bound}", flush=True)
+    config = uvicorn.Config(create_witness_app(witness), log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @witness_app.command("refusals")
@@ -71,7 +121,7 @@ def witness_refusals(
     lines, each with the whole request (the log's signed checkpoint in it)."""
     from infrastructure.evidence.witness import WitnessService
 
-    witness = WitnessService(state, name, origin, [parse_verifier_key(k) for k in log_key])
+    witness = WitnessService(state, _name(name), _origin(origin), _log_keys(log_key))
     refusals = witness.refusals()
     for r in refusals:
         print(json.dumps(r, ensure_ascii=False))

@@ -24,8 +24,36 @@ DASH = "\u2014"
 HEADS_EXTENSION = "fapiao-stream-heads/v1"
 
 
+MAX_KEY_NAME = 255
+MAX_ORIGIN = 255
+
+
 class NoteFormatError(ValueError):
     """The text is not a signed note, or not a checkpoint."""
+
+
+def check_key_name(name: str) -> str:
+    """A c2sp.org/signed-note key name: non-empty, printable, no whitespace and no `+`."""
+    if not name:
+        raise NoteFormatError("a key name must not be empty")
+    if len(name) > MAX_KEY_NAME:
+        raise NoteFormatError(f"a key name is at most {MAX_KEY_NAME} characters")
+    if "+" in name or any(c.isspace() or not c.isprintable() for c in name):
+        raise NoteFormatError(
+            f"key name {name[:80]!r}: no whitespace, no '+' and no control characters"
+        )
+    return name
+
+
+def check_origin(origin: str) -> str:
+    """A checkpoint origin line: non-empty, printable (spaces allowed inside), bounded."""
+    if not origin or origin != origin.strip():
+        raise NoteFormatError("an origin must be non-empty, without leading or trailing spaces")
+    if len(origin) > MAX_ORIGIN:
+        raise NoteFormatError(f"an origin is at most {MAX_ORIGIN} characters")
+    if not origin.isprintable():
+        raise NoteFormatError(f"origin {origin[:80]!r}: printable characters only")
+    return origin
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,7 @@ def key_id(key_name: str, public_key: bytes) -> bytes:
 
 def verifier_key(key_name: str, public_key: bytes) -> str:
     """The note verifier key string: name+hex key id+base64(type || public key)."""
+    check_key_name(key_name)
     return (
         f"{key_name}+{key_id(key_name, public_key).hex()}+"
         f"{base64.b64encode(ED25519 + public_key).decode()}"
@@ -111,6 +140,7 @@ def parse_verifier_key(text: str) -> VerifierKey:
     if len(parts) != 3:
         raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")
     name, hex_id, b64 = parts
+    check_key_name(name)
     try:
         raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
     except ValueError as e:

@@ -1,0 +1,102 @@
+"""The witness's and the verifier's command lines refuse bad input in one line, non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from domain.evidence.checkpoint import NoteFormatError, parse_verifier_key, verifier_key
+from domain.evidence.cosignature import parse_cosigner_vkey
+from infrastructure.evidence.cosigning import raw_public
+from infrastructure.evidence.witness import WitnessService
+from tests.witness_procs import cli, free_port
+
+LOG_KEY = verifier_key("example.test/log/k1", raw_public(Ed25519PrivateKey.generate()))
+
+
+def _one_line_refusal(r: object, *wanted: str) -> None:
+    assert r.returncode != 0, r.stdout  # type: ignore[attr-defined]
+    assert r.stdout == "", r.stdout  # type: ignore[attr-defined]
+    line = r.stderr.strip()  # type: ignore[attr-defined]
+    assert line.count("\n") == 0 and "Traceback" not in line, line
+    for w in wanted:
+        assert w in line, line
+
+
+def _serve(state: Path, *extra: str) -> object:
+    return cli(
+        "witness", "serve", "--state", str(state), "--name", "audit.test/w",
+        "--origin", "example.test/log", "--log-key", LOG_KEY, *extra,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path: Path, port: str) -> None:
+    _one_line_refusal(_serve(tmp_path, "--port", port), f"--port {port}", "1-65535")
+
+
+def test_serve_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port))
+        held.listen(1)
+        _one_line_refusal(_serve(tmp_path, "--port", str(port)), f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "bad+name", "tab\tname", "x" * 300])
+def test_witness_commands_refuse_a_bad_key_name(tmp_path: Path, name: str) -> None:
+    _one_line_refusal(cli("witness", "key", "--state", str(tmp_path), "--name", name), "--name")
+    serve = cli(
+        "witness", "serve", "--state", str(tmp_path), "--name", name,
+        "--origin", "example.test/log", "--log-key", LOG_KEY, "--port", "0",
+    )  # fmt: skip
+    _one_line_refusal(serve, "--name")
+    assert not (tmp_path / "witness.db").exists()
+
+
+@pytest.mark.parametrize("origin", ["", " padded", "line\nbreak", "o" * 300])
+def test_witness_commands_refuse_a_bad_origin(tmp_path: Path, origin: str) -> None:
+    for command in ("serve", "refusals"):
+        r = cli(
+            "witness", command, "--state", str(tmp_path), "--name", "audit.test/w",
+            "--origin", origin, "--log-key", LOG_KEY,
+        )  # fmt: skip
+        _one_line_refusal(r, "--origin")
+
+
+def test_verifier_keys_with_a_bad_name_are_refused_everywhere(tmp_path: Path) -> None:
+    raw = raw_public(Ed25519PrivateKey.generate())
+    for name in ("", "two words"):
+        with pytest.raises(NoteFormatError, match="key name"):
+            verifier_key(name, raw)
+    # A key string with an empty name (what `witness key --name ""` used to print).
+    good = verifier_key("n", raw)
+    empty_name = "+" + good.split("+", 1)[1]
+    with pytest.raises(NoteFormatError, match="key name"):
+        parse_verifier_key(empty_name)
+    witness = "+97997612+BM" + "A" * 42 + "="
+    with pytest.raises(NoteFormatError, match="key name"):
+        parse_cosigner_vkey(witness)
+    r = cli("evidence", "verify", str(tmp_path / "missing.zip"), "--witness-key", witness)
+    assert r.returncode != 0
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(b"PK\x05\x06" + bytes(18))
+    _one_line_refusal(
+        cli("evidence", "verify", str(bundle), "--witness-key", witness), "--witness-key", "name"
+    )
+    with pytest.raises(NoteFormatError):
+        WitnessService(tmp_path, "bad name", "example.test/log", [parse_verifier_key(LOG_KEY)])
+
+
+def test_the_log_origin_setting_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from infrastructure.settings import Settings
+
+    for origin in ("", "two words", "a+b"):
+        with pytest.raises(ValidationError, match="FAPIAO_LOG_ORIGIN"):
+            Settings(log_origin=origin)
