@@ -100,3 +100,44 @@ def test_the_log_origin_setting_is_checked() -> None:
     for origin in ("", "two words", "a+b"):
         with pytest.raises(ValidationError, match="FAPIAO_LOG_ORIGIN"):
             Settings(log_origin=origin)
+
+
+def _witnesses(n: int) -> str:
+    import json
+
+    from domain.evidence.cosignature import cosigner_vkey
+
+    return json.dumps(
+        {
+            f"http://127.0.0.1:{9 + i}/": cosigner_vkey(
+                f"w{i}.test", raw_public(Ed25519PrivateKey.generate())
+            )
+            for i in range(n)
+        }
+    )
+
+
+def test_a_quorum_larger_than_the_witnesses_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from pydantic import ValidationError
+
+    from infrastructure.settings import Settings
+
+    one = json.loads(_witnesses(1))
+    with pytest.raises(ValidationError, match="FAPIAO_WITNESS_QUORUM=5.*FAPIAO_WITNESSES"):
+        Settings(witnesses=one, witness_quorum=5)
+    with pytest.raises(ValidationError, match="FAPIAO_WITNESS_QUORUM=1.*FAPIAO_WITNESSES"):
+        Settings(witness_quorum=1)
+    assert Settings(witnesses=one, witness_quorum=1).witness_quorum == 1
+    assert Settings(witness_quorum=0).witness_quorum == 0
+    env = {
+        "FAPIAO_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "FAPIAO_DATA_DIR": str(tmp_path),
+        "FAPIAO_WITNESSES": _witnesses(1),
+        "FAPIAO_WITNESS_QUORUM": "5",
+    }
+    for command in (["ledger", "anchor"], ["serve", "--port", "0"], ["worker"]):
+        r = cli(*command, env=env)
+        _one_line_refusal(r, "FAPIAO_WITNESS_QUORUM=5", "FAPIAO_WITNESSES names 1")
+    assert not (tmp_path / "ledger.db").exists()

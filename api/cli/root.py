@@ -77,6 +77,8 @@ def one_line(e: Exception) -> str:
     if isinstance(e, ValidationError):
         return "; ".join(
             f"FAPIAO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")  # a rule across settings
             for err in e.errors()
         )
     return str(e)
