@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,29 @@ def test_a_quorum_larger_than_the_witnesses_is_refused(tmp_path: Path) -> None:
         r = cli(*command, env=env)
         _one_line_refusal(r, "FAPIAO_WITNESS_QUORUM=5", "FAPIAO_WITNESSES names 1")
     assert not (tmp_path / "ledger.db").exists()
+
+
+@pytest.mark.parametrize(
+    "option", ["--public-key", "--tsa-ca", "--known-checkpoint", "--key-rotations"]
+)
+def test_the_verifier_reads_option_files_bounded_and_regular(tmp_path: Path, option: str) -> None:
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(b"PK\x05\x06" + bytes(18))
+    keys = tmp_path / "log.vkey"
+    keys.write_text(LOG_KEY + "\n")
+    need = [] if option != "--key-rotations" else ["--public-key", str(keys)]
+    # /dev/zero used to hang the verifier: it is not a regular file.
+    r = cli("evidence", "verify", str(bundle), *need, option, "/dev/zero")
+    _one_line_refusal(r, option, "/dev/zero", "not a regular file")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    r = cli("evidence", "verify", str(bundle), *need, option, str(fifo))
+    _one_line_refusal(r, option, "not a regular file")
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"A" * (1024 * 1024 + 1))
+    r = cli("evidence", "verify", str(bundle), *need, option, str(big))
+    _one_line_refusal(r, option, "1 MiB")
+
+
+def test_the_verifier_refuses_a_bundle_that_is_not_a_regular_file() -> None:
+    _one_line_refusal(cli("evidence", "verify", "/dev/zero"), "/dev/zero", "not a regular file")

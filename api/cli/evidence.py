@@ -6,6 +6,8 @@ verifies but only against the bundle's own key (UNTRUSTED), and 1 naming every f
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,11 +35,27 @@ evidence_app = typer.Typer(
 UNTRUSTED_EXIT = 3
 
 
+MAX_OPTION_FILE_BYTES = 1024 * 1024  # keys, CA certificates, a checkpoint, the keys' JSON
+
+
+def _regular(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise CliError(f"{what} {path}: not a regular file")
+
+
 def _read(path: Path | None, what: str) -> str | None:
+    """A file named on the command line: a regular file, at most 1 MiB, UTF-8."""
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused below.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CliError(f"{what} {path}: not a regular file")
+            data = f.read(MAX_OPTION_FILE_BYTES + 1)
+        if len(data) > MAX_OPTION_FILE_BYTES:
+            raise CliError(f"{what} {path}: larger than the limit of 1 MiB")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"{what} {path}: {e}") from None
 
@@ -169,6 +187,7 @@ def evidence_verify(
     )
     from infrastructure.evidence.timestamping import load_cas
 
+    _regular(bundle, "bundle")
     keys_text = _read(public_key, "--public-key")
     try:
         keys = None if keys_text is None else read_key_file(keys_text)
@@ -194,7 +213,7 @@ def evidence_verify(
         )
     policy = AnchorPolicy(cas, witnesses, min_witnesses)
     result = verify_bundle(
-        bundle, event_catalog(), keys, _read(known_checkpoint, "checkpoint"), policy
+        bundle, event_catalog(), keys, _read(known_checkpoint, "--known-checkpoint"), policy
     )
     for name, at in result.timestamps:
         console.print(f"timestamp {name}: TSA time {shown_time(at)}", highlight=False)
