@@ -168,3 +168,35 @@ def test_the_verifier_reads_option_files_bounded_and_regular(tmp_path: Path, opt
 
 def test_the_verifier_refuses_a_bundle_that_is_not_a_regular_file() -> None:
     _one_line_refusal(cli("evidence", "verify", "/dev/zero"), "/dev/zero", "not a regular file")
+
+
+def test_a_file_of_several_log_keys_is_read_and_a_multiline_key_named(tmp_path: Path) -> None:
+    second = verifier_key("example.test/log/k2", raw_public(Ed25519PrivateKey.generate()))
+    keys = tmp_path / "log.vkey"
+    keys.write_text(f"{LOG_KEY}\n{second}\n")  # what `fapiao ledger keys` prints after a rotation
+    state = tmp_path / "w"
+    # The README's old `--log-key "$(cat log.vkey)"`: several lines, said so.
+    r = cli(
+        "witness", "refusals", "--state", str(state), "--name", "audit.test/w",
+        "--origin", "example.test/log", "--log-key", keys.read_text(),
+    )  # fmt: skip
+    _one_line_refusal(r, "--log-key", "2 lines given, expected one key")
+    with pytest.raises(NoteFormatError, match="2 lines given"):
+        parse_cosigner_vkey("a+b+c\nd+e+f")
+    r = cli(
+        "witness", "refusals", "--state", str(state), "--name", "audit.test/w",
+        "--origin", "example.test/log", "--log-keys", str(keys),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "0 refused requests kept" in r.stdout
+    keys.write_text(f"{LOG_KEY}\nnot-a-key\n")
+    r = cli(
+        "witness", "refusals", "--state", str(state), "--name", "audit.test/w",
+        "--origin", "example.test/log", "--log-keys", str(keys),
+    )  # fmt: skip
+    _one_line_refusal(r, "--log-keys", "line 2")
+    r = cli(
+        "witness", "refusals", "--state", str(state), "--name", "audit.test/w",
+        "--origin", "example.test/log",
+    )  # fmt: skip
+    _one_line_refusal(r, "--log-key KEY or --log-keys FILE")

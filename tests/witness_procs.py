@@ -67,8 +67,10 @@ def witness_process(
     vkey = r.stdout.strip()
     port = free_port()
     args = ["--state", str(folder), "--name", name, "--origin", origin, "--port", str(port)]
-    for k in log_keys:
-        args += ["--log-key", k]
+    # As the README has it: the log's keys (`fapiao ledger keys`) in a file, one per line.
+    keys_file = folder / "log.vkey"
+    keys_file.write_text("".join(f"{k}\n" for k in log_keys), encoding="utf-8")
+    args += ["--log-keys", str(keys_file)]
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli.main", "witness", "serve", *args],

@@ -6,8 +6,6 @@ verifies but only against the bundle's own key (UNTRUSTED), and 1 naming every f
 from __future__ import annotations
 
 import json
-import os
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +20,7 @@ from api.cli.root import (
     cli_actor,
     console,
     err,
+    read_option_file,
     services_for,
     tenant_code,
 )
@@ -35,29 +34,13 @@ evidence_app = typer.Typer(
 UNTRUSTED_EXIT = 3
 
 
-MAX_OPTION_FILE_BYTES = 1024 * 1024  # keys, CA certificates, a checkpoint, the keys' JSON
-
-
 def _regular(path: Path, what: str) -> None:
     if not path.is_file():
         raise CliError(f"{what} {path}: not a regular file")
 
 
 def _read(path: Path | None, what: str) -> str | None:
-    """A file named on the command line: a regular file, at most 1 MiB, UTF-8."""
-    if path is None:
-        return None
-    try:
-        # O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused below.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise CliError(f"{what} {path}: not a regular file")
-            data = f.read(MAX_OPTION_FILE_BYTES + 1)
-        if len(data) > MAX_OPTION_FILE_BYTES:
-            raise CliError(f"{what} {path}: larger than the limit of 1 MiB")
-        return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CliError(f"{what} {path}: {e}") from None
+    return None if path is None else read_option_file(path, what)
 
 
 @evidence_app.command("export")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.root import CliError, console
+from api.cli.root import CliError, console, read_option_file
 from domain.evidence.checkpoint import (
     NoteFormatError,
     VerifierKey,
@@ -45,11 +45,37 @@ def _origin(origin: str) -> str:
         raise CliError(f"--origin: {e}") from None
 
 
-def _log_keys(log_key: list[str]) -> list[VerifierKey]:
-    try:
-        return [parse_verifier_key(k) for k in log_key]
-    except NoteFormatError as e:
-        raise CliError(f"--log-key: {e}") from None
+LogKeyOption = Annotated[
+    list[str] | None,
+    typer.Option("--log-key", help="A verifier key of the log, one line (repeatable)"),
+]
+LogKeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-keys",
+        help="A file of the log's verifier keys, one per line (`fapiao ledger keys > log.vkey`)",
+    ),
+]
+
+
+def _log_keys(log_key: list[str] | None, log_keys: Path | None) -> list[VerifierKey]:
+    keys = []
+    for k in log_key or []:
+        try:
+            keys.append(parse_verifier_key(k))
+        except NoteFormatError as e:
+            raise CliError(f"--log-key: {e}") from None
+    if log_keys is not None:
+        lines = read_option_file(log_keys, "--log-keys").splitlines()
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    keys.append(parse_verifier_key(line))
+                except NoteFormatError as e:
+                    raise CliError(f"--log-keys {log_keys}: line {number}: {e}") from None
+    if not keys:
+        raise CliError("the log's verifier key is needed: --log-key KEY or --log-keys FILE")
+    return keys
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -88,9 +114,8 @@ def witness_serve(
     state: StateOption,
     name: NameOption,
     origin: Annotated[str, typer.Option("--origin", help="The log's origin line")],
-    log_key: Annotated[
-        list[str], typer.Option("--log-key", help="A verifier key of the log (repeatable)")
-    ],
+    log_key: LogKeyOption = None,
+    log_keys: LogKeysOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port)")] = 8700,
 ) -> None:
@@ -101,7 +126,7 @@ def witness_serve(
     from api.http.witness_app import create_witness_app
     from infrastructure.evidence.witness import WitnessService, witness_vkey
 
-    name, origin, keys = _name(name), _origin(origin), _log_keys(log_key)
+    name, origin, keys = _name(name), _origin(origin), _log_keys(log_key, log_keys)
     sock = _listen(host, port)
     witness = WitnessService(state, name, origin, keys)
     bound = sock.getsockname()[1]
@@ -115,13 +140,14 @@ def witness_refusals(
     state: StateOption,
     name: NameOption,
     origin: Annotated[str, typer.Option("--origin", help="The log's origin line")],
-    log_key: Annotated[list[str], typer.Option("--log-key", help="A verifier key of the log")],
+    log_key: LogKeyOption = None,
+    log_keys: LogKeysOption = None,
 ) -> None:
     """The requests this witness refused as a split view (fork, rollback, bad proof), as JSON
     lines, each with the whole request (the log's signed checkpoint in it)."""
     from infrastructure.evidence.witness import WitnessService
 
-    witness = WitnessService(state, _name(name), _origin(origin), _log_keys(log_key))
+    witness = WitnessService(state, _name(name), _origin(origin), _log_keys(log_key, log_keys))
     refusals = witness.refusals()
     for r in refusals:
         print(json.dumps(r, ensure_ascii=False))

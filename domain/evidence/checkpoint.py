@@ -45,6 +45,15 @@ def check_key_name(name: str) -> str:
     return name
 
 
+def _one_key(text: str) -> None:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise NoteFormatError(
+            f"{len(lines)} lines given, expected one key (a key is one line: give each "
+            "key on its own, or a file of keys where one is accepted)"
+        )
+
+
 def check_origin(origin: str) -> str:
     """A checkpoint origin line: non-empty, printable (spaces allowed inside), bounded."""
     if not origin or origin != origin.strip():
@@ -136,6 +145,7 @@ class VerifierKey:
 
 def parse_verifier_key(text: str) -> VerifierKey:
     """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
+    _one_key(text)
     parts = text.strip().split("+", 2)  # the base64 may hold "+" too
     if len(parts) != 3:
         raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")

@@ -21,6 +21,7 @@ from domain.evidence.checkpoint import (
     NoteSignature,
     _b64,
     _is_count,
+    _one_key,
     check_key_name,
 )
 
@@ -52,6 +53,7 @@ class CosignerKey:
 
 def parse_cosigner_vkey(text: str) -> CosignerKey:
     """A witness verifier key (type 0x04), its key id checked against the key."""
+    _one_key(text)
     parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise NoteFormatError("a witness key is name+keyid+base64(0x04 || key)")
