@@ -10,9 +10,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from domain.evidence.checkpoint import NoteFormatError, check_key_name, check_origin
-from domain.evidence.cosignature import parse_cosigner_vkey
-
 LOCAL_DATA_DIR = Path(".fapiao")
 
 
@@ -268,25 +265,6 @@ class Settings(BaseSettings):
         # Absolute once, at startup: a later chdir (or running from another folder) cannot
         # point the process at a different ledger.
         return None if v is None else _absolute(v)
-
-    @field_validator("log_origin")
-    @classmethod
-    def _origin(cls, v: str) -> str:
-        # The origin names the log's signing keys too (<origin>/<key>): a key name's rules.
-        try:
-            return check_key_name(check_origin(v))
-        except NoteFormatError as e:
-            raise ValueError(f"FAPIAO_LOG_ORIGIN: {e}") from None
-
-    @field_validator("witnesses")
-    @classmethod
-    def _witness_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for url, vkey in v.items():
-            try:
-                parse_cosigner_vkey(vkey)
-            except NoteFormatError as e:
-                raise ValueError(f"FAPIAO_WITNESSES: {url}: {e}") from None
-        return v
 
     @model_validator(mode="after")
     def _reachable_quorum(self) -> Settings:

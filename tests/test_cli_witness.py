@@ -14,6 +14,7 @@ from infrastructure.evidence.cosigning import raw_public
 from infrastructure.evidence.witness import WitnessService
 from tests.witness_procs import cli, free_port
 
+BAD_WITNESSES = '{"http://127.0.0.1:9/": "+97997612+BM' + "A" * 42 + '="}'
 LOG_KEY = verifier_key("example.test/log/k1", raw_public(Ed25519PrivateKey.generate()))
 
 
@@ -93,14 +94,22 @@ def test_verifier_keys_with_a_bad_name_are_refused_everywhere(tmp_path: Path) ->
         WitnessService(tmp_path, "bad name", "example.test/log", [parse_verifier_key(LOG_KEY)])
 
 
-def test_the_log_origin_setting_is_checked() -> None:
-    from pydantic import ValidationError
-
+def test_the_log_origin_setting_is_checked(tmp_path: Path) -> None:
+    from infrastructure.bootstrap import build_services
     from infrastructure.settings import Settings
 
+    url = f"sqlite:///{tmp_path / 'l.db'}"
     for origin in ("", "two words", "a+b"):
-        with pytest.raises(ValidationError, match="FAPIAO_LOG_ORIGIN"):
-            Settings(log_origin=origin)
+        with pytest.raises(ValueError, match="FAPIAO_LOG_ORIGIN"):
+            build_services(Settings(database_url=url, log_origin=origin))
+    env = {"FAPIAO_DATABASE_URL": url, "FAPIAO_DATA_DIR": str(tmp_path)}
+    assert cli("migrate", env=env).returncode == 0
+    for origin in ("two words", "a+b"):
+        r = cli("ledger", "keys", env={**env, "FAPIAO_LOG_ORIGIN": origin})
+        _one_line_refusal(r, "FAPIAO_LOG_ORIGIN")
+    assert not (tmp_path / "keys").exists()  # no key made under a bad name
+    r = cli("ledger", "keys", env={**env, "FAPIAO_WITNESSES": BAD_WITNESSES})
+    _one_line_refusal(r, "witness http://127.0.0.1:9/", "name")
 
 
 def _witnesses(n: int) -> str:
