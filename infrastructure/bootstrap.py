@@ -26,6 +26,7 @@ from application.remedies.reentry_service import ReEntryService
 from application.service_errors import ProjectionLagError, UnknownProjectionError
 from domain.bounds import OutOfBoundsError
 from domain.evidence.access_record import AccessRecord
+from domain.evidence.checkpoint import NoteFormatError, check_key_name, check_origin
 from domain.idempotency import CommandReceipt
 from domain.invoices.invoice import Invoice
 from domain.monitoring.reconciliation_run import ReconciliationRun
@@ -364,6 +365,10 @@ def _lock_path(settings: Settings, projection: str) -> Any:
 
 def build_services(settings: Settings | None = None, clock: Clock | None = None) -> Services:
     settings = settings or Settings()
+    try:  # the origin names the log's signing keys too (<origin>/<key>): a key name's rules
+        check_key_name(check_origin(settings.origin))
+    except NoteFormatError as e:
+        raise ValueError(f"FAPIAO_LOG_ORIGIN: {e}") from None
     ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
     engine = create_engine_for(settings)
     write_engine = create_engine_for(settings, immediate=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -265,6 +265,15 @@ class Settings(BaseSettings):
         # Absolute once, at startup: a later chdir (or running from another folder) cannot
         # point the process at a different ledger.
         return None if v is None else _absolute(v)
+
+    @model_validator(mode="after")
+    def _reachable_quorum(self) -> Settings:
+        if self.witness_quorum is not None and self.witness_quorum > len(self.witnesses):
+            raise ValueError(
+                f"FAPIAO_WITNESS_QUORUM={self.witness_quorum} needs at least that many "
+                f"witnesses, but FAPIAO_WITNESSES names {len(self.witnesses)}"
+            )
+        return self
 
     @field_validator("read_database_url")
     @classmethod

@@ -42,10 +42,15 @@ def _run(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_ca(folder: Path, name: str) -> None:
-    """A self-signed test CA (`ca.pem`, `ca.key`) and a TSA certificate it issued."""
+def make_ca(folder: Path, name: str, chain: bool = False) -> None:
+    """A self-signed test CA (`ca.pem`, `ca.key`) and a TSA certificate it issued; `chain`:
+    the TSA's tokens carry the CA's certificate too (`certs = ca.pem`, as OpenSSL puts it:
+    its SET OF certificates not DER-sorted)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tsa.cnf").write_text(CONFIG.format(dir=folder))
+    config = CONFIG.format(dir=folder)
+    if chain:
+        config = config.replace(f"certs = {folder}/tsa.pem", f"certs = {folder}/ca.pem")
+    (folder / "tsa.cnf").write_text(config)
     (folder / "serial").write_text("01\n")
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
     _run(
@@ -122,8 +127,10 @@ class LocalTsa:
 
 
 @contextmanager
-def local_tsa(folder: Path, name: str = "local", port: int = 0) -> Iterator[LocalTsa]:
-    make_ca(folder, name)
+def local_tsa(
+    folder: Path, name: str = "local", port: int = 0, chain: bool = False
+) -> Iterator[LocalTsa]:
+    make_ca(folder, name, chain)
     tsa = LocalTsa(folder)
 
     class Handler(BaseHTTPRequestHandler):

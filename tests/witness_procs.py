@@ -21,10 +21,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli.main", *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -66,8 +67,10 @@ def witness_process(
     vkey = r.stdout.strip()
     port = free_port()
     args = ["--state", str(folder), "--name", name, "--origin", origin, "--port", str(port)]
-    for k in log_keys:
-        args += ["--log-key", k]
+    # As the README has it: the log's keys (`fapiao ledger keys`) in a file, one per line.
+    keys_file = folder / "log.vkey"
+    keys_file.write_text("".join(f"{k}\n" for k in log_keys), encoding="utf-8")
+    args += ["--log-keys", str(keys_file)]
     log = (folder / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli.main", "witness", "serve", *args],

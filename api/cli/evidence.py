@@ -20,6 +20,7 @@ from api.cli.root import (
     cli_actor,
     console,
     err,
+    read_option_file,
     services_for,
     tenant_code,
 )
@@ -33,13 +34,13 @@ evidence_app = typer.Typer(
 UNTRUSTED_EXIT = 3
 
 
+def _regular(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise CliError(f"{what} {path}: not a regular file")
+
+
 def _read(path: Path | None, what: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CliError(f"{what} {path}: {e}") from None
+    return None if path is None else read_option_file(path, what)
 
 
 @evidence_app.command("export")
@@ -169,6 +170,7 @@ def evidence_verify(
     )
     from infrastructure.evidence.timestamping import load_cas
 
+    _regular(bundle, "bundle")
     keys_text = _read(public_key, "--public-key")
     try:
         keys = None if keys_text is None else read_key_file(keys_text)
@@ -194,7 +196,7 @@ def evidence_verify(
         )
     policy = AnchorPolicy(cas, witnesses, min_witnesses)
     result = verify_bundle(
-        bundle, event_catalog(), keys, _read(known_checkpoint, "checkpoint"), policy
+        bundle, event_catalog(), keys, _read(known_checkpoint, "--known-checkpoint"), policy
     )
     for name, at in result.timestamps:
         console.print(f"timestamp {name}: TSA time {shown_time(at)}", highlight=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -35,6 +36,24 @@ err = Console(stderr=True)
 
 class CliError(Exception):
     """A failure to report as one line."""
+
+
+MAX_OPTION_FILE_BYTES = 1024 * 1024  # keys, CA certificates, a checkpoint, the keys' JSON
+
+
+def read_option_file(path: Path, what: str) -> str:
+    """A file named on the command line: a regular file, at most 1 MiB, UTF-8."""
+    try:
+        # O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused below.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CliError(f"{what} {path}: not a regular file")
+            data = f.read(MAX_OPTION_FILE_BYTES + 1)
+        if len(data) > MAX_OPTION_FILE_BYTES:
+            raise CliError(f"{what} {path}: larger than the limit of 1 MiB")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"{what} {path}: {e}") from None
 
 
 @contextmanager
@@ -77,6 +96,8 @@ def one_line(e: Exception) -> str:
     if isinstance(e, ValidationError):
         return "; ".join(
             f"FAPIAO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")  # a rule across settings
             for err in e.errors()
         )
     return str(e)

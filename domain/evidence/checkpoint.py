@@ -24,8 +24,45 @@ DASH = "\u2014"
 HEADS_EXTENSION = "fapiao-stream-heads/v1"
 
 
+MAX_KEY_NAME = 255
+MAX_ORIGIN = 255
+
+
 class NoteFormatError(ValueError):
     """The text is not a signed note, or not a checkpoint."""
+
+
+def check_key_name(name: str) -> str:
+    """A c2sp.org/signed-note key name: non-empty, printable, no whitespace and no `+`."""
+    if not name:
+        raise NoteFormatError("a key name must not be empty")
+    if len(name) > MAX_KEY_NAME:
+        raise NoteFormatError(f"a key name is at most {MAX_KEY_NAME} characters")
+    if "+" in name or any(c.isspace() or not c.isprintable() for c in name):
+        raise NoteFormatError(
+            f"key name {name[:80]!r}: no whitespace, no '+' and no control characters"
+        )
+    return name
+
+
+def _one_key(text: str) -> None:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise NoteFormatError(
+            f"{len(lines)} lines given, expected one key (a key is one line: give each "
+            "key on its own, or a file of keys where one is accepted)"
+        )
+
+
+def check_origin(origin: str) -> str:
+    """A checkpoint origin line: non-empty, printable (spaces allowed inside), bounded."""
+    if not origin or origin != origin.strip():
+        raise NoteFormatError("an origin must be non-empty, without leading or trailing spaces")
+    if len(origin) > MAX_ORIGIN:
+        raise NoteFormatError(f"an origin is at most {MAX_ORIGIN} characters")
+    if not origin.isprintable():
+        raise NoteFormatError(f"origin {origin[:80]!r}: printable characters only")
+    return origin
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,7 @@ def key_id(key_name: str, public_key: bytes) -> bytes:
 
 def verifier_key(key_name: str, public_key: bytes) -> str:
     """The note verifier key string: name+hex key id+base64(type || public key)."""
+    check_key_name(key_name)
     return (
         f"{key_name}+{key_id(key_name, public_key).hex()}+"
         f"{base64.b64encode(ED25519 + public_key).decode()}"
@@ -107,10 +145,12 @@ class VerifierKey:
 
 def parse_verifier_key(text: str) -> VerifierKey:
     """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
+    _one_key(text)
     parts = text.strip().split("+", 2)  # the base64 may hold "+" too
     if len(parts) != 3:
         raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")
     name, hex_id, b64 = parts
+    check_key_name(name)
     try:
         raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
     except ValueError as e:

@@ -16,7 +16,14 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from domain.evidence.checkpoint import NoteFormatError, NoteSignature, _b64, _is_count
+from domain.evidence.checkpoint import (
+    NoteFormatError,
+    NoteSignature,
+    _b64,
+    _is_count,
+    _one_key,
+    check_key_name,
+)
 
 COSIGNATURE_V1 = b"\x04"
 MAX_PROOF_LINES = 63
@@ -28,6 +35,7 @@ def cosigner_key_id(name: str, public_key: bytes) -> bytes:
 
 def cosigner_vkey(name: str, public_key: bytes) -> str:
     """The witness's verifier key: name+hex key id+base64(0x04 || public key)."""
+    check_key_name(name)
     blob = base64.b64encode(COSIGNATURE_V1 + public_key).decode()
     return f"{name}+{cosigner_key_id(name, public_key).hex()}+{blob}"
 
@@ -45,10 +53,12 @@ class CosignerKey:
 
 def parse_cosigner_vkey(text: str) -> CosignerKey:
     """A witness verifier key (type 0x04), its key id checked against the key."""
+    _one_key(text)
     parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise NoteFormatError("a witness key is name+keyid+base64(0x04 || key)")
     name, hex_id, b64 = parts
+    check_key_name(name)
     try:
         raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
     except ValueError as e:

@@ -46,6 +46,21 @@ def load_cas(pem: bytes) -> list[x509.Certificate]:
     return certs
 
 
+UNSORTED_CERTIFICATES = (
+    "the TSA's token lists its certificates out of DER order (SignedData.certificates is a "
+    "SET OF that DER sorts; OpenSSL's TSA does not sort it when `certs =` adds a chain), and "
+    "rfc3161-client cannot read it: configure the TSA to send no chain or a DER-sorted one"
+)
+
+
+def _unreadable(e: ValueError) -> str:
+    """Why the library could not read a TimeStampResp, plainly when it is the known case."""
+    text = str(e)
+    if "InvalidSetOrdering" in text and "SignedData::certificates" in text:
+        return UNSORTED_CERTIFICATES
+    return text
+
+
 def imprint(body: str) -> bytes:
     """What a token is over: SHA-256 of the checkpoint note's body (its text, no signatures)."""
     return hashlib.sha256(body.encode()).digest()
@@ -73,6 +88,9 @@ def request_token(
     der = response.body
     try:
         parsed = decode_timestamp_response(der)
+    except ValueError as e:
+        raise TimestampError(f"{url}: {_unreadable(e)}") from None
+    try:
         builder = VerifierBuilder.from_request(request)
         for ca in cas:
             builder = builder.add_root_certificate(ca)
@@ -88,6 +106,8 @@ def verify_token(der: bytes, body: str, cas: list[x509.Certificate]) -> datetime
     try:
         parsed = decode_timestamp_response(der)
     except ValueError as e:
+        if _unreadable(e) == UNSORTED_CERTIFICATES:
+            raise TimestampError(UNSORTED_CERTIFICATES) from None
         raise TimestampError(f"not a TimeStampResp: {e}") from None
     builder = VerifierBuilder()
     for ca in cas:

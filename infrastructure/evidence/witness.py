@@ -23,7 +23,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.evidence import merkle
-from domain.evidence.checkpoint import NoteFormatError, VerifierKey, parse_note
+from domain.evidence.checkpoint import (
+    NoteFormatError,
+    VerifierKey,
+    check_key_name,
+    check_origin,
+    parse_note,
+)
 from domain.evidence.cosignature import CosignerKey, cosigner_key_id, parse_add_checkpoint
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
 from infrastructure.evidence.cosigning import cosign, raw_public
@@ -68,6 +74,7 @@ def load_witness_key(state_dir: Path) -> Ed25519PrivateKey:
 
 
 def witness_vkey(state_dir: Path, name: str) -> CosignerKey:
+    check_key_name(name)
     raw = raw_public(load_witness_key(state_dir))
     return CosignerKey(name, cosigner_key_id(name, raw), raw)
 
@@ -78,6 +85,8 @@ class WitnessService:
     ) -> None:
         if not log_keys:
             raise ValueError("a witness needs the log's verifier key (--log-key)")
+        check_key_name(name)
+        check_origin(origin)
         self.name, self.origin, self.log_keys = name, origin, log_keys
         self.key = load_witness_key(state_dir)
         self.db = sqlite3.connect(

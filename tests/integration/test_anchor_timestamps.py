@@ -238,3 +238,75 @@ def test_anchoring_waits_while_the_sealer_catches_up(settings: Settings, tsa: Lo
         assert svc.anchor_round() == 1 and tsa.answered == 1
     finally:
         svc.close()
+
+
+def test_a_tsa_sending_an_unsorted_chain_is_named_plainly_and_nothing_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """OpenSSL's TSA with `certs = ca.pem` sends the chain as a SET OF not in DER order:
+    `openssl ts -verify` accepts it, rfc3161-client (strict DER) cannot read it, and no
+    maintained release reads it; re-encoding is not an option (tokens are kept as sent). So
+    the reason is said plainly on /readyz and `fapiao ledger status`, and the token stays
+    outstanding."""
+    from fastapi.testclient import TestClient
+
+    from api.http.app import create_app
+    from infrastructure.evidence.timestamping import UNSORTED_CERTIFICATES
+    from tests.test_cli import fapiao
+
+    with local_tsa(tmp_path / "chained", chain=True) as tsa:
+        configured = settings.model_copy(
+            update={
+                "tsa_urls": tsa.url,
+                "tsa_ca_file": tsa.ca_pem,
+                "outbound_allow": "127.0.0.1/32",
+            }
+        )
+        svc = build_services(configured)
+        try:
+            row = _checkpoint(svc)
+            assert svc.anchors.run_once() == 0
+            status = svc.anchors.status()
+            assert status.tokens_outstanding == 1
+            assert UNSORTED_CERTIFICATES in status.errors[tsa.url]
+            assert svc.anchors.anchors(int(row["tree_size"]))["timestamps"] == []
+            with TestClient(create_app(services=svc)) as client:
+                errors = client.get("/readyz").json()["anchors"]["errors"]
+            assert "out of DER order" in errors[tsa.url]
+            assert "ParseError" not in errors[tsa.url]
+        finally:
+            svc.close()
+        env = {
+            "FAPIAO_TSA_URLS": tsa.url,
+            "FAPIAO_TSA_CA_FILE": str(tsa.ca_pem),
+            "FAPIAO_OUTBOUND_ALLOW": "127.0.0.1/32",
+        }
+        # The errors are the running process's (a fresh `ledger status` has tried nothing);
+        # `ledger anchor` tries once and says why.
+        r = fapiao(configured, "ledger", "anchor", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "timestamp tokens outstanding: 1" in r.stdout
+        assert "out of DER order" in r.stderr and "no chain or a DER-sorted one" in r.stderr
+        assert "ParseError" not in r.stderr
+        # The same answer handed to the offline check is named the same way.
+        body, _ = parse_signed_note(str(row["note"]))
+        from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
+
+        query = (
+            TimestampRequestBuilder(cert_req=True)
+            .data(body.encode())
+            .hash_algorithm(HashAlgorithm.SHA256)
+            .build()
+        )
+        answer = tsa.reply(query.as_bytes())
+        with pytest.raises(TimestampError, match="out of DER order"):
+            verify_token(answer, body, load_cas(tsa.ca_pem.read_bytes()))
+        # OpenSSL itself accepts the token as sent.
+        (tmp_path / "r.tsr").write_bytes(answer)
+        (tmp_path / "body.txt").write_text(body)
+        ok = subprocess.run(
+            ["openssl", "ts", "-verify", "-in", str(tmp_path / "r.tsr"), "-data",
+             str(tmp_path / "body.txt"), "-CAfile", str(tsa.ca_pem)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
