@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
@@ -20,8 +20,9 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
-from infrastructure.bootstrap import Services
-from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 
 def reconcile(
@@ -65,6 +66,8 @@ def reconcile(
             mapping = json.loads(columns.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CliError(f"columns: cannot read {columns}: {e}") from None
+    from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
+
     with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         try:
