@@ -83,7 +83,9 @@ def main() -> None:
         medians = _hyperfine(args.runs, hyperfine)
         how = "hyperfine"
     else:
-        medians = {k: statistics.median(v) for k, v in _interleaved(args.runs, args.baseline).items()}
+        medians = {
+            k: statistics.median(v) for k, v in _interleaved(args.runs, args.baseline).items()
+        }
         how = f"interleaved subprocess runs, median of {args.runs}"
     base = medians["python -c pass"]
     print(f"CLI start ({how}; load average {os.getloadavg()[0]:.2f})")
