@@ -36,6 +36,11 @@ class EventLog(Protocol):
 
     def select_stream(self, originator_id: UUID) -> Sequence[StoredEventRow]: ...
 
+    def select_streams(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEventRow]]:
+        """`select_stream` of each (an empty list for a stream with no events), in a few
+        queries rather than one per stream."""
+        ...
+
     def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]: ...
 
 

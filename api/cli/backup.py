@@ -4,19 +4,14 @@ restoring it elsewhere and verifying every event and checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from api.cli.root import CliError, Operator, cli_actor, console, err, services_for
-from infrastructure.evidence.ledger_backup import (
-    RestoreReport,
-    create_backup,
-    restore_backup,
-    target_settings,
-    verify_backup,
-)
-from infrastructure.settings import Settings
+
+if TYPE_CHECKING:
+    from infrastructure.evidence.ledger_backup import RestoreReport
 
 backup_app = typer.Typer(
     help="Backups: create, restore into an empty database, verify.", no_args_is_help=True
@@ -35,6 +30,8 @@ def backup_create(
 ) -> None:
     """Snapshot the database (pg_dump or SQLite's online backup), sign a checkpoint of exactly
     its events, and write it with the attachments, public keys and a SHA-256 manifest."""
+    from infrastructure.evidence.ledger_backup import create_backup
+
     by = cli_actor(operator)
     if file.exists():
         raise CliError(f"{file} exists; choose a new name")
@@ -78,6 +75,9 @@ def backup_restore(
 ) -> None:
     """Restore into an empty database, migrate, and verify every event and checkpoint; exit 1
     naming each failure unless all of them verify."""
+    from infrastructure.evidence.ledger_backup import restore_backup, target_settings
+    from infrastructure.settings import Settings
+
     target = target_settings(to, Settings())
     folder = data_dir or (target.sqlite_path.parent if not target.is_postgres else target.data_dir)
     report = restore_backup(file, target, folder.resolve(), _say)
@@ -95,6 +95,9 @@ def backup_verify(
     ] = None,
 ) -> None:
     """Restore into a scratch database (dropped afterwards) and verify it: the drill."""
+    from infrastructure.evidence.ledger_backup import target_settings, verify_backup
+    from infrastructure.settings import Settings
+
     settings = Settings()
     server = target_settings(scratch_url, settings) if scratch_url else settings
     report = verify_backup(file, server if server.is_postgres else None, _say)

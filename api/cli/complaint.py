@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,7 +23,9 @@ from api.cli.root import (
 from application.access import INVOICE_WRITERS
 from domain.calendar import SHANGHAI
 from domain.errors import InvalidFieldError
-from infrastructure.bootstrap import Services
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 complaint_app = typer.Typer(help="Complaint cases (投诉/申诉).", no_args_is_help=True)
 

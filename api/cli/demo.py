@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from api.cli.root import CliError, console
-from application.demo.scenario import DEMO_NAME, DEMO_TENANT, load_demo
-from infrastructure.bootstrap import Services
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 
 def demo(
@@ -110,6 +111,8 @@ def _demo_key(services: Services, tenant: str) -> str:
 
 
 def load_demo_tenant(services: Services, host: str, port: int) -> None:
+    from application.demo.scenario import DEMO_NAME, DEMO_TENANT, load_demo
+
     tenant = services.keys.ensure_tenant(DEMO_TENANT, DEMO_NAME)
     if services.reader.counts(tenant) or services.ledger.recorder.max_notification_id():
         console.print("demo tenant already has data; not loading it again")

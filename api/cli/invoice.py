@@ -5,31 +5,60 @@ a command whose fields are given as `--set name=value`, validated by the same mo
 body. Commands act as the API key given with --key (or FAPIAO_KEY), with the same roles.
 
 No `from __future__ import annotations` here: each step's `--set` help is built at runtime into
-its annotation, which typer must see evaluated.
+its annotation, which typer must see evaluated. The steps are built when the group is first asked
+for a command (`fapiao invoice ...`): the declaration's models are the heaviest import of the
+command line, and `fapiao --help` and the other groups need none of it.
 """
 
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
+import typer.main
+from typer.core import TyperGroup
 
 from api.cli.root import CliError, Key, act_as, field_pairs, services_for
-from api.http.schemas import CommandResponse, InvoiceOut, IssueInvoiceRequest
 from application.access import INVOICE_WRITERS
-from application.dto import CommandResult
-from application.invoices.lifecycle import LIFECYCLE, LifecycleCommand
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from typer import _click
+
+    from application.dto import CommandResult
+    from application.invoices.lifecycle import LifecycleCommand
+
+
+class _InvoiceGroup(TyperGroup):
+    """`fapiao invoice`: issue and show, then the lifecycle steps, added on first use."""
+
+    _steps_added = False
+
+    def _add_steps(self) -> None:
+        if not self._steps_added:
+            self._steps_added = True
+            for name, command in typer.main.get_group(_steps_app()).commands.items():
+                self.add_command(command, name)
+
+    def list_commands(self, ctx: "_click.Context") -> list[str]:
+        self._add_steps()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: "_click.Context", cmd_name: str) -> "_click.Command | None":
+        self._add_steps()
+        return super().get_command(ctx, cmd_name)
+
 
 invoice_app = typer.Typer(
     help="Invoices: issue, show, and each lifecycle step (submit, acknowledge, ...).",
     no_args_is_help=True,
+    cls=_InvoiceGroup,
 )
 InvoiceRef = Annotated[str, typer.Argument(help="The invoice's id or canonical key")]
 
 
-def _invalid(e: ValidationError) -> CliError:
+def _invalid(e: "ValidationError") -> CliError:
     """One line naming every field and what is wrong with it."""
     return CliError(
         "; ".join(
@@ -38,12 +67,14 @@ def _invalid(e: ValidationError) -> CliError:
     )
 
 
-def _print(result: CommandResult) -> None:
+def _print(result: "CommandResult") -> None:
+    from api.http.schemas import CommandResponse
+
     out = CommandResponse.model_validate(result, from_attributes=True)
     print(json.dumps(out.model_dump(mode="json"), ensure_ascii=False))
 
 
-def _fields_help(command_type: type[LifecycleCommand]) -> str:
+def _fields_help(command_type: "type[LifecycleCommand]") -> str:
     parts = []
     for name, field in command_type.model_fields.items():
         required = field.is_required()
@@ -52,7 +83,7 @@ def _fields_help(command_type: type[LifecycleCommand]) -> str:
     return ", ".join(parts)
 
 
-def _lifecycle_command(command_type: type[LifecycleCommand]) -> Callable[..., None]:
+def _lifecycle_command(command_type: "type[LifecycleCommand]") -> Callable[..., None]:
     def command(
         key: Key,
         invoice: InvoiceRef,
@@ -61,6 +92,8 @@ def _lifecycle_command(command_type: type[LifecycleCommand]) -> Callable[..., No
             typer.Option("--set", help=f"field=value (repeat): {_fields_help(command_type)}"),
         ] = None,
     ) -> None:
+        from pydantic import ValidationError
+
         try:
             body = command_type.model_validate(field_pairs(set_))
         except ValidationError as e:
@@ -86,6 +119,10 @@ def invoice_issue(
     ],
 ) -> None:
     """Issue (record) an invoice from a JSON file; warnings are printed with the result."""
+    from pydantic import ValidationError
+
+    from api.http.schemas import IssueInvoiceRequest
+
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -104,6 +141,8 @@ def invoice_issue(
 @invoice_app.command("show")
 def invoice_show(key: Key, invoice: InvoiceRef) -> None:
     """The invoice's current status (the status view, brought up to date first), as JSON."""
+    from api.http.schemas import InvoiceOut
+
     with services_for(key=key) as s:
         principal, _ = act_as(s, key)
         tenant = principal.tenant_id
@@ -115,7 +154,13 @@ def invoice_show(key: Key, invoice: InvoiceRef) -> None:
     print(json.dumps(InvoiceOut.from_row(row).model_dump(mode="json"), ensure_ascii=False))
 
 
-for _command_type in LIFECYCLE:
-    invoice_app.command(_command_type.step.name.lower().replace("_", "-"))(
-        _lifecycle_command(_command_type)
-    )
+def _steps_app() -> typer.Typer:
+    """A command for each lifecycle step, in the declaration's order."""
+    from application.invoices.lifecycle import LIFECYCLE
+
+    steps = typer.Typer()
+    for command_type in LIFECYCLE:
+        steps.command(command_type.step.name.lower().replace("_", "-"))(
+            _lifecycle_command(command_type)
+        )
+    return steps

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from api.cli.root import CliError, console, err, services_for
-from infrastructure.bootstrap import Services
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 ledger_app = typer.Typer(
     help="The tamper-evident log: verify, checkpoint, keys.", no_args_is_help=True

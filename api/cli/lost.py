@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,9 @@ from api.cli.root import (
     store_file,
 )
 from application.access import INVOICE_WRITERS
-from infrastructure.bootstrap import Services
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 lost_app = typer.Typer(help="Lost paper invoice cases.", no_args_is_help=True)
 

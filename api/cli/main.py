@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import sys
 
-from pydantic import ValidationError
-
 from api.cli import (
     backup,
     complaint,
@@ -24,11 +22,16 @@ from api.cli import (
     reentry,
     witness,
 )
-from api.cli.root import CliError, app, err, one_line
+from api.cli.root import CliError, app, err, is_validation_error, one_line
 from application.service_errors import ApplicationError
 from domain.errors import DomainError
-from infrastructure.api_keys import ApiKeyError
-from infrastructure.evidence.ledger_backup import BackupError
+
+# Errors told in one line whose modules are heavy: a command that can raise one has imported its
+# module, so looking them up only among the modules loaded keeps `fapiao --help` fast.
+_LAZY_ONE_LINE_ERRORS = (
+    ("infrastructure.api_keys", "ApiKeyError"),
+    ("infrastructure.evidence.ledger_backup", "BackupError"),
+)
 
 app.command()(monitoring.reconcile)
 app.command()(ops.migrate)
@@ -50,16 +53,25 @@ app.add_typer(invoice.invoice_app, name="invoice")
 app.add_typer(witness.witness_app, name="witness")
 
 
+def _one_line_errors() -> tuple[type[Exception], ...]:
+    loaded = tuple(
+        getattr(sys.modules[module], name)
+        for module, name in _LAZY_ONE_LINE_ERRORS
+        if module in sys.modules
+    )
+    return (CliError, DomainError, ApplicationError, ValueError, *loaded)
+
+
 def main() -> None:
     try:
         app()
-    except ValidationError as e:
-        err.print(f"error: {one_line(e)}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(2)
-    except (CliError, DomainError, ApplicationError, ApiKeyError, BackupError, ValueError) as e:
-        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - one readable line, not a traceback
+        if is_validation_error(e):
+            err.print(f"error: {one_line(e)}", highlight=False, markup=False, soft_wrap=True)
+            sys.exit(2)
+        if isinstance(e, _one_line_errors()):
+            err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
+            sys.exit(2)
         err.print(f"error: {type(e).__name__}: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
@@ -20,9 +20,9 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
-from domain.monitoring.platform_export import check_period
-from infrastructure.bootstrap import Services
-from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 
 def reconcile(
@@ -52,6 +52,8 @@ def reconcile(
     """Reconcile a platform export against the ledger; the same file again changes nothing."""
     import json
 
+    from domain.monitoring.platform_export import check_period
+
     first, last = date_option("period_from", period_from), date_option("period_to", period_to)
     if (first is None) != (last is None):
         raise CliError("period_to: give both ends of the period, or neither")
@@ -66,6 +68,8 @@ def reconcile(
             mapping = json.loads(columns.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as e:
             raise CliError(f"columns: cannot read {columns}: {type(e).__name__}") from None
+    from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
+
     with services_for(tenant=tenant) as services:
         code = tenant_code(services, tenant)
         try:

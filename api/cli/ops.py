@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -12,10 +12,10 @@ from rich.table import Table
 
 from api.cli.demo import load_demo_tenant
 from api.cli.root import CliError, console, services_for
-from infrastructure.bootstrap import Services, build_cells
-from infrastructure.settings import Settings
-from infrastructure.store import migrate as migrations
-from infrastructure.structured_logs import LogFormat, configure_logging
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
+    from infrastructure.settings import Settings
 
 LogFormatOption = Annotated[
     str | None,
@@ -28,6 +28,8 @@ LogFormatOption = Annotated[
 
 
 def _logging(settings: Settings, log_format: str | None) -> None:
+    from infrastructure.structured_logs import LogFormat, configure_logging
+
     fmt = log_format or settings.log_format
     if fmt not in ("auto", "json", "console"):
         raise CliError(f"log-format: {fmt!r} is not json, console or auto")
@@ -47,6 +49,9 @@ def migrate(
     down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead")] = False,
 ) -> None:
     """Apply the alembic migrations (both stores; every database tenants are routed to)."""
+    from infrastructure.settings import Settings
+    from infrastructure.store import migrate as migrations
+
     for settings in Settings().cells():
         if down:
             migrations.downgrade(settings, revision)
@@ -67,6 +72,9 @@ def serve(
     import uvicorn
 
     from api.http.app import create_app
+    from infrastructure.bootstrap import build_cells
+    from infrastructure.settings import Settings
+    from infrastructure.store import migrate as migrations
 
     settings = Settings()
     _logging(settings, log_format)
@@ -113,6 +121,8 @@ def worker(
 ) -> None:
     """Run projection workers, the acknowledgement ticker and the webhook deliverer until
     interrupted. Start several: one is active per projection, the others stand by."""
+    from infrastructure.settings import Settings
+
     settings = Settings()
     _logging(settings, log_format)
     with services_for(settings) as services:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
@@ -20,8 +20,10 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
-from application.monitoring.policy_service import PolicyView
 from domain.calendar import SHANGHAI
+
+if TYPE_CHECKING:
+    from application.monitoring.policy_service import PolicyView
 
 policy_app = typer.Typer(
     help="Tenant policy: acknowledgement window, maintenance windows, review and closure days.",

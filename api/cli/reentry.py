@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,9 +24,10 @@ from api.cli.root import (
     services_for,
     store_file,
 )
-from api.http.schemas import shown
 from application.access import APPROVERS, DECIDERS, INVOICE_WRITERS, REVIEWERS
-from infrastructure.bootstrap import Services
+
+if TYPE_CHECKING:
+    from infrastructure.bootstrap import Services
 
 reentry_app = typer.Typer(help="Supplementary-entry applications (补录).", no_args_is_help=True)
 
@@ -135,6 +136,8 @@ def reentry_withdraw(
 def reentry_show(key: Key, application: str) -> None:
     """The application as JSON."""
     with services_for(key=key) as s:
+        from api.http.schemas import shown
+
         p, _ = act_as(s, key)
         a = s.reentry.get(p.tenant_id, case_id("application", application))
         print(

@@ -5,25 +5,28 @@ from __future__ import annotations
 import getpass
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from application.access import INVOICE_WRITERS, Principal
-from application.remedies.case_commands import CaseResult
-from domain.base import Provenance, Source
 from domain.calendar import SHANGHAI
 from domain.errors import InvalidFieldError
-from infrastructure.bootstrap import Services, build_services
-from infrastructure.settings import Settings
-from infrastructure.store import migrate as migrations
+
+if TYPE_CHECKING:
+    # Heavy (the stores, SQLAlchemy, alembic): imported where a command needs them, so that
+    # `fapiao --help` starts fast.
+    from application.remedies.case_commands import CaseResult
+    from domain.base import Provenance
+    from infrastructure.bootstrap import Services
+    from infrastructure.settings import Settings
 
 app = typer.Typer(
     help="fapiao-ledger: the trusted record of every invoice's journey to the tax platform.",
@@ -62,6 +65,10 @@ def services_for(
 ) -> Iterator[Services]:
     """The services of the database this command acts on: the tenant's (or the key's tenant's)
     when FAPIAO_TENANT_DATABASES routes it elsewhere, else FAPIAO_DATABASE_URL's."""
+    from infrastructure.bootstrap import build_services
+    from infrastructure.settings import Settings
+    from infrastructure.store import migrate as migrations
+
     settings = settings or Settings()
     if tenant:
         settings = settings.for_tenant(tenant)
@@ -92,8 +99,15 @@ def settings_of_key(settings: Settings, key: str) -> Settings:
     return key_cell(settings, key) or settings
 
 
+def is_validation_error(e: BaseException) -> bool:
+    """A pydantic ValidationError (looked up only if pydantic was imported: only then can one have
+    been raised, and the command line starts faster without it)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(e, pydantic.ValidationError)
+
+
 def one_line(e: Exception) -> str:
-    if isinstance(e, ValidationError):
+    if is_validation_error(e):
         return "; ".join(
             f"FAPIAO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             if err["loc"]
@@ -119,6 +133,8 @@ Operator = Annotated[
 
 def cli_actor(operator: str | None = None) -> Provenance:
     """Provenance of a CLI command: the named operator, else the OS user."""
+    from domain.base import Provenance, Source
+
     name = (operator or os_user()).strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise CliError("operator: a printable name of at most 100 characters")
@@ -151,6 +167,8 @@ def act_as(
     services: Services, key: str, occurred_at: datetime | None = None
 ) -> tuple[Principal, Provenance]:
     """The key's principal, and provenance for what it does (business time: now by default)."""
+    from domain.base import Provenance, Source
+
     principal = services.keys.authenticate(key)
     if principal is None:
         raise CliError("the API key is unknown or revoked")
@@ -196,7 +214,7 @@ def date_option(field: str, text: str | None) -> date | None:
         raise InvalidFieldError(field, f"{text!r} is not a date (YYYY-MM-DD)", "date") from None
 
 
-CaseCommand = Callable[..., CaseResult]
+CaseCommand = Callable[..., "CaseResult"]
 
 
 def case_step(

@@ -20,6 +20,7 @@ from typing import Any
 
 import rfc8785
 
+from application.evidence import canonical_json
 from application.invoices.ledger import NOT_DATA, _jsonable
 from domain.base import LedgerEvent
 from domain.calendar import SHANGHAI
@@ -31,13 +32,20 @@ BUNDLE_FORMAT = "fapiao-ledger evidence bundle v2"
 
 def canonical(value: Any) -> bytes:
     """RFC 8785 JSON (what every JSON file of a bundle is)."""
-    return rfc8785.dumps(_jsonable(value))
+    try:
+        return canonical_json.dumps_plain(canonical_json.plain(value))
+    except canonical_json.NotPlainError:
+        return rfc8785.dumps(_jsonable(value))
 
 
 def as_json(value: Any) -> Any:
     """The value as its JSON reads back (keys sorted, plain types), as both sides compare it.
-    (The stdlib's encoder: these values hold no floats, where it and RFC 8785 differ.)"""
-    return json.loads(json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False))
+    (The stdlib's encoder: these values hold no floats, where it and RFC 8785 differ; plain
+    values, checked in one walk, are RFC 8785 and read back the same.)"""
+    try:
+        return canonical_json.loads(canonical_json.dumps_plain(canonical_json.plain(value)))
+    except canonical_json.NotPlainError:
+        return json.loads(json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False))
 
 
 def decoded_event(event: LedgerEvent, leaf: dict[str, Any]) -> dict[str, Any]:

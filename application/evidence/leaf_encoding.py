@@ -24,8 +24,7 @@ from datetime import UTC
 from typing import Any
 from uuid import UUID
 
-import rfc8785
-
+from application.evidence import canonical_json
 from application.ports import StoredEventRow
 from domain.evidence import merkle
 
@@ -43,7 +42,7 @@ def leaf_document(row: StoredEventRow, tenant: str | None) -> dict[str, Any]:
 
 
 def leaf_bytes(row: StoredEventRow, tenant: str | None) -> bytes:
-    return rfc8785.dumps(leaf_document(row, tenant))
+    return canonical_json.dumps(leaf_document(row, tenant))
 
 
 def leaf_hash(row: StoredEventRow, tenant: str | None) -> bytes:

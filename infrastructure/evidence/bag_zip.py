@@ -89,6 +89,7 @@ class ZipBag:
         self.archive = archive
         self.files = {i.filename[len(prefix) :]: i for i in infos if not i.is_dir()}
         self._children: dict[str, set[str]] = {}
+        self._sha256: dict[str, str] = {}
         for name in self.files:
             parts = name.split("/")
             for depth in range(1, len(parts)):
@@ -96,7 +97,19 @@ class ZipBag:
 
     def read(self, name: str) -> bytes | None:
         info = self.files.get(name)
-        return None if info is None else self.archive.read(info)
+        if info is None:
+            return None
+        data = self.archive.read(info)
+        # What was read is hashed once, so validating afterwards reads the zip in one pass.
+        self._sha256[name] = hashlib.sha256(data).hexdigest()
+        return data
+
+    def _digest(self, algorithm: str, path: str) -> str | None:
+        """The file's digest: from its earlier read, else read now (None if not in the bag)."""
+        if algorithm == "sha256" and path in self._sha256:
+            return self._sha256[path]
+        data = self.read(path)
+        return None if data is None else hashlib.new(algorithm, data).hexdigest()
 
     def children(self, folder: str) -> list[str]:
         """The names directly under `folder` (files and folders), sorted."""
@@ -149,10 +162,10 @@ class ZipBag:
                 failures.append(f"BagIt: {name} line {n}: not '<checksum> <path>'")
                 continue
             listed.add(path)
-            data = self.read(path)
-            if data is None:
+            found = self._digest(algorithm, path)
+            if found is None:
                 failures.append(f"BagIt: {path} is in {name} but not in the bag")
-            elif hashlib.new(algorithm, data).hexdigest() != digest.lower():
+            elif found != digest.lower():
                 failures.append(f"BagIt: {path}: its {algorithm} differs from {name}")
         return listed
 

@@ -258,7 +258,8 @@ def _prove(
     """The streams' stored events and their proofs at one signed size. Events sealed while
     the rows were being read are picked up by reading again."""
     for _ in range(5):
-        rows = {sid: list(services.ledger.event_log.select_stream(UUID(sid))) for sid in streams}
+        found = services.ledger.event_log.select_streams([UUID(sid) for sid in streams])
+        rows = {sid: found[UUID(sid)] for sid in streams}
         positions = [r.position for stream in rows.values() for r in stream]
         try:
             proofs, row = services.merkle.prove(

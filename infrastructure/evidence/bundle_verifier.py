@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.domain import AggregateCreated
 from eventsourcing.persistence import StoredEvent
 
+from application.evidence import canonical_json
 from application.evidence.bundle_contents import (
     StreamView,
     attachment_refs,
@@ -210,8 +210,18 @@ class _Verifier:
     # ---- the whole bag ----
 
     def run(self) -> None:
+        # BagIt is checked first (its failures come first), but computed last: the other checks
+        # read the files, each read hashes its bytes, and BagIt then reads only what they did
+        # not (one pass over the zip). Nothing fails before it: it starts the list.
         self.checking("bagit")
+        self._checks()
+        failures, checks = self.result.failures, self.result.checks
+        before, checks["bagit"] = list(failures), []
+        self.check = "bagit"
         self._bagit()
+        failures[:] = checks["bagit"] + before
+
+    def _checks(self) -> None:
         self.checking("keys")
         self._keys()
         self.checking("checkpoint")
@@ -426,7 +436,7 @@ class _Verifier:
             included = proof["tree_size"] == checkpoint.size and merkle.verify_inclusion(
                 int(proof["leaf_index"]),
                 checkpoint.size,
-                merkle.leaf_hash(rfc8785.dumps(leaf)),
+                merkle.leaf_hash(canonical_json.dumps(leaf)),
                 [bytes.fromhex(p) for p in proof["proof"]],
                 checkpoint.root,
             )
@@ -482,7 +492,7 @@ class _Verifier:
                 and merkle.verify_inclusion(
                     int(doc["leaf_index"]),
                     heads.count,
-                    merkle.leaf_hash(rfc8785.dumps(head)),
+                    merkle.leaf_hash(canonical_json.dumps(head)),
                     [bytes.fromhex(p) for p in doc["proof"]],
                     heads.root,
                 )

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Identifier
 from application.ports import StoredEventRow
 
 WRITE_STATEMENT_MARGIN = 10  # seconds the insert may run once it holds the lock
+STREAMS_PER_QUERY = 500  # select_streams: streams read per query (SQLite's variable limit)
 
 # Table names below are the library's fixed names, never user input.
 # ruff: noqa: S608
@@ -63,6 +64,34 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             )
             for r in rows
         ]
+
+    def select_streams(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEventRow]]:
+        found: dict[UUID, list[StoredEventRow]] = {i: [] for i in originator_ids}
+        ids = list(found)
+        for start in range(0, len(ids), STREAMS_PER_QUERY):
+            chunk = ids[start : start + STREAMS_PER_QUERY]
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    "SELECT rowid AS position, originator_id, originator_version, topic, state, "
+                    f"recorded_at FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    [i.hex for i in chunk],
+                )
+                rows = c.fetchall()
+            for r in rows:
+                sid = UUID(r["originator_id"])
+                found[sid].append(
+                    StoredEventRow(
+                        position=r["position"],
+                        originator_id=sid,
+                        originator_version=r["originator_version"],
+                        topic=r["topic"],
+                        state=bytes(r["state"]),
+                        recorded_at=_sqlite_time(r["recorded_at"]),
+                    )
+                )
+        return found
 
     def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]:
         """Stored events after a position, in log order, with recorded_at (for sealing)."""
@@ -115,6 +144,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._stream_sql = SQL(
             "SELECT notification_id, originator_version, topic, state, recorded_at FROM {} "
             "WHERE originator_id=%s ORDER BY originator_version"
+        ).format(table)
+        self._streams_sql = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state, "
+            "recorded_at FROM {} WHERE originator_id = ANY(%s::uuid[]) "
+            "ORDER BY originator_id, originator_version"
         ).format(table)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -177,3 +211,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             )
             for r in rows
         ]
+
+    def select_streams(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEventRow]]:
+        found: dict[UUID, list[StoredEventRow]] = {i: [] for i in originator_ids}
+        ids = list(found)
+        for start in range(0, len(ids), STREAMS_PER_QUERY):
+            chunk = ids[start : start + STREAMS_PER_QUERY]
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(self._streams_sql, (chunk,), prepare=True)
+                rows: Any = curs.fetchall()
+            for r in rows:
+                found[r["originator_id"]].append(
+                    StoredEventRow(
+                        position=r["notification_id"],
+                        originator_id=r["originator_id"],
+                        originator_version=r["originator_version"],
+                        topic=r["topic"],
+                        state=bytes(r["state"]),
+                        recorded_at=r["recorded_at"],
+                    )
+                )
+        return found

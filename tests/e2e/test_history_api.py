@@ -161,3 +161,17 @@ def test_the_ledger_streams_the_tenants_events_by_position_and_time(api: Api) ->
     ]
     assert all(e["recorded_at"] <= cut for e in until) and len(until) >= 3
     assert api.client.get("/v1/ledger/events", headers=api.clerk).status_code == 403
+
+
+def test_reading_many_streams_at_once_gives_each_streams_own_read(api: Api) -> None:
+    refs = [api.issue(number=f"2611200000000000{n:04d}")["invoice_id"] for n in range(3)]
+    assert api.post(f"/v1/invoices/{refs[0]}/submissions", {}).status_code == 200
+    ids = [UUID(str(r)) for r in refs]
+    unknown = UUID(int=7)
+    log = api.services.ledger.event_log
+    many = log.select_streams([ids[2], unknown, *ids[:2]])
+    assert list(many) == [ids[2], unknown, *ids[:2]]
+    assert many[unknown] == []
+    for i in ids:
+        assert many[i] == list(log.select_stream(i))
+    assert [r.originator_version for r in many[ids[0]]] == [1, 2]

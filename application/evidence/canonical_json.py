@@ -1,0 +1,97 @@
+"""RFC 8785 (JCS) bytes at C speed: the standard library's JSON encoder (keys sorted, no ASCII
+escaping, no spaces) writes exactly the bytes the rfc8785 package writes for the values a ledger
+holds (strings, integers within +-(2**53 - 1), booleans, null, lists, and
+objects whose string keys sort the same by code point as by UTF-16, i.e. hold no character above
+U+FFFF); any other value (a float, a larger integer, such a key, a lone surrogate) is left to the
+rfc8785 package, which writes it or raises as before. tests/unit/test_canonical_json.py
+holds the two equal."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import rfc8785
+
+_SAFE_INTEGER = 2**53 - 1
+_LAST_BMP = "\uffff"
+
+
+def dumps(value: Any) -> bytes:
+    """The RFC 8785 serialization of `value`."""
+    if _plain(value):
+        try:
+            return _encode(value)
+        except NotPlainError:
+            pass  # a lone surrogate: rfc8785 refuses it
+    return rfc8785.dumps(value)
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+
+
+def _encode(value: Any) -> bytes:
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError) as e:
+        raise NotPlainError(str(e)) from None
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and (k.isascii() or max(k) <= _LAST_BMP) and _plain(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return False
+
+
+class NotPlainError(ValueError):
+    """The value holds something `plain` leaves to the slow path (a float, a tuple, ...)."""
+
+
+def plain(value: Any) -> Any:
+    """The value as the ledger's JSON holds it (times as ISO 8601, Decimals and UUIDs as
+    strings, like application.invoices.ledger's `_jsonable`), in one walk that also checks it is
+    plain (see the module's note); NotPlainError otherwise."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, int):
+        if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            return value
+        raise NotPlainError("integer beyond 2**53")
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not (k.isascii() or max(k) <= _LAST_BMP):
+                raise NotPlainError("key")
+            out[k] = plain(v)
+        return out
+    raise NotPlainError(type(value).__name__)
+
+
+def dumps_plain(value: Any) -> bytes:
+    """RFC 8785 bytes of a value `plain` returned (NotPlainError for a lone surrogate)."""
+    return _encode(value)
+
+
+def loads(data: bytes) -> Any:
+    """JSON back into plain values."""
+    return json.loads(data)

@@ -1,0 +1,108 @@
+"""The fast RFC 8785 writer gives the rfc8785 package's bytes (or its refusal) for every value."""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import UTC
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from application.evidence import bundle_contents, canonical_json
+from application.invoices.ledger import _jsonable
+from domain.calendar import SHANGHAI
+
+
+class Colour(enum.StrEnum):
+    RED = "红"
+
+
+class Size(enum.IntEnum):
+    BIG = 3
+
+
+def _both(value: Any) -> tuple[object, object]:
+    def run(f: Any) -> object:
+        try:
+            return f(value)
+        except Exception as e:  # noqa: BLE001 - the refusal's type is compared
+            return type(e)
+
+    return run(rfc8785.dumps), run(canonical_json.dumps)
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.sampled_from([2**53 - 1, -(2**53 - 1), 2**53, -(2**53), Colour.RED, Size.BIG]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F)),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(values)
+def test_the_fast_writer_gives_the_rfc8785_packages_bytes_or_its_refusal(value: Any) -> None:
+    expected, got = _both(value)
+    assert got == expected
+
+
+@pytest.mark.parametrize("code", [*range(0, 0x100), 0x2028, 0xE000, 0xFFFF, 0x10000, 0x1F600])
+def test_every_escape_and_key_order_matches(code: int) -> None:
+    c = chr(code)
+    value = {c: c, "k": [c, f"a{c}b"], f"{c}z": 1, "\ue000": 2, "\U0001f600": 3}
+    expected, got = _both(value)
+    assert got == expected
+
+
+def test_lone_surrogates_floats_and_big_integers_are_refused_as_rfc8785_refuses() -> None:
+    for value in ("\ud800", {"\udfff": 1}, 2**53, float("nan")):
+        expected, got = _both(value)
+        assert isinstance(expected, type) and got is expected
+
+
+ledger_values = st.recursive(
+    st.one_of(
+        scalars,
+        st.datetimes(timezones=st.sampled_from([None, UTC, SHANGHAI])),
+        st.dates(),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.uuids(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner),
+        st.dictionaries(st.text(), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _outcome(f: Any, value: Any) -> object:
+    try:
+        return f(value)
+    except Exception as e:  # noqa: BLE001 - the refusal's type is compared
+        return type(e)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(ledger_values)
+def test_bundle_json_is_what_the_slow_path_writes_and_reads_back(value: Any) -> None:
+    slow_canonical = _outcome(lambda v: rfc8785.dumps(_jsonable(v)), value)
+    assert _outcome(bundle_contents.canonical, value) == slow_canonical
+    slow = _outcome(
+        lambda v: json.loads(json.dumps(_jsonable(v), sort_keys=True, ensure_ascii=False)), value
+    )
+    fast = _outcome(bundle_contents.as_json, value)
+    assert repr(fast) == repr(slow)  # repr: NaN != NaN, and key order counts
