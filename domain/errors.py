@@ -95,10 +95,10 @@ class ValidationFailedError(DomainError):
 class InvalidTransitionError(DomainError):
     """A lifecycle step that the current status does not allow."""
 
-    def __init__(self, current: str, step: str) -> None:
+    def __init__(self, current: str, step: str, subject: str = "an invoice") -> None:
         self.current = current
         self.step = step
-        super().__init__(f"cannot {step} an invoice that is {current}")
+        super().__init__(f"cannot {step} {subject} that is {current}")
 
 
 class CorrectionNotAllowedError(DomainError):

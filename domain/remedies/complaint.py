@@ -199,7 +199,7 @@ class Complaint(BaseAggregate[UUID]):
 
     def _open(self, step: str) -> None:
         if self.status != "open":
-            raise InvalidTransitionError(self.status, step)
+            raise InvalidTransitionError(self.status, step, "a complaint")
 
     def add_evidence(self, by: Provenance, ref: AttachmentRef) -> None:
         self._open("add evidence to")
@@ -243,12 +243,12 @@ class Complaint(BaseAggregate[UUID]):
 
     def remind(self, by: Provenance, due_on: date) -> None:
         if self.status != "open" or self.reply_due_on != due_on or self.reminded_for == due_on:
-            raise InvalidTransitionError(self.status, "remind about")
+            raise InvalidTransitionError(self.status, "remind about", "a complaint")
         self.trigger_event(self.ReplyReminderDue, **by.fields(), due_on=due_on)
 
     def flag_reply_overdue(self, by: Provenance, due_on: date) -> None:
         if self.status != "open" or self.reply_due_on != due_on or self.overdue_for == due_on:
-            raise InvalidTransitionError(self.status, "flag as overdue")
+            raise InvalidTransitionError(self.status, "flag as overdue", "a complaint")
         self.trigger_event(self.ReplyOverdue, **by.fields(), due_on=due_on)
 
     def escalate(self, by: Provenance, step: str, to: str, note: str, due_on: date) -> None:
@@ -270,7 +270,7 @@ class Complaint(BaseAggregate[UUID]):
             or not 0 <= index < len(self.escalations)
             or (self.escalations[index]["overdue"])
         ):
-            raise InvalidTransitionError(self.status, "flag the escalation of")
+            raise InvalidTransitionError(self.status, "flag the escalation of", "a complaint")
         self.trigger_event(self.EscalationOverdue, **by.fields(), index=index)
 
     def resolve(self, by: Provenance, outcome: str, text: str, still_missing: list[UUID]) -> None:

@@ -122,7 +122,7 @@ class LostInvoiceCase(BaseAggregate[UUID]):
 
     def _open(self, step: str) -> None:
         if self.status != "open":
-            raise InvalidTransitionError(self.status, step)
+            raise InvalidTransitionError(self.status, step, "a lost-invoice case")
 
     def request_copy(self, by: Provenance, issuer: str, requested_on: date, note: str) -> None:
         self._open("request a copy for")

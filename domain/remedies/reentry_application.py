@@ -225,7 +225,7 @@ class ReEntryApplication(BaseAggregate[UUID]):
                 step, ("submitted", "reviewed")
             )
             if self.status not in allowed:
-                return InvalidTransitionError(self.status, step)
+                return InvalidTransitionError(self.status, step, "an application")
             if person == self.applicant:
                 return SeparationOfDutiesError(person, step, "applicant")
             if step == "approve" and person == self.reviewer:
@@ -235,7 +235,7 @@ class ReEntryApplication(BaseAggregate[UUID]):
             return SeparationOfDutiesError(person, step, "not the applicant")
         editable = ("drafted", "submitted", "returned") if step == "withdraw" else EDITABLE
         if self.status not in editable:
-            return InvalidTransitionError(self.status, step)
+            return InvalidTransitionError(self.status, step, "an application")
         return None
 
     def _check(self, step: str, person: str) -> None:
@@ -343,5 +343,5 @@ class ReEntryApplication(BaseAggregate[UUID]):
             or self.round != round_
             or (self.overdue_flagged)
         ):
-            raise InvalidTransitionError(self.status, "flag as overdue")
+            raise InvalidTransitionError(self.status, "flag as overdue", "an application")
         self.trigger_event(self.ReviewOverdue, **by.fields(), round=round_, due_at=due_at)

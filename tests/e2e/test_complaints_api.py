@@ -113,7 +113,9 @@ def test_a_complaint_with_exchanges_a_missed_deadline_an_escalation_and_a_resolu
     tick(api)
     flagged = api.get("/v1/queues/clerk").json()["resolved_but_still_missing"]
     assert flagged["count"] == 1 and flagged["items"][0]["flagged"] is True
-    assert api.post(f"{base}/exchanges", exchanges[0]).status_code == 409
+    closed = api.post(f"{base}/exchanges", exchanges[0])
+    assert closed.status_code == 409
+    assert "a complaint that is" in closed.json()["detail"], closed.text  # not "an invoice"
 
     clerk = f"key:{key_id(api, api.clerk)}"
     actors = [
