@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ED25519 = b"\x01"
@@ -143,23 +144,37 @@ class VerifierKey:
     public_key: bytes
 
 
-def parse_verifier_key(text: str) -> VerifierKey:
-    """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
+def split_vkey(
+    text: str, kind: str, shape: str, type_byte: bytes, id_of: Callable[[str, bytes], bytes]
+) -> tuple[str, bytes, bytes]:
+    """(name, key id, public key) of a signed-note verifier key `name+hexkeyid+base64(type ||
+    key)`, its name, type, length and key id checked; `kind` and `shape` word the errors."""
     _one_key(text)
     parts = text.strip().split("+", 2)  # the base64 may hold "+" too
     if len(parts) != 3:
-        raise NoteFormatError("a verifier key is name+keyid+base64(0x01 || key)")
+        raise NoteFormatError(f"a {kind} key is {shape}")
     name, hex_id, b64 = parts
     check_key_name(name)
     try:
         raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
     except ValueError as e:
-        raise NoteFormatError(f"bad verifier key: {e}") from None
-    if len(raw) != 33 or raw[:1] != ED25519:
-        raise NoteFormatError("only Ed25519 verifier keys (type 0x01, 32 bytes) are supported")
-    if key_id(name, raw[1:]) != wanted:
-        raise NoteFormatError(f"verifier key {name}: the key id does not match the key")
-    return VerifierKey(name, wanted, raw[1:])
+        raise NoteFormatError(f"bad {kind} key: {e}") from None
+    if len(raw) != 33 or raw[:1] != type_byte:
+        raise NoteFormatError(
+            "only Ed25519 verifier keys (type 0x01, 32 bytes) are supported"
+            if type_byte == ED25519
+            else f"a {kind} key is of type 0x{type_byte.hex()} (Ed25519 cosignature/v1), 32 bytes"
+        )
+    if id_of(name, raw[1:]) != wanted:
+        raise NoteFormatError(f"{kind} key {name}: the key id does not match the key")
+    return name, wanted, raw[1:]
+
+
+def parse_verifier_key(text: str) -> VerifierKey:
+    """`name+hexkeyid+base64(0x01 || key)`, its key id checked against the key."""
+    return VerifierKey(
+        *split_vkey(text, "verifier", "name+keyid+base64(0x01 || key)", ED25519, key_id)
+    )
 
 
 def note(checkpoint: Checkpoint, signatures: list[NoteSignature]) -> str:

@@ -21,8 +21,8 @@ from domain.evidence.checkpoint import (
     NoteSignature,
     _b64,
     _is_count,
-    _one_key,
     check_key_name,
+    split_vkey,
 )
 
 COSIGNATURE_V1 = b"\x04"
@@ -53,21 +53,11 @@ class CosignerKey:
 
 def parse_cosigner_vkey(text: str) -> CosignerKey:
     """A witness verifier key (type 0x04), its key id checked against the key."""
-    _one_key(text)
-    parts = text.strip().split("+", 2)
-    if len(parts) != 3:
-        raise NoteFormatError("a witness key is name+keyid+base64(0x04 || key)")
-    name, hex_id, b64 = parts
-    check_key_name(name)
-    try:
-        raw, wanted = _b64(b64, "key"), bytes.fromhex(hex_id)
-    except ValueError as e:
-        raise NoteFormatError(f"bad witness key: {e}") from None
-    if len(raw) != 33 or raw[:1] != COSIGNATURE_V1:
-        raise NoteFormatError("a witness key is of type 0x04 (Ed25519 cosignature/v1), 32 bytes")
-    if cosigner_key_id(name, raw[1:]) != wanted:
-        raise NoteFormatError(f"witness key {name}: the key id does not match the key")
-    return CosignerKey(name, wanted, raw[1:])
+    return CosignerKey(
+        *split_vkey(
+            text, "witness", "name+keyid+base64(0x04 || key)", COSIGNATURE_V1, cosigner_key_id
+        )
+    )
 
 
 def cosigned_message(body: str, timestamp: int) -> bytes:
