@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 
@@ -85,19 +85,37 @@ class Finding:
     note: str = ""
 
 
+class Classified(NamedTuple):
+    """A staged row or a ledger invoice as the store's join sorted it out.
+
+    kind: matched (the same on both sides), mismatched (some field differs: `platform` and
+    `ledger` are given for the domain's comparison), unknown (no ledger invoice), duplicate (a
+    later line of a key already seen), absent (a ledger invoice of the period the export lacks,
+    `ledger` given)."""
+
+    kind: str
+    line: int | None
+    invoice_key: str
+    invoice_id: UUID | None
+    status: str | None  # the ledger's
+    platform: Any = None  # PlatformRow
+    ledger: Any = None  # LedgerView
+
+
 class ReconciliationStore(Protocol):
-    """Staging of export rows, the ledger side of the merge, and the findings of a run."""
+    """Staging of export rows, their classification against the ledger, and the findings."""
 
     def clear(self, run_id: UUID) -> None: ...
 
-    def stage(self, run_id: UUID, rows: Sequence[Any]) -> None: ...
-
-    def staged(self, run_id: UUID) -> Iterator[Any]:
-        """Staged PlatformRows, ordered by invoice key (bytewise) then line."""
+    def stage(self, run_id: UUID, rows: Iterable[Any]) -> int:
+        """Stage PlatformRows as they come, in bounded chunks; the number staged."""
         ...
 
-    def ledger(self, tenant_id: str, direction: str) -> Iterator[Any]:
-        """The tenant's LedgerViews in that direction, ordered by invoice key (bytewise)."""
+    def classify(
+        self, run_id: UUID, tenant_id: str, direction: str, period: tuple[date, date] | None
+    ) -> Iterator[Classified]:
+        """Each staged row, and each ledger invoice of `period` the export lacks whose status
+        makes that news, ordered by invoice key (bytewise) then line."""
         ...
 
     def add_findings(

@@ -25,6 +25,8 @@ CLASSES = ("matched", "mismatched", "absent", "unknown", "duplicate", "invalid")
 BELIEVED_UPLOADED = frozenset({"submitted", "acknowledged"})
 # Ledger statuses for which presence on the platform settles the upload: acknowledge.
 AWAITING = frozenset({"submitted", "submission_failed", "missing"})
+# Ledger statuses for which absence from the export is news (see `absent`).
+ABSENT_STATUSES = BELIEVED_UPLOADED | {"missing"}
 EXPECTED_PLATFORM_STATUS = {
     "voided": "voided",
     "reversed": "reversed",
@@ -72,8 +74,12 @@ def compare(row: PlatformRow, ledger: LedgerView) -> Verdict:
     expected = EXPECTED_PLATFORM_STATUS.get(ledger.status, "normal")
     if row.platform_status != expected:
         diffs.append({"field": "status", "ledger": ledger.status, "platform": row.platform_status})
-    action = "acknowledge" if ledger.status in AWAITING else None
-    return Verdict("mismatched" if diffs else "matched", diffs, action)
+    return Verdict("mismatched" if diffs else "matched", diffs, presence_action(ledger.status))
+
+
+def presence_action(status: str) -> str | None:
+    """What an invoice's presence on the platform does to it, from its ledger status."""
+    return "acknowledge" if status in AWAITING else None
 
 
 def absent(ledger: LedgerView, period: tuple[date, date]) -> Verdict | None:

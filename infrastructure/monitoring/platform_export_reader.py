@@ -7,6 +7,7 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -138,13 +139,17 @@ class PlatformExportReader:
             workbook.close()
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" leaves
+
+
 def check_decoded(values: list[object], encoding: str | None) -> None:
     """A cell with bytes the encoding could not decode: the file is not in that encoding."""
-    for value in values:
-        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
-            raise RowError(
-                "row", f"bytes that are not valid {encoding}: wrong encoding?", "encoding"
-            )
+    try:
+        text = "\x00".join(values)  # type: ignore[arg-type]  # CSV cells: all text
+    except TypeError:
+        text = "\x00".join(v for v in values if isinstance(v, str))
+    if _UNDECODED.search(text):
+        raise RowError("row", f"bytes that are not valid {encoding}: wrong encoding?", "encoding")
 
 
 # The platform's "basic information" export: 19 columns (DOMAIN.md 5).
