@@ -71,9 +71,9 @@ class TimerReader(Protocol):
     def due(self, now: datetime, limit: int) -> list[DueTimer]: ...
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One classified row or ledger invoice of a reconciliation run."""
+class Finding(NamedTuple):
+    """One classified row or ledger invoice of a reconciliation run. (A named tuple: an
+    export of a million rows makes a million.)"""
 
     cls: str
     line: int | None
@@ -89,7 +89,8 @@ class Classified(NamedTuple):
     """A staged row or a ledger invoice as the store's join sorted it out.
 
     kind: matched (the same on both sides), mismatched (some field differs: `platform` and
-    `ledger` are given for the domain's comparison), unknown (no ledger invoice), duplicate (a
+    `ledger` are given for the domain's comparison, the platform row without its raw
+    text), unknown (no ledger invoice), duplicate (a
     later line of a key already seen), absent (a ledger invoice of the period the export lacks,
     `ledger` given)."""
 

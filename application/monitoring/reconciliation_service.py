@@ -99,16 +99,7 @@ class _Merge:
             for index, _, _ in self.actions:
                 event, position, note = outcomes[index]
                 f = self.buffer[index]
-                self.buffer[index] = Finding(
-                    f.cls,
-                    f.line,
-                    f.invoice_key,
-                    f.invoice_id,
-                    f.differences,
-                    event,
-                    position,
-                    note or f.note,
-                )
+                self.buffer[index] = f._replace(event=event, position=position, note=note or f.note)
                 self.events += event is not None
             self.actions = []
         if self.buffer:
@@ -131,7 +122,11 @@ def finding_line(f: Finding) -> bytes:
         if f.differences
         else "[]"
     )
-    invoice_id = f'"{f.invoice_id}"' if f.invoice_id else "null"
+    if f.invoice_id:
+        h = f.invoice_id.hex  # str(uuid), at a third of its cost
+        invoice_id = f'"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"'
+    else:
+        invoice_id = "null"
     return (
         f'{{"cls":{_text(f.cls)},"differences":{differences},'
         f'"event":{"null" if f.event is None else _text(f.event)},'

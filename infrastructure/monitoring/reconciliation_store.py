@@ -75,7 +75,7 @@ def _classify_sql(postgres: bool, with_absent: bool) -> str:
         f"OR s.platform_status <> CASE l.status {expected} ELSE 'normal' END"
     )
     platform = ("issued_on", "amount", "tax", "total", "seller_code", "buyer_code")
-    platform += ("platform_status", "raw")
+    platform += ("platform_status",)  # not `raw`: nothing compares it, and it is the widest
     ledger = ("issued_on", "amount", "tax", "total", "seller_code", "buyer_code")
     rows = (
         "SELECT s.invoice_key AS k, s.line AS line, "
@@ -86,8 +86,10 @@ def _classify_sql(postgres: bool, with_absent: bool) -> str:
         + ", ".join(f"s.{c} AS p_{c}" for c in platform)
         + ", "
         + ", ".join(f"l.{c} AS l_{c}" for c in ledger)
-        + " FROM (SELECT r.*, row_number() OVER (PARTITION BY r.invoice_key ORDER BY r.line) "
-        "AS rn FROM reconciliation_rows r WHERE r.run_id = :run) s "
+        + " FROM (SELECT r.invoice_key, r.line, "
+        + ", ".join(f"r.{c}" for c in platform)
+        + ", row_number() OVER (PARTITION BY r.invoice_key ORDER BY r.line) AS rn "
+        "FROM reconciliation_rows r WHERE r.run_id = :run) s "
         "LEFT JOIN invoice_status l ON l.tenant_id = :tenant "
         "AND l.invoice_key = s.invoice_key AND l.direction = :direction"
     )
@@ -230,7 +232,7 @@ class SqlReconciliationStore:
             driver: Any = conn.connection.driver_connection
             if self.postgres:
                 with driver.transaction():
-                    driver.execute("SET LOCAL work_mem = '64MB'")
+                    driver.execute("SET LOCAL work_mem = '128MB'")
                     with driver.cursor(name="reconciliation_classify") as cursor:
                         cursor.itersize = STREAM
                         cursor.execute(sql, {**params, "run": run_id})
@@ -254,15 +256,15 @@ class SqlReconciliationStore:
                 invoice_id = ident(invoice_id)
             platform = ledger = None
             if kind == "mismatched" or kind == "absent":
-                lv = r[13:19]
+                lv = r[12:18]
                 if money is not None:
                     lv = (day(lv[0]), money(lv[1]), money(lv[2]), money(lv[3]), lv[4], lv[5])
                 ledger = LedgerView(invoice_id, key, *lv, status)
                 if kind == "mismatched":
-                    pv = r[5:13]
+                    pv = r[5:12]
                     if money is not None:
                         pv = (day(pv[0]), money(pv[1]), money(pv[2]), money(pv[3]), *pv[4:])
-                    platform = PlatformRow(line, key, *pv)
+                    platform = PlatformRow(line, key, *pv, "")  # raw: not read back
             yield Classified(kind, line, key, invoice_id, status, platform, ledger)
 
     # ---- findings ----------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_the_database_sorts_out_exactly_the_rows_the_domain_finds_different(
         verdict = compare(row, view)
         assert (c.kind, c.invoice_id, c.status) == (verdict.cls, view.invoice_id, view.status)
         if c.kind == "mismatched":  # with both sides, for the domain to say what differs
-            assert (c.platform, c.ledger) == (row, view)
+            assert (c.platform, c.ledger) == (row._replace(raw=""), view)
     kinds = {c.kind for c in found}
     assert kinds == {"matched", "mismatched"}
 
