@@ -129,6 +129,9 @@ def column_index(header: list[object], mapping: dict[str, str]) -> dict[str, int
 
 
 def _text(field: str, value: object) -> str | None:
+    if type(value) is str:  # the usual case, first
+        text = value.strip()
+        return None if text in EMPTY else text
     if value is None:
         return None
     if isinstance(value, bool) or isinstance(value, int | float):
@@ -273,7 +276,8 @@ def _parse_any_date(value: object) -> date:
 
 def read_row(line: int, values: list[object], index: dict[str, int]) -> PlatformRow:
     """One data row -> PlatformRow, or RowError naming the field and why."""
-    cells = {f: (values[i] if i < len(values) else None) for f, i in index.items()}
+    n = len(values)
+    cells = {f: (values[i] if i < n else None) for f, i in index.items()}
     key = _key(cells)
     status_text = _text("platform_status", cells.get("platform_status")) or "正常"
     status = PLATFORM_STATUS.get(status_text)
@@ -281,17 +285,17 @@ def read_row(line: int, values: list[object], index: dict[str, int]) -> Platform
         raise RowError("platform_status", f"{status_text!r} is not a known status", "status")
     seller = _text("seller_code", cells.get("seller_code"))
     buyer = _text("buyer_code", cells.get("buyer_code"))
-    return PlatformRow(
-        line=line,
-        invoice_key=key,
-        issued_on=_date(cells.get("issued_on")),
-        amount=_money("amount", cells.get("amount")),
-        tax=_money("tax", cells.get("tax")),
-        total=_money("total", cells.get("total")),
-        seller_code=seller.upper() if seller else None,
-        buyer_code=buyer.upper() if buyer else None,
-        platform_status=status,
-        raw=_raw(values),
+    return PlatformRow(  # positional, in the order the fields are checked
+        line,
+        key,
+        _date(cells.get("issued_on")),
+        _money("amount", cells.get("amount")),
+        _money("tax", cells.get("tax")),
+        _money("total", cells.get("total")),
+        seller.upper() if seller else None,
+        buyer.upper() if buyer else None,
+        status,
+        _raw(values),
     )
 
 

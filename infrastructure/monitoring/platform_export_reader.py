@@ -121,9 +121,11 @@ class PlatformExportReader:
             reader = csv.reader(text)
             self.consumed_line = 0
             for values in reader:
-                self.consumed = raw.tell()
-                self.consumed_line = reader.line_num
-                yield reader.line_num, list(values)
+                line = self.consumed_line = reader.line_num
+                if not line & 255:  # tell() costs a system call: often enough for progress
+                    self.consumed = raw.tell()
+                yield line, values  # a new list each row
+            self.consumed = raw.tell()
 
     def _xlsx(self) -> Iterator[tuple[int, list[object]]]:
         from openpyxl import load_workbook

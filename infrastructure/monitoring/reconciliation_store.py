@@ -46,6 +46,12 @@ FINDING_COLUMNS = (
 )
 
 
+# Staged rows and findings need not wait for their own WAL flush: they count only once the
+# run's Completed event is saved, and that commit waits for the log up to it, theirs included.
+# A crash before then leaves a run that is not completed, whose staging starts again.
+_NO_FLUSH = "SET LOCAL synchronous_commit = off"
+
+
 def _streaming(conn: Connection) -> Connection:
     """Rows fetched in chunks. PostgreSQL's server-side cursors need a transaction, and the
     read engine is in autocommit, so a streaming connection asks for one."""
@@ -167,6 +173,7 @@ class SqlReconciliationStore:
         n = 0
         with self.write_engine.begin() as conn:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(_NO_FLUSH)
             sql = f"COPY reconciliation_rows ({ROW_COLUMNS}) FROM STDIN"
             # A writer thread sends the data while this one reads and checks the next rows.
             with cursor.copy(sql, writer=QueuedLibpqWriter(cursor)) as copy:
@@ -278,6 +285,7 @@ class SqlReconciliationStore:
         if self.postgres:
             with self.write_engine.begin() as conn:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute(_NO_FLUSH)
                 sql = f"COPY reconciliation_findings ({FINDING_COLUMNS}) FROM STDIN"
                 with cursor.copy(sql) as copy:
                     write = copy.write_row
