@@ -171,6 +171,7 @@ class SqlReconciliationStore:
         from psycopg.copy import QueuedLibpqWriter  # PostgreSQL only
 
         n = 0
+        rid = str(run_id)  # as COPY's text reads it: formatted once, not once a row
         with self.write_engine.begin() as conn:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.execute(_NO_FLUSH)
@@ -181,7 +182,7 @@ class SqlReconciliationStore:
                 for r in islice(rows, self.chunk):
                     write(
                         (
-                            run_id,
+                            rid,
                             r.line,
                             r.invoice_key,
                             r.issued_on,
@@ -283,6 +284,7 @@ class SqlReconciliationStore:
             return json.dumps(list(f.differences), ensure_ascii=False) if f.differences else "[]"
 
         if self.postgres:
+            rid = str(run_id)
             with self.write_engine.begin() as conn:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 cursor.execute(_NO_FLUSH)
@@ -292,7 +294,7 @@ class SqlReconciliationStore:
                     for i, f in enumerate(findings, first_seq):
                         write(
                             (
-                                run_id,
+                                rid,
                                 i,
                                 tenant_id,
                                 f.cls,
