@@ -81,6 +81,10 @@ def plain(value: Any) -> Any:
         raise NotPlainError("integer beyond 2**53")
     if kind is list:
         return [plain(v) for v in value]
+    if kind is datetime or kind is date:
+        return value.isoformat()
+    if kind is Decimal or kind is UUID:
+        return str(value)
     return _plain_general(value)
 
 

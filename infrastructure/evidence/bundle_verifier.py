@@ -840,7 +840,7 @@ class _ReportCheck:
 
     def __init__(self, theirs: Iterator[bytes]) -> None:
         self.theirs = theirs
-        self.buf = b""
+        self.buf, self.at = b"", 0  # their latest piece, and how far it has been compared
         self.lines = 0  # newlines in what matched so far
         self.line: int | None = None
 
@@ -851,24 +851,26 @@ class _ReportCheck:
 
     def write(self, text: str) -> None:
         ours = text.encode()
-        while ours and self.line is None:
-            if not self.buf:
-                self.buf = next(self.theirs, b"")
+        done = 0
+        while done < len(ours) and self.line is None:
+            if self.at == len(self.buf):
+                self.buf, self.at = next(self.theirs, b""), 0
                 if not self.buf:
-                    self._differ_after(ours)
+                    self._differ_after(ours[done:])
                     return
-            n = min(len(ours), len(self.buf))
-            a, b = ours[:n], self.buf[:n]
+            n = min(len(ours) - done, len(self.buf) - self.at)
+            a, b = ours[done : done + n], self.buf[self.at : self.at + n]
             if a != b:
                 same = len(os.path.commonprefix([a, b]))
                 self.line = self.lines + a.count(b"\n", 0, same) + 1
                 return
             self.lines += a.count(b"\n")
-            ours, self.buf = ours[n:], self.buf[n:]
+            done += n
+            self.at += n
 
     def finish(self) -> int | None:
         if self.line is None:
-            rest = self.buf or next(self.theirs, b"")
+            rest = self.buf[self.at :] or next(self.theirs, b"")
             if rest:
                 self._differ_after(rest)
         for _ in self.theirs:  # read to the end (BagIt takes its digest from this read)
