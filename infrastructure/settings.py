@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
     lock_timeout_seconds: int = Field(default=5, ge=1)
-    projection_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projection_batch_size: int = Field(default=2000, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
     projection_linger_seconds: float | None = Field(
         default=None,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, Dialect, Integer, Table, TypeDecorator, Uuid, select
@@ -105,7 +105,7 @@ def _binders(table: Table, names: tuple[str, ...], dialect: Dialect) -> Binders:
     """Our column types' own binding (aware datetimes to UTC, naive ones refused), not the
     driver-level conversions under it: the array text carries decimals exactly."""
     return tuple(
-        (i, partial(table.c[n].type.process_bind_param, dialect=dialect))
+        (i, partial(cast(TypeDecorator[Any], table.c[n].type).process_bind_param, dialect=dialect))
         for i, n in enumerate(names)
         if isinstance(table.c[n].type, TypeDecorator)
     )

@@ -15,8 +15,8 @@ NaN or integers beyond 64 bits) - so an undecodable event fails with the library
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
@@ -62,7 +62,7 @@ class EventDecoder:
             cls = resolve_topic(topic)
             found = (
                 cls,
-                find_id_convertor(cls, type(originator_id)),
+                find_id_convertor(cls, cast(Hashable, type(originator_id))),
                 getattr(cls, "class_version", 1),
             )
             self._classes[key] = found
@@ -77,7 +77,7 @@ class EventDecoder:
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
             from_version += 1
-        event = object.__new__(cls)
+        event: Any = object.__new__(cls)
         object.__setattr__(event, "__dict__", event_state)
         return event
 
