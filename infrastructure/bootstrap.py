@@ -479,7 +479,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         engine=engine,
         write_engine=write_engine,
         reader=SqlInvoiceStatusReader(engine),
-        keys=ApiKeyStore(engine, write_engine),
+        keys=ApiKeyStore(engine, write_engine, settings.key_cache_seconds),
         board=board,
         workers=workers,
         metrics=metrics,

@@ -242,6 +242,21 @@ class Settings(BaseSettings):
     session_hours: float = Field(
         default=8.0, gt=0, le=24 * 7, description="A console sign-in lasts this long"
     )
+    # Serving (issue 15: reads at the ceiling).
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a process trusts what it last read of an API key (0: read the "
+        "key table on every request). A key revoked elsewhere is refused within this time; "
+        "in the process that revoked it, at once",
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="`fapiao serve`: server processes answering HTTP"
+    )
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", description="`fapiao serve`: the HTTP server (granian is optional)"
+    )
 
     @field_validator("database_url")
     @classmethod
