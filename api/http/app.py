@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -60,10 +59,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served = given or build_cells(effective)
-        # Sync routes run in worker threads; more of them than pooled connections only wait
-        # for one, while contending for the GIL with the event loop (the p99 under load).
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = effective.pool_size + effective.max_overflow
         app.state.cells = served
         app.state.services = served.default
         if provider is not None:
