@@ -161,6 +161,26 @@ def run_wrk(wrk: str, url: str, script: Path, seconds: int) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server: its process and its children (the server workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def seed(url: str, n: int) -> tuple[list[str], str]:
     """n invoices of one tenant, projected; returns their ids and a clerk key's secret."""
     from sqlalchemy import text
@@ -285,11 +305,18 @@ def main() -> None:
         for which in urls:  # warm-up: connections, caches, the first imports
             run_wrk(wrk, urls[which], scripts[which], 2)
         runs: dict[str, list[dict[str, float]]] = {"ceiling": [], "ours": []}
+        pids = {"ceiling": ceiling.pid, "ours": ours.pid}
         for _ in range(reps):
             for which in urls:
-                runs[which].append(run_wrk(wrk, urls[which], scripts[which], seconds))
+                before = cpu_seconds(pids[which])
+                run = run_wrk(wrk, urls[which], scripts[which], seconds)
+                # Server CPU per answer: less moved by the machine's other load than req/s.
+                run["cpu_ms"] = (cpu_seconds(pids[which]) - before) * 1000 / (run["rps"] * seconds)
+                runs[which].append(run)
         figures = {
-            w: {k: statistics.median(r[k] for r in runs[w]) for k in ("rps", "p50", "p99")}
+            w: {
+                k: statistics.median(r[k] for r in runs[w]) for k in ("rps", "p50", "p99", "cpu_ms")
+            }
             for w in runs
         }
         errors = {w: sum(r["errors"] for r in runs[w]) for w in runs}
@@ -301,7 +328,7 @@ def main() -> None:
             each = ", ".join(f"{r['rps']:,.0f}" for r in runs[w])
             print(
                 f"  {label:<36} {f['rps']:>8,.0f} req/s  p50 {f['p50']:6.2f} ms  "
-                f"p99 {f['p99']:6.2f} ms  (runs: {each};"
+                f"p99 {f['p99']:6.2f} ms  CPU {f['cpu_ms']:.2f} ms/req  (runs: {each};"
                 f" errors {errors[w]})"
             )
         ratio = figures["ours"]["rps"] / figures["ceiling"]["rps"]
@@ -325,6 +352,8 @@ def main() -> None:
                     "p99_ms": figures["ours"]["p99"],
                     "ceiling_p50_ms": figures["ceiling"]["p50"],
                     "ceiling_p99_ms": figures["ceiling"]["p99"],
+                    "cpu_ms_per_request": round(figures["ours"]["cpu_ms"], 3),
+                    "ceiling_cpu_ms_per_request": round(figures["ceiling"]["cpu_ms"], 3),
                     "server": args.server,
                     "workers": args.workers,
                     "errors": errors["ours"],
