@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 
 from domain.bounds import MONEY_DIGITS, check_money
 from domain.errors import InvalidMoneyError, UnknownTaxRateError
@@ -108,9 +109,16 @@ class RateTable:
 
     entries: tuple[RateEntry, ...]
 
+    @cached_property
+    def _by_rate(self) -> dict[str, tuple[RateEntry, ...]]:
+        found: dict[str, list[RateEntry]] = {}
+        for e in self.entries:
+            found.setdefault(e.rate, []).append(e)
+        return {rate: tuple(entries) for rate, entries in found.items()}
+
     def check(self, field: str, rate: str, on: date) -> Decimal | None:
         """The numeric rate (None for exempt / not taxable) if it is valid on `on`."""
-        entries = [e for e in self.entries if e.rate == rate]
+        entries = self._by_rate.get(rate, ())
         if not entries:
             known = ", ".join(sorted({e.rate for e in self.entries}))
             raise UnknownTaxRateError(field, f"{rate!r} is not a known rate (known: {known})")
