@@ -58,6 +58,19 @@ def lone_surrogate(value: str) -> str | None:
     return None if found is None else found.group()
 
 
+def all_clean(one_line: list[str], multiline: list[str]) -> bool:
+    """Whether none of these texts holds a character `check_text` refuses: one search over
+    each kind joined by a tab (allowed in both), before any check field by field."""
+    joined = "\t".join(one_line)
+    many = "\t".join(multiline)
+    return not (
+        _CONTROL_ONE_LINE.search(joined)
+        or _CONTROL_MULTILINE.search(many)
+        or _SURROGATE.search(joined)
+        or _SURROGATE.search(many)
+    )
+
+
 def check_file_name(field: str, name: str) -> str:
     """The name a file is kept under: the last part of a path (a browser may send a whole
     path), refused rather than repaired when it holds control characters, is empty, `.`/`..`,
