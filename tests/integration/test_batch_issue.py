@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -221,3 +222,32 @@ def test_the_fast_encoder_writes_the_transcoders_bytes(
     encoder = FastEventEncoder(mapper)  # type: ignore[arg-type]
     assert encoder.usable
     assert encoder.state(attributes, 2) == mapper.transcoder.encode(expected_state)
+
+
+def test_a_concurrent_duplicate_batch_gets_the_first_answer_and_writes_nothing(
+    services: Services,
+) -> None:
+    batch = [a_draft() for _ in range(20)]
+    key = Idempotency("batch-44", "fp-44")
+    answers: list[list[CommandResult]] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def send() -> None:
+        start.wait()
+        try:
+            answers.append(services.ledger.issue_invoices(T, batch, AT, key))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert sorted(sum(r.replayed for r in a) for a in answers) == [0, 20, 20]
+    first = [(r.invoice_id, r.position) for r in answers[0]]
+    assert all([(r.invoice_id, r.position) for r in a] == first for a in answers)
+    written = rows(services, [r.invoice_id for r in answers[0]] + [receipt_id(T, key.key)])
+    assert len(written) == 21  # each invoice once, and one receipt
