@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,8 +27,9 @@ from application.service_errors import ConcurrencyConflictError, InvoiceAlreadyE
 from domain.base import Provenance
 from domain.errors import InvalidFieldError, ValidationFailedError
 from domain.idempotency import CommandReceipt
+from domain.invoices.identity import FieldWarning
 from domain.invoices.invoice import Invoice
-from domain.invoices.issuance import InvoiceDraft, validate_draft
+from domain.invoices.issuance import InvoiceDraft, InvoiceFacts, validate_draft
 
 if TYPE_CHECKING:
     from application.invoices.ledger import InvoiceLedger, SavedEvent
@@ -63,7 +65,9 @@ class FastEventEncoder:
 
     def state(self, attributes: dict[str, Any], class_version: int) -> bytes:
         """The stored state of an event whose `vars()` are `attributes`."""
-        state = {k: v for k, v in attributes.items() if k not in _ROW_COLUMNS}
+        state = dict(attributes)
+        for column in _ROW_COLUMNS:
+            del state[column]
         if class_version > 1:
             state["class_version"] = class_version
         return orjson.dumps(state, default=self._default, option=orjson.OPT_PASSTHROUGH_DATETIME)
@@ -80,34 +84,48 @@ def issue_batch(
     and the receipt (when there is a key) in one insert, or none. The caller has looked for
     the receipt first; a store refusal (a key or an invoice recorded meanwhile) is answered
     as `InvoiceLedger.issue_invoices` always has: the first answer, else who exists."""
-    encoder = FastEventEncoder(ledger.mapper)
-    today = ledger.today()
+    return record_batch(ledger, tenant_id, validate_batch(drafts, ledger.today()), by, idempotency)
+
+
+def validate_batch(
+    drafts: Sequence[InvoiceDraft], today: date
+) -> list[tuple[InvoiceFacts, list[FieldWarning]]]:
+    """Every draft checked; the errors of all of them at once, each under `invoices[i]`."""
     errors: list[InvalidFieldError] = []
-    events: list[Invoice.Issued] = []
-    results: list[CommandResult] = []
-    now = Invoice.Issued.create_timestamp
+    checked: list[tuple[InvoiceFacts, list[FieldWarning]]] = []
     for i, draft in enumerate(drafts):
         try:
-            facts, warnings = validate_draft(draft, today)
+            checked.append(validate_draft(draft, today))
         except ValidationFailedError as e:
             errors.extend(err.at(f"invoices[{i}]") for err in e.errors)
-            continue
-        if errors:
-            continue  # nothing will be recorded: only the other drafts' errors matter now
-        event = Invoice.issued_event(tenant_id, facts, by, now())
-        events.append(event)
-        results.append(
-            CommandResult(
-                event.originator_id,
-                event.invoice_key,
-                _STATUS,
-                event.originator_version,
-                0,
-                warnings_as_dicts(warnings),
-            )
-        )
     if errors:
         raise ValidationFailedError(errors)
+    return checked
+
+
+def record_batch(
+    ledger: InvoiceLedger,
+    tenant_id: str,
+    checked: Sequence[tuple[InvoiceFacts, list[FieldWarning]]],
+    by: Provenance,
+    idempotency: Idempotency | None,
+) -> list[CommandResult]:
+    """Record checked invoices (and the receipt) in one insert: the write half of
+    `issue_batch`, which is what the library's batched save is compared with."""
+    encoder = FastEventEncoder(ledger.mapper)
+    now = Invoice.Issued.create_timestamp
+    events = [Invoice.issued_event(tenant_id, facts, by, now()) for facts, _ in checked]
+    results = [
+        CommandResult(
+            e.originator_id,
+            e.invoice_key,
+            _STATUS,
+            e.originator_version,
+            0,
+            warnings_as_dicts(warnings),
+        )
+        for e, (_, warnings) in zip(events, checked, strict=True)
+    ]
     counts = Counter(e.invoice_key for e in events)
     if len(counts) != len(events):
         raise InvoiceAlreadyExistsError(sorted(k for k, n in counts.items() if n > 1))

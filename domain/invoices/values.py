@@ -5,6 +5,7 @@ Money is `Decimal` with exactly two places; totals are checked, never recomputed
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -15,6 +16,9 @@ from domain.bounds import MONEY_DIGITS, check_money
 from domain.errors import InvalidMoneyError, UnknownTaxRateError
 
 CENT = Decimal("0.01")
+# Money as it is usually written: at most 16 digits, a point and two more. Such a text is
+# already in cents and within numeric(18,2), so it needs none of the checks below.
+_PLAIN_CENTS = re.compile(r"-?[0-9]{1,16}\.[0-9]{2}")
 LINE_TAX_TOLERANCE = Decimal("0.06")
 INVOICE_TAX_TOLERANCE = Decimal("1.27")
 LINE_PRICE_TOLERANCE = Decimal("0.01")
@@ -68,6 +72,8 @@ def money(field: str, value: object) -> Decimal:
         amount = value
     elif isinstance(value, int | str):
         text = str(value).strip()
+        if _PLAIN_CENTS.fullmatch(text):
+            return Decimal(text)
         if len(text) > 40:  # no amount that fits numeric(18,2) is written longer
             raise InvalidMoneyError(field, "is longer than 40 characters", "money_range")
         try:

@@ -6,9 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.errors import ValidationFailedError
 from domain.invoices.issuance import LineDraft, PartyDraft, validate_draft
+from domain.invoices.values import CENT, money
 from tests.builders import BUYER, SELLER, a_draft
 
 TODAY = date(2026, 11, 20)
@@ -253,3 +256,10 @@ def test_every_text_that_breaks_a_bound_is_named(
     assert [
         f for f in found if f[1] in ("control_characters", "max_length", "encoding")
     ] == expected
+
+
+@given(st.from_regex(r"-?[0-9]{1,16}\.[0-9]{2}", fullmatch=True))
+def test_money_in_plain_cents_is_what_the_full_rules_give(text: str) -> None:
+    """The short way for `"1000.00"`-like text: the same Decimal, written the same way."""
+    full = Decimal(text).quantize(CENT)
+    assert str(money("amount", text)) == str(full) and money("amount", f" {text} ") == full
