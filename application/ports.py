@@ -29,6 +29,13 @@ class StoredEventRow:
     recorded_at: datetime
 
 
+class StateEncoder(Protocol):
+    """Encodes an event's attributes (`vars(event)`) to exactly the state bytes the
+    application's mapper would store for it (the batch path's faster way to the same row)."""
+
+    def state(self, attributes: dict[str, Any], class_version: int) -> bytes: ...
+
+
 class EventLog(Protocol):
     """Extra reads our recorders offer beyond the library's (positions and recorded_at), and
     the batch path's insert."""

@@ -67,6 +67,7 @@ from infrastructure.projections.worker import (
 from infrastructure.remedies.attachment_store import FileAttachmentStore
 from infrastructure.settings import Settings
 from infrastructure.store.database import create_engine_for
+from infrastructure.store.event_states import fast_state_encoder
 from infrastructure.store.replica import Replica
 from infrastructure.store.tables import readiness_probe
 
@@ -370,6 +371,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     except NoteFormatError as e:
         raise ValueError(f"FAPIAO_LOG_ORIGIN: {e}") from None
     ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
+    ledger.state_encoder = fast_state_encoder(ledger.mapper)
     engine = create_engine_for(settings)
     write_engine = create_engine_for(settings, immediate=True)
     board = ProgressBoard()

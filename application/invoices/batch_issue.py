@@ -5,7 +5,8 @@ work the library's `save()` does for them.
 into an object, kept pending, collected again), encodes each event through the transcoder's
 pure-Python JSON encoder, and wraps every row in `Recording` and `Notification` objects. A new
 invoice needs none of that: its one event (`Invoice.issued_event`, the domain's own rules) is
-encoded here straight to the mapper's bytes with orjson and inserted with the receipt, if any,
+encoded straight to the mapper's bytes by the ledger's `state_encoder` (orjson, set up by the
+bootstrap; the mapper itself where there is none) and inserted with the receipt, if any,
 through the recorder's one call (`EventLog.insert_rows`: the same function, table and lock).
 The rows are the library's, byte for byte (tests/integration/test_batch_issue.py compares
 them), so readers, projections and the seal cannot tell which path wrote them.
@@ -17,10 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper
+from eventsourcing.persistence import IntegrityError
 
 from application.dto import CommandResult, Idempotency, warnings_as_dicts
 from application.service_errors import ConcurrencyConflictError, InvoiceAlreadyExistsError
@@ -37,40 +37,6 @@ if TYPE_CHECKING:
 _ISSUED_TOPIC = Invoice.Issued.TOPIC
 _ISSUED_CLASS_VERSION = Invoice.Issued.class_version
 _STATUS = "issued"  # what `Issued.apply` sets: the status of every new invoice
-# Not the event's state: the row's own columns.
-_ROW_COLUMNS = ("originator_id", "originator_version")
-
-
-class FastEventEncoder:
-    """Encodes an event's attributes to exactly the bytes the mapper stores (the library's
-    JSONTranscoder: compact separators, UTF-8 unescaped, registered types as
-    `{"_type_": name, "_data_": ...}`), with orjson. Only for a mapper with no compressor
-    and no cipher, and only for values whose types are JSON's or the transcoder's own: orjson
-    writes UUIDs natively, so an event holding one is encoded by the mapper instead."""
-
-    def __init__(self, mapper: Mapper[Any]) -> None:
-        transcoder = mapper.transcoder
-        self.usable = (
-            isinstance(transcoder, JSONTranscoder)
-            and mapper.compressor is None
-            and mapper.cipher is None
-        )
-        self._types = transcoder.types if isinstance(transcoder, JSONTranscoder) else {}
-
-    def _default(self, obj: Any) -> dict[str, Any]:
-        transcoding = self._types.get(type(obj))
-        if transcoding is None:
-            raise TypeError(f"no transcoding for {type(obj)}")
-        return {"_type_": transcoding.name, "_data_": transcoding.encode(obj)}
-
-    def state(self, attributes: dict[str, Any], class_version: int) -> bytes:
-        """The stored state of an event whose `vars()` are `attributes`."""
-        state = dict(attributes)
-        for column in _ROW_COLUMNS:
-            del state[column]
-        if class_version > 1:
-            state["class_version"] = class_version
-        return orjson.dumps(state, default=self._default, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
 def issue_batch(
@@ -112,7 +78,7 @@ def record_batch(
 ) -> list[CommandResult]:
     """Record checked invoices (and the receipt) in one insert: the write half of
     `issue_batch`, which is what the library's batched save is compared with."""
-    encoder = FastEventEncoder(ledger.mapper)
+    encoder = ledger.state_encoder
     now = Invoice.Issued.create_timestamp
     events = [Invoice.issued_event(tenant_id, facts, by, now()) for facts, _ in checked]
     results = [
@@ -133,7 +99,7 @@ def record_batch(
     ids = [e.originator_id for e in events]
     versions = [e.originator_version for e in events]
     topics = [_ISSUED_TOPIC] * len(events)
-    if encoder.usable:
+    if encoder is not None:
         states = [encoder.state(vars(e), _ISSUED_CLASS_VERSION) for e in events]
     else:
         states = [ledger.mapper.to_stored_event(e).state for e in events]

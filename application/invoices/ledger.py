@@ -26,7 +26,7 @@ from application.command_keys import take
 from application.dto import CommandResult, EventView, Idempotency, warnings_as_dicts
 from application.invoices.batch_issue import issue_batch
 from application.invoices.lifecycle import LifecycleCommand
-from application.ports import Clock, EventLog, StoredEventRow
+from application.ports import Clock, EventLog, StateEncoder, StoredEventRow
 from application.serialization import DateAsISO
 from application.service_errors import (
     ApplicationError,
@@ -90,6 +90,8 @@ class InvoiceLedger(Application[UUID]):
     """The one event-sourced application of a process; its tables are named after `name`."""
 
     name = "Ledger"
+    # The batch path's encoder of event states (the bootstrap sets a fast one; None: the mapper).
+    state_encoder: StateEncoder | None = None
 
     def __init__(self, env: dict[str, str], clock: Clock) -> None:
         super().__init__(env)

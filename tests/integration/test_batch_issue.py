@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.dto import CommandResult, Idempotency, warnings_as_dicts
-from application.invoices.batch_issue import FastEventEncoder
 from application.ports import StoredEventRow
 from application.serialization import DateAsISO
 from domain.base import Provenance, Source
@@ -30,6 +29,7 @@ from domain.invoices.invoice import Invoice
 from domain.invoices.issuance import LineDraft, validate_draft
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
+from infrastructure.store.event_states import fast_state_encoder
 from tests.builders import SELLER, a_draft, a_paper_draft
 from tests.conftest import _admin, _pg_url
 from tests.fakes import SettableClock
@@ -117,6 +117,7 @@ def untimed(invoice: Invoice) -> dict[str, Any]:
 def test_the_batch_path_stores_the_librarys_rows_byte_for_byte(
     services: Services, twin: Services
 ) -> None:
+    assert services.ledger.state_encoder is not None  # the fast encoder, not the mapper
     batch = drafts()
     key = Idempotency("batch-42", "fp-42")
     expected = library_save(twin, batch, key)
@@ -219,8 +220,8 @@ def test_the_fast_encoder_writes_the_transcoders_bytes(
     expected_state = {k: v for k, v in attributes.items() if k not in ("originator_id",)}
     expected_state.pop("originator_version")
     expected_state["class_version"] = 2
-    encoder = FastEventEncoder(mapper)  # type: ignore[arg-type]
-    assert encoder.usable
+    encoder = fast_state_encoder(mapper)  # type: ignore[arg-type]
+    assert encoder is not None
     assert encoder.state(attributes, 2) == mapper.transcoder.encode(expected_state)
 
 
@@ -251,3 +252,13 @@ def test_a_concurrent_duplicate_batch_gets_the_first_answer_and_writes_nothing(
     assert all([(r.invoice_id, r.position) for r in a] == first for a in answers)
     written = rows(services, [r.invoice_id for r in answers[0]] + [receipt_id(T, key.key)])
     assert len(written) == 21  # each invoice once, and one receipt
+
+
+def test_the_fast_encoder_refuses_what_it_would_write_differently() -> None:
+    encoder = fast_state_encoder(_Mapper())  # type: ignore[arg-type]
+    assert encoder is not None
+    with pytest.raises(TypeError, match="UUID"):
+        encoder.state({"originator_id": 1, "originator_version": 1, "ref": uuid.uuid4()}, 1)
+    compressed = _Mapper()
+    compressed.compressor = object()  # type: ignore[assignment]
+    assert fast_state_encoder(compressed) is None  # type: ignore[arg-type]
