@@ -30,13 +30,14 @@ from domain.idempotency import CommandReceipt
 from domain.invoices.identity import FieldWarning
 from domain.invoices.invoice import Invoice
 from domain.invoices.issuance import InvoiceDraft, InvoiceFacts, validate_draft
+from domain.invoices.status import InvoiceStatus
 
 if TYPE_CHECKING:
     from application.invoices.ledger import InvoiceLedger, SavedEvent
 
 _ISSUED_TOPIC = Invoice.Issued.TOPIC
 _ISSUED_CLASS_VERSION = Invoice.Issued.class_version
-_STATUS = "issued"  # what `Issued.apply` sets: the status of every new invoice
+_STATUS = InvoiceStatus.ISSUED.value  # what `Issued.apply` sets on every new invoice
 
 
 def issue_batch(
