@@ -71,6 +71,11 @@ class GroupCommit:
         self.transactions = 0
         self.commands = 0
 
+    def queued(self) -> tuple[bool, int]:
+        """(a group is committing now, how many commands wait for the next one)."""
+        with self._cond:
+            return self._leading, len(self._queue)
+
     def put(self, events: Sequence[StoredEvent]) -> Sequence[int] | None:
         """Insert `events` (one command's) in the next group; their notification ids once the
         group has committed, or the error that refused them."""
