@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -186,6 +187,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the JSON summary last")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument(
+        "--wait-ms", type=float, default=None, help="FAPIAO_GROUP_COMMIT_WAIT_MS (default: its)"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=None, help="FAPIAO_GROUP_COMMIT_MAX_SIZE (default: its)"
+    )
+    parser.add_argument(
         "--admin-url",
         default=os.environ.get(
             "FAPIAO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres"
@@ -201,12 +208,17 @@ def main() -> None:
     with psycopg.connect(args.admin_url, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     url = f"{base}/{name}"
-    pool = {"pool_size": clients + 2, "max_overflow": 4}
+    pool: dict[str, Any] = {"pool_size": clients + 2, "max_overflow": 4}
+    knobs: dict[str, Any] = {}
+    if args.wait_ms is not None:
+        knobs["group_commit_wait_ms"] = args.wait_ms
+    if args.max_size is not None:
+        knobs["group_commit_max_size"] = args.max_size
     started = time.monotonic()
     try:
         migrate.upgrade(Settings(database_url=url))
-        on = build_services(Settings(database_url=url, group_commit=True, **pool))  # type: ignore[arg-type]
-        off = build_services(Settings(database_url=url, group_commit=False, **pool))  # type: ignore[arg-type]
+        on = build_services(Settings(database_url=url, group_commit=True, **pool, **knobs))
+        off = build_services(Settings(database_url=url, group_commit=False, **pool))
         on.keys.ensure_tenant(TENANT, "北京云帆科技有限公司")
         first = off.ledger.issue_invoice(TENANT, draft(), by())
         row = off.ledger.event_log.select_stream(first.invoice_id)[0]
@@ -214,7 +226,8 @@ def main() -> None:
             f"group commit benchmark on PostgreSQL ({'quick' if args.quick else 'full'}), "
             f"{os.cpu_count()} cores, load {load:.2f}, {clients} clients x {per_client} "
             f"commands, {reps} runs interleaved; grouping on: "
-            f"{getattr(on.ledger.recorder, 'group', None) is not None}"
+            f"wait {on.settings.group_commit_wait_ms} ms, at most "
+            f"{on.settings.group_commit_max_size} a group"
         )
         runs: dict[str, Measure] = {
             "on": issue_run(on, clients, per_client),

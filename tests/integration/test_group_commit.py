@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from application.dto import Idempotency
 from application.invoices.lifecycle import AcknowledgeRequest, SubmitRequest
@@ -298,3 +299,33 @@ def test_the_stored_rows_of_a_group_are_those_of_single_saves(grouped: Services)
         assert row.topic == "fapiao.invoice.issued.v1"
         event = grouped.ledger.mapper.to_domain_event(row)  # type: ignore[arg-type]
         assert isinstance(event.originator_id, UUID) and event.originator_id == r.invoice_id
+
+
+def test_a_member_whose_insert_fails_otherwise_does_not_fail_the_others(
+    grouped: Services,
+) -> None:
+    """Not a constraint: the store refuses the value itself (PostgreSQL text holds no NUL,
+    SQLite binds no object), so the group's statement fails whole; each member is then
+    inserted alone, and only the bad one fails."""
+    recorder = grouped.ledger.recorder
+    made = grouped.ledger.issue_invoice(T, a_draft(), by())
+    (row,) = grouped.ledger.event_log.select_stream(made.invoice_id)
+
+    def good() -> StoredEvent:
+        return StoredEvent(uuid4(), 1, row.topic, row.state)
+
+    bad = (
+        StoredEvent(uuid4(), 1, "fapiao.invoice.issued.v1\x00", row.state)
+        if grouped.settings.is_postgres
+        else StoredEvent(uuid4(), 1, row.topic, object())  # type: ignore[arg-type]
+    )
+    events = [good(), good(), bad, good()]
+    results = in_group(
+        grouped,
+        [lambda e=e: recorder.insert_events([e], group_commit=True) for e in events],
+    )
+    assert isinstance(results[2], Exception)
+    for i in (0, 1, 3):
+        (position,) = results[i]
+        assert grouped.ledger.event_log.position_of(events[i].originator_id, 1) == position
+    assert grouped.ledger.event_log.position_of(bad.originator_id, 1) is None
