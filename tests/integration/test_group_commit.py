@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -69,13 +70,13 @@ def write_lock_held(services: Services) -> Iterator[None]:
             yield
             conn.rollback()
     else:
-        conn = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+        lite = sqlite3.connect(settings.sqlite_path, isolation_level=None)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            lite.execute("BEGIN IMMEDIATE")
             yield
-            conn.execute("ROLLBACK")
+            lite.execute("ROLLBACK")
         finally:
-            conn.close()
+            lite.close()
 
 
 class Notifications:
@@ -228,10 +229,8 @@ def test_a_refused_member_is_refused_alone(grouped: Services) -> None:
     start = stored_positions(grouped, 0)[-1]
     heard = Heard(grouped)
     fresh = [a_draft() for _ in range(5)]
-    commands: list[Callable[[], Any]] = [
-        lambda d=d: ledger.issue_invoice(T, d, by()) for d in fresh
-    ]
-    commands.insert(2, lambda: ledger.issue_invoice(T, draft, by()))
+    commands: list[Callable[[], Any]] = [partial(ledger.issue_invoice, T, d, by()) for d in fresh]
+    commands.insert(2, partial(ledger.issue_invoice, T, draft, by()))
     results = in_group(grouped, commands)
     assert isinstance(results[2], InvoiceAlreadyExistsError)
     kept = [r for i, r in enumerate(results) if i != 2]
@@ -311,21 +310,21 @@ def test_a_member_whose_insert_fails_otherwise_does_not_fail_the_others(
     made = grouped.ledger.issue_invoice(T, a_draft(), by())
     (row,) = grouped.ledger.event_log.select_stream(made.invoice_id)
 
-    def good() -> StoredEvent:
-        return StoredEvent(uuid4(), 1, row.topic, row.state)
+    def good(oid: UUID) -> StoredEvent:
+        return StoredEvent(oid, 1, row.topic, row.state)
 
-    bad = (
-        StoredEvent(uuid4(), 1, "fapiao.invoice.issued.v1\x00", row.state)
-        if grouped.settings.is_postgres
-        else StoredEvent(uuid4(), 1, row.topic, object())  # type: ignore[arg-type]
-    )
-    events = [good(), good(), bad, good()]
+    def bad(oid: UUID) -> StoredEvent:
+        if grouped.settings.is_postgres:
+            return StoredEvent(oid, 1, "fapiao.invoice.issued.v1\x00", row.state)
+        return StoredEvent(oid, 1, row.topic, object())  # type: ignore[arg-type]
+
+    ids = [uuid4() for _ in range(4)]
+    events = [good(ids[0]), good(ids[1]), bad(ids[2]), good(ids[3])]
     results = in_group(
-        grouped,
-        [lambda e=e: recorder.insert_events([e], group_commit=True) for e in events],
+        grouped, [partial(recorder.insert_events, [e], group_commit=True) for e in events]
     )
     assert isinstance(results[2], Exception)
     for i in (0, 1, 3):
         (position,) = results[i]
-        assert grouped.ledger.event_log.position_of(events[i].originator_id, 1) == position
-    assert grouped.ledger.event_log.position_of(bad.originator_id, 1) is None
+        assert grouped.ledger.event_log.position_of(ids[i], 1) == position
+    assert grouped.ledger.event_log.position_of(ids[2], 1) is None
