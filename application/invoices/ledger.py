@@ -386,8 +386,8 @@ class InvoiceLedger(Application[UUID]):
                     aggregates.append(
                         CommandReceipt.record(tenant_id, idem.key, idem.fingerprint, body, by)
                     )
-                try:
-                    recordings = self.save(*aggregates)
+                try:  # with FAPIAO_GROUP_COMMIT, in one transaction with concurrent ones
+                    recordings = self.save(*aggregates, group_commit=True)
                 except IntegrityError:
                     if idem is not None and (found := self._receipt(tenant_id, idem)):
                         return Outcome(found[1], found[0], True)
