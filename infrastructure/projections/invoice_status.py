@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Dialect, Engine, and_, delete, func, or_, select
+from sqlalchemy import Connection, Dialect, Engine, and_, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import sqlite
 
 from application.invoices import status_view as fold_module
@@ -167,13 +167,16 @@ class SqlInvoiceStatusReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    # The hot read, built once (the GET of one invoice runs it per request).
+    _get = select(invoice_status).where(
+        invoice_status.c.tenant_id == bindparam("tenant_id"),
+        invoice_status.c.invoice_id == bindparam("invoice_id"),
+    )
+
     def get(self, tenant_id: str, invoice_id: UUID) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(invoice_status).where(
-                    invoice_status.c.tenant_id == tenant_id,
-                    invoice_status.c.invoice_id == invoice_id,
-                )
+                self._get, {"tenant_id": tenant_id, "invoice_id": invoice_id}
             ).first()
         return None if row is None else dict(row._mapping)
 
