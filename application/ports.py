@@ -29,8 +29,16 @@ class StoredEventRow:
     recorded_at: datetime
 
 
+class StateEncoder(Protocol):
+    """Encodes an event's attributes (`vars(event)`) to exactly the state bytes the
+    application's mapper would store for it (the batch path's faster way to the same row)."""
+
+    def state(self, attributes: dict[str, Any], class_version: int) -> bytes: ...
+
+
 class EventLog(Protocol):
-    """Extra reads our recorders offer beyond the library's (positions and recorded_at)."""
+    """Extra reads our recorders offer beyond the library's (positions and recorded_at), and
+    the batch path's insert."""
 
     def position_of(self, originator_id: UUID, version: int) -> int | None: ...
 
@@ -42,6 +50,18 @@ class EventLog(Protocol):
         ...
 
     def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]: ...
+
+    def insert_rows(
+        self,
+        ids: Sequence[UUID],
+        versions: Sequence[int],
+        topics: Sequence[str],
+        states: Sequence[bytes],
+    ) -> Sequence[int]:
+        """Stored events given column by column, inserted in one transaction under the
+        event table's lock as the library's `insert_events` does; their positions in order.
+        A row whose stream and version exist already fails it whole (IntegrityError)."""
+        ...
 
 
 @dataclass(frozen=True)

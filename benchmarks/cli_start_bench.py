@@ -7,7 +7,8 @@ round, so load on a shared machine falls on all of them alike) and prints median
 With --baseline DIR (a checkout of another commit, e.g. `git worktree add /tmp/base main`), the
 same commands also run with that tree first on PYTHONPATH, interleaved with ours: before/after in
 one run.
-Usage: python benchmarks/cli_start_bench.py [--runs 30] [--baseline DIR] [--json]
+Usage: python benchmarks/cli_start_bench.py [--runs 30] [--quick] [--baseline DIR] [--json]
+(--json: the last line is the row for benchmarks/run_all.py)
 """
 
 from __future__ import annotations
@@ -76,8 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--baseline", help="another checkout to time beside this one")
-    parser.add_argument("--json", action="store_true", help="print the medians as JSON too")
+    parser.add_argument("--quick", action="store_true", help="10 runs instead of --runs")
+    parser.add_argument("--json", action="store_true", help="end with the row as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 10
+    load = os.getloadavg()[0]
     hyperfine = shutil.which("hyperfine")
     if hyperfine and not args.baseline:
         medians = _hyperfine(args.runs, hyperfine)
@@ -95,7 +100,18 @@ def main() -> None:
     verdict = "holds" if help_s < GOAL_SECONDS else "MISSED"
     print(f"  goal fapiao --help < {GOAL_SECONDS} s: {verdict}")
     if args.json:
-        print(json.dumps({"cli_start_seconds": medians, "goal_seconds": GOAL_SECONDS}))
+        row = {
+            "path": "CLI start (fapiao --help)",
+            "ours": round(help_s, 4),
+            "unit": "s",
+            "reference": round(base, 4),
+            "reference_label": "python -c pass",
+            "ratio": round(help_s / base, 2),
+            "goal": f"< {GOAL_SECONDS} s",
+            "pass": help_s < GOAL_SECONDS,
+            "extra": {k: round(v, 4) for k, v in medians.items()},
+        }
+        print(json.dumps({"bench": "cli_start_bench", "load": load, "rows": [row]}))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,21 @@
 """Tenants and API keys. A key is shown once; only its SHA-256 is stored (keys are 256-bit
-random, so a slow hash adds nothing)."""
+random, so a slow hash adds nothing).
+
+`authenticate` keeps what it read of each key hash for `cache_seconds`
+(FAPIAO_KEY_CACHE_SECONDS, default 5 s; 0 reads the table every time), so a read costs its own
+query and not a key lookup too. The bound: a key revoked by another process (the CLI, another
+server worker) is refused at most `cache_seconds` later; revoked through this store, it is
+forgotten at once. Unknown secrets are kept too (a new key's secret cannot have been tried
+before it was made), in a bounded map, so guessed keys cannot grow it without limit.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,10 +45,24 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+CACHE_ENTRIES = 10_000  # key hashes remembered at most; the oldest go first
+
+
 class ApiKeyStore:
-    def __init__(self, engine: Engine, write_engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        write_engine: Engine,
+        cache_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.write_engine = write_engine  # read-then-write transactions (IMMEDIATE on SQLite)
+        self.cache_seconds = cache_seconds
+        self.monotonic = monotonic
+        # secret hash -> (monotonic deadline, the principal or None for unknown/revoked)
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache_lock = threading.Lock()
 
     def ensure_tenant(self, taxpayer_code: str, name: str) -> str:
         """Create the tenant if new; its id is its validated unified social credit code."""
@@ -126,11 +151,48 @@ class ApiKeyStore:
             )
             if result.rowcount == 0:
                 raise ApiKeyError(f"no active key {key_id}")
+        self.forget(key_id)
+
+    def forget(self, key_id: str) -> None:
+        """Drop what the cache holds of `key_id` (revoked here: refused from now on)."""
+        with self._cache_lock:
+            for digest in [
+                d for d, (_, p) in self._cache.items() if p is not None and p.key_id == key_id
+            ]:
+                del self._cache[digest]
 
     def authenticate(self, secret: str) -> Principal | None:
+        """The key's principal while it is active, else None (see the module's note on the
+        cache: at most `cache_seconds` old)."""
         if not secret.startswith("fpl_"):
             return None
-        return self._principal(api_keys.c.secret_hash == _hash(secret))
+        digest = _hash(secret)
+        if self.cache_seconds <= 0:
+            return self._principal(api_keys.c.secret_hash == digest)
+        now = self.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = self._principal(api_keys.c.secret_hash == digest)
+        with self._cache_lock:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache = {d: e for d, e in self._cache.items() if e[0] > now}
+                while len(self._cache) >= CACHE_ENTRIES:
+                    del self._cache[next(iter(self._cache))]
+            self._cache[digest] = (now + self.cache_seconds, principal)
+        return principal
+
+    def authenticate_cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """(True, the principal or None) when the cache answers for `secret` now, without IO;
+        (False, None) when `authenticate` would read the table."""
+        if not secret.startswith("fpl_"):
+            return True, None
+        if self.cache_seconds <= 0:
+            return False, None
+        cached = self._cache.get(_hash(secret))
+        if cached is not None and cached[0] > self.monotonic():
+            return True, cached[1]
+        return False, None
 
     def principal_for(self, key_id: str) -> Principal | None:
         """The key's principal while it is active (a console session names its key by id)."""

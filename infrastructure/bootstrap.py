@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
@@ -67,6 +67,8 @@ from infrastructure.projections.worker import (
 from infrastructure.remedies.attachment_store import FileAttachmentStore
 from infrastructure.settings import Settings
 from infrastructure.store.database import create_engine_for
+from infrastructure.store.event_states import fast_state_encoder
+from infrastructure.store.recorders import GroupingRecorder
 from infrastructure.store.replica import Replica
 from infrastructure.store.tables import readiness_probe
 
@@ -370,6 +372,11 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
     except NoteFormatError as e:
         raise ValueError(f"FAPIAO_LOG_ORIGIN: {e}") from None
     ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
+    ledger.state_encoder = fast_state_encoder(ledger.mapper)
+    if settings.group_commit:
+        cast(GroupingRecorder, ledger.recorder).enable_group_commit(
+            settings.group_commit_wait_ms / 1000, settings.group_commit_max_size
+        )
     engine = create_engine_for(settings)
     write_engine = create_engine_for(settings, immediate=True)
     board = ProgressBoard()
@@ -479,7 +486,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         engine=engine,
         write_engine=write_engine,
         reader=SqlInvoiceStatusReader(engine),
-        keys=ApiKeyStore(engine, write_engine),
+        keys=ApiKeyStore(engine, write_engine, settings.key_cache_seconds),
         board=board,
         workers=workers,
         metrics=metrics,

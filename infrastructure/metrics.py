@@ -153,6 +153,7 @@ class StoreCollector(Collector):
             errors.add_metric([name], self.errors.get(name, 0))
         yield errors
         yield from self._pools()
+        yield from self._group_commit()
 
     @staticmethod
     def _read(parts: dict[str, Any], read: dict[str, list[Metric]]) -> None:
@@ -270,6 +271,23 @@ class StoreCollector(Collector):
             size.add_metric([name], held)
         yield in_use
         yield size
+
+    def _group_commit(self) -> Iterator[Metric]:
+        """This process's group commit (FAPIAO_GROUP_COMMIT): commands saved and the
+        transactions they took; commands / transactions is the mean group size."""
+        group = getattr(self.services.ledger.recorder, "group", None)
+        if group is None:
+            return
+        yield CounterMetricFamily(
+            "fapiao_group_commit_commands",
+            "Commands saved through group commit in this process",
+            group.commands,
+        )
+        yield CounterMetricFamily(
+            "fapiao_group_commit_transactions",
+            "Transactions those commands were saved in",
+            group.transactions,
+        )
 
 
 def pool_numbers(pool: Any) -> tuple[int, int]:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
     lock_timeout_seconds: int = Field(default=5, ge=1)
-    projection_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projection_batch_size: int = Field(default=2000, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)
     projection_linger_seconds: float | None = Field(
         default=None,
@@ -87,6 +87,22 @@ class Settings(BaseSettings):
         le=86_400,
         description="/readyz fails when a projection behind the head has not advanced for this "
         "long",
+    )
+    group_commit: bool = Field(
+        default=True,
+        description="Concurrent commands of this process share one transaction (each still "
+        "its own decision, optimistic check and receipt, under a savepoint of its own); a "
+        "lone command is saved at once, as without it",
+    )
+    group_commit_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=50,
+        description="Longest a group waits for the commands it expects (as many as its "
+        "previous group had) before it commits (milliseconds)",
+    )
+    group_commit_max_size: int = Field(
+        default=32, ge=1, le=1000, description="Most commands one group transaction saves"
     )
     consistent_read_timeout: float = Field(default=5.0, ge=0, le=60)
     consistent_read_max_waiters: int = Field(
@@ -241,6 +257,21 @@ class Settings(BaseSettings):
     )
     session_hours: float = Field(
         default=8.0, gt=0, le=24 * 7, description="A console sign-in lasts this long"
+    )
+    # Serving (issue 15: reads at the ceiling).
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a process trusts what it last read of an API key (0: read the "
+        "key table on every request). A key revoked elsewhere is refused within this time; "
+        "in the process that revoked it, at once",
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="`fapiao serve`: server processes answering HTTP"
+    )
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", description="`fapiao serve`: the HTTP server (granian is optional)"
     )
 
     @field_validator("database_url")

@@ -9,12 +9,14 @@ a log line never carries a key, a secret or a password.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
+import orjson
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
@@ -52,6 +54,15 @@ def resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "console"]
     return "console" if stream.isatty() else "json"
 
 
+def _json_line(event: Any, **_: Any) -> str:
+    """One log line as JSON, by orjson (UTF-8 as is, unknown types by str); the stdlib for
+    what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(event, ensure_ascii=False, default=str)
+
+
 def configure_logging(
     fmt: LogFormat = "auto", level: str = "INFO", stream: TextIO | None = None
 ) -> Literal["json", "console"]:
@@ -68,7 +79,7 @@ def configure_logging(
     ]
     renderer: Any
     if chosen == "json":
-        renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
+        renderer = structlog.processors.JSONRenderer(serializer=_json_line)
         final = [structlog.processors.format_exc_info, renderer]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())

@@ -106,8 +106,28 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _counter = iter(range(1_000_000))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked `both_commit_paths` runs each of its tests on both command save paths:
+    group commit (FAPIAO_GROUP_COMMIT on, the default) and one transaction per command."""
+    if metafunc.definition.get_closest_marker("both_commit_paths") is None:
+        return
+    if "commit_path" in metafunc.fixturenames:
+        metafunc.parametrize("commit_path", ["grouped", "plain"])
+
+
 @pytest.fixture
-def pg_settings(pg_template: str, tmp_path: Path) -> Iterator[Settings]:
+def commit_path() -> str | None:
+    """How commands save: "grouped", "plain", or None for the setting's default (and
+    FAPIAO_GROUP_COMMIT); see pytest_generate_tests."""
+    return None
+
+
+def _commit_settings(commit_path: str | None) -> dict[str, bool]:
+    return {} if commit_path is None else {"group_commit": commit_path == "grouped"}
+
+
+@pytest.fixture
+def pg_settings(pg_template: str, tmp_path: Path, commit_path: str | None) -> Iterator[Settings]:
     name = f"fapiao_t_{RUN_ID}_{next(_counter)}"
     _admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     yield Settings(
@@ -117,12 +137,13 @@ def pg_settings(pg_template: str, tmp_path: Path) -> Iterator[Settings]:
         projection_poll_seconds=0.2,
         environment="test",
         data_dir=tmp_path,
+        **_commit_settings(commit_path),  # type: ignore[arg-type]
     )
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def sqlite_settings(sqlite_template: Path, tmp_path: Path) -> Settings:
+def sqlite_settings(sqlite_template: Path, tmp_path: Path, commit_path: str | None) -> Settings:
     path = tmp_path / "ledger.db"
     shutil.copy(sqlite_template, path)
     return Settings(
@@ -130,12 +151,14 @@ def sqlite_settings(sqlite_template: Path, tmp_path: Path) -> Settings:
         projection_poll_seconds=0.2,
         environment="test",
         data_dir=tmp_path,
+        **_commit_settings(commit_path),  # type: ignore[arg-type]
     )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    """A fresh migrated database on each store: the contract suites run against both."""
+def settings(request: pytest.FixtureRequest, commit_path: str | None) -> Settings:
+    """A fresh migrated database on each store: the contract suites run against both.
+    (`commit_path` is named so that the store fixtures chosen here see its parameter.)"""
     fixture = "sqlite_settings" if request.param == "sqlite" else "pg_settings"
     return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
 

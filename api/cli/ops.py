@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -67,16 +67,32 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Load a demo tenant and print its API key")] = False,
     worker: Annotated[bool, typer.Option(help="Run the projection worker in-process")] = True,
     log_format: LogFormatOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes answering HTTP (default FAPIAO_WORKERS, 1); with several, "
+            "the projection workers and timers run once, in the supervising process",
+        ),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="uvicorn or granian (default FAPIAO_SERVER, uvicorn)"),
+    ] = None,
 ) -> None:
     """Migrate, then serve the API (SQLite in the data folder unless FAPIAO_DATABASE_URL is set)."""
-    import uvicorn
-
+    from api.cli.serving import APP_FACTORY, ServerUnavailableError, export_for_workers, run_server
     from api.http.app import create_app
     from infrastructure.bootstrap import build_cells
     from infrastructure.settings import Settings
     from infrastructure.store import migrate as migrations
 
     settings = Settings()
+    chosen = server or settings.server
+    if chosen not in ("uvicorn", "granian"):
+        raise CliError(f"server: {chosen!r} is not uvicorn or granian")
+    processes = workers or settings.workers
     _logging(settings, log_format)
     for cell in settings.cells():
         migrations.upgrade(cell)
@@ -90,19 +106,25 @@ def serve(
     bind = settings.metrics_bind()
     if settings.metrics_enabled and bind:
         _serve_metrics(services, *bind)
+    one = processes == 1 and chosen == "uvicorn"
+    if not one:
+        # The workers build their own app and services from the environment; this process
+        # supervises them and runs the background work once (none in the workers).
+        export_for_workers(settings, log_format or settings.log_format)
+        if worker:
+            cells.start_workers()
+        console.print(f"{chosen}: {processes} worker processes")
     try:
-        uvicorn.run(
-            create_app(settings, cells=cells, run_workers=worker),
+        run_server(
+            create_app(settings, cells=cells, run_workers=worker) if one else APP_FACTORY,
+            settings,
             host=host,
             port=port,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # ours (structured_logs), installed above
-            access_log=False,  # one line per request comes from the app, with its context
-            # SIGTERM: requests still running (a slow client included) are cut off after this
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-            limit_concurrency=settings.max_connections,
-            timeout_keep_alive=5,
+            workers=processes,
+            server=cast("Literal['uvicorn', 'granian']", chosen),
         )
+    except ServerUnavailableError as e:
+        raise CliError(str(e)) from None
     finally:
         cells.close()
 

@@ -6,10 +6,11 @@ metrics. A pure ASGI middleware, so streamed responses are timed to their last b
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -20,6 +21,20 @@ from infrastructure.structured_logs import bind_request, clear_request
 log = logging.getLogger("fapiao.http")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 QUIET = frozenset({"/healthz", "/metrics"})  # scraped every few seconds: DEBUG, not INFO
+# A made request id: 16 random hex digits per process, then its request count (32 in all, as
+# a uuid4's hex was). Unique across processes and restarts without a urandom call a request:
+# that call gives up the GIL on the event loop, and taking it back under load costs
+# milliseconds (the profile of benchmarks/read_bench.py).
+_PROCESS = os.urandom(8).hex()
+_COUNT = itertools.count(1)
+
+
+def _new_process() -> None:
+    global _PROCESS, _COUNT
+    _PROCESS, _COUNT = os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_process)  # a forked server worker: its own prefix
 
 
 def request_id_of(scope: Scope) -> str:
@@ -29,7 +44,7 @@ def request_id_of(scope: Scope) -> str:
             if REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return f"{_PROCESS}{next(_COUNT):016x}"
 
 
 class RequestObserver:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,29 +48,87 @@ def as_json(value: Any) -> Any:
         return json.loads(json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False))
 
 
+def as_json_bytes(value: Any) -> tuple[Any, bytes | None]:
+    """`as_json(value)` but for the order of its keys (which nothing reading it relies on),
+    and its RFC 8785 bytes (`canonical` of it), from one walk and one encoding; None for the
+    bytes of a value RFC 8785 cannot write (an integer beyond 2**53, say)."""
+    try:
+        converted = canonical_json.plain(value)
+        return converted, canonical_json.dumps_plain(converted)
+    except canonical_json.NotPlainError:
+        read = json.loads(json.dumps(_jsonable(value), sort_keys=True, ensure_ascii=False))
+        try:
+            return read, canonical(read)
+        except Exception:  # noqa: BLE001 - whoever writes it gets rfc8785's refusal
+            return read, None
+
+
+def event_file(decoded: bytes, leaf: bytes, state_base64: str) -> bytes:
+    """events/<position>.json, `canonical({"leaf", "state_base64", "decoded"})`, from the
+    canonical bytes of its parts (RFC 8785 writes an object as its members' canonical bytes,
+    keys sorted: decoded, leaf, state_base64; base64 needs no escaping)."""
+    return b"".join(
+        (
+            b'{"decoded":',
+            decoded,
+            b',"leaf":',
+            leaf,
+            b',"state_base64":"',
+            state_base64.encode(),
+            b'"}',
+        )
+    )
+
+
 def decoded_event(event: LedgerEvent, leaf: dict[str, Any]) -> dict[str, Any]:
     """The readable form of a sealed event: from its leaf and its decoded stored state."""
-    return as_json(  # type: ignore[no-any-return]
-        {
-            "position": leaf["position"],
-            "version": leaf["stream_version"],
-            "topic": leaf["topic"],
-            "type": type(event).__name__,
-            "recorded_at": leaf["recorded_at"],
-            "actor": event.actor,
-            "source": event.source,
-            "occurred_at": event.occurred_at.isoformat(),
-            "data": {k: _jsonable(v) for k, v in vars(event).items() if k not in NOT_DATA},
-        }
-    )
+    return as_json(_decoded(event, leaf, _jsonable))  # type: ignore[no-any-return]
+
+
+def decoded_event_bytes(
+    event: LedgerEvent, leaf: dict[str, Any]
+) -> tuple[dict[str, Any], bytes | None]:
+    """`decoded_event` (keys in any order) and its canonical bytes."""
+    return as_json_bytes(_decoded(event, leaf, _same))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _decoded(
+    event: LedgerEvent, leaf: dict[str, Any], jsonable: Callable[[Any], Any]
+) -> dict[str, Any]:
+    # as_json_bytes converts what _jsonable would (times, Decimals, UUIDs) in its own walk
+    # and applies _jsonable itself where it takes the slow path, so it is given the values.
+    return {
+        "position": leaf["position"],
+        "version": leaf["stream_version"],
+        "topic": leaf["topic"],
+        "type": type(event).__name__,
+        "recorded_at": leaf["recorded_at"],
+        "actor": event.actor,
+        "source": event.source,
+        "occurred_at": event.occurred_at.isoformat(),
+        "data": {k: jsonable(v) for k, v in vars(event).items() if k not in NOT_DATA},
+    }
 
 
 def derived_state(aggregate: object) -> dict[str, Any]:
     """state.json: the replayed aggregate's attributes, marked as derived."""
+    return as_json(_state(aggregate, _jsonable))  # type: ignore[no-any-return]
+
+
+def derived_state_bytes(aggregate: object) -> tuple[dict[str, Any], bytes | None]:
+    """`derived_state` (keys in any order) and its canonical bytes (state.json)."""
+    return as_json_bytes(_state(aggregate, _same))
+
+
+def _state(aggregate: object, jsonable: Callable[[Any], Any]) -> dict[str, Any]:
     state = {
-        k.lstrip("_"): _jsonable(v) for k, v in vars(aggregate).items() if k != "_pending_events"
+        k.lstrip("_"): jsonable(v) for k, v in vars(aggregate).items() if k != "_pending_events"
     }
-    return as_json({"derived": True, **state})  # type: ignore[no-any-return]
+    return {"derived": True, **state}
 
 
 def attachment_refs(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,8 +295,19 @@ def person(actor: str) -> str:
     return actor
 
 
+_ESCAPED: dict[str, str] = {}
+
+
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+    text = "" if value is None else str(value)
+    found = _ESCAPED.get(text)
+    if found is None:
+        found = html.escape(text)
+        if len(text) <= 200:  # the report's repeated words: names, codes, actors, topics
+            if len(_ESCAPED) >= 10_000:
+                _ESCAPED.clear()
+            _ESCAPED[text] = found
+    return found
 
 
 def _pair(names: dict[str, tuple[str, str]], key: str) -> str:
@@ -260,11 +329,26 @@ def _details(event: dict[str, Any]) -> str:
 def render_report(
     manifest: dict[str, Any], checkpoint: Checkpoint, streams: Sequence[StreamView]
 ) -> str:
-    """report.html, deterministic: the same manifest, checkpoint and streams give the same bytes."""
+    """report.html, deterministic: the same manifest, checkpoint and streams give the same bytes.
+    (`report_head`, then `invoice_section` per invoice, `case_section` per case, `REPORT_TAIL`:
+    the exporter and the verifier write it piece by piece as the streams go by.)"""
+    cases = [s for s in streams if s.kind == "case"]
+    numbers = case_numbers(cases)
+    out = [report_head(manifest, checkpoint)]
+    for stream in streams:
+        if stream.kind == "invoice":
+            out.append(invoice_section(stream, numbers.get(stream.stream_id, ())))
+    for stream in cases:
+        out.append(case_section(stream))
+    out.append(REPORT_TAIL)
+    return "".join(out)
+
+
+def report_head(manifest: dict[str, Any], checkpoint: Checkpoint) -> str:
+    """The report up to its first invoice: the bundle, who exported it, the checkpoint."""
     heads = checkpoint.stream_heads() or StreamHeads(0, b"")
     tenant = manifest["tenant"]
     by = manifest["exported_by"]
-    cases = [s for s in streams if s.kind == "case"]
     out = [
         "<!doctype html>\n<html lang=zh>\n<meta charset=utf-8>\n",
         "<title>发票证据包 Invoice evidence bundle</title>\n",
@@ -285,27 +369,34 @@ def render_report(
             f"<code>{_e(known['root'])}</code>; 一致性证明见 consistency/ (the consistency proof "
             "is in consistency/).</p>\n"
         )
-    for stream in streams:
-        if stream.kind == "invoice":
-            out.append(_invoice_section(stream, cases))
-    for stream in cases:
-        out.append(_case_section(stream))
-    out.append("<h2>验证步骤 How to verify</h2>\n<ol>\n")
-    out += [f"<li>{_e(zh)}<br>{_e(en)}</li>\n" for zh, en in VERIFY_STEPS]
-    out.append(
-        "</ol>\n<p>检查点仅由日志运营方签名，不能证明运营方从未重建日志；请保存收到的检查点并用一致性"
-        "证明比对。 A checkpoint signed only by the log's operator cannot prove the operator "
-        "never rebuilt the log: keep the checkpoints you receive and compare them with "
-        "consistency proofs.</p>\n</html>\n"
-    )
     return "".join(out)
 
 
-def _invoice_section(stream: StreamView, cases: Sequence[StreamView]) -> str:
+REPORT_TAIL = (
+    "<h2>验证步骤 How to verify</h2>\n<ol>\n"
+    + "".join(f"<li>{_e(zh)}<br>{_e(en)}</li>\n" for zh, en in VERIFY_STEPS)
+    + "</ol>\n<p>检查点仅由日志运营方签名，不能证明运营方从未重建日志；请保存收到的检查点并用一致性"
+    "证明比对。 A checkpoint signed only by the log's operator cannot prove the operator "
+    "never rebuilt the log: keep the checkpoints you receive and compare them with "
+    "consistency proofs.</p>\n</html>\n"
+)
+
+
+def case_numbers(cases: Iterable[StreamView]) -> dict[str, set[str]]:
+    """invoice id -> the numbers of the cases naming it (what an invoice's section lists)."""
+    numbers: dict[str, set[str]] = {}
+    for case in cases:
+        for invoice_id in invoices_of(case.state):
+            numbers.setdefault(invoice_id, set()).add(str(case.state.get("number")))
+    return numbers
+
+
+def invoice_section(stream: StreamView, case_numbers: Iterable[str]) -> str:
+    """One invoice's part of the report; `case_numbers`: the cases naming it."""
     issued = stream.events[0]["data"] if stream.events else {}
     state = stream.state
     numbers = sorted(
-        {str(c.state.get("number")) for c in cases if stream.stream_id in _invoices_of(c)}
+        set(case_numbers)
         | {
             str(e["data"]["application_number"])
             for e in stream.events
@@ -328,13 +419,15 @@ def _invoice_section(stream: StreamView, cases: Sequence[StreamView]) -> str:
     return "".join(parts) + _timeline(stream.events)
 
 
-def _invoices_of(case: StreamView) -> set[str]:
-    ids = case.state.get("invoice_ids") or []
-    single = case.state.get("invoice_id")
+def invoices_of(case_state: dict[str, Any]) -> set[str]:
+    """The invoices a case's state names."""
+    ids = case_state.get("invoice_ids") or []
+    single = case_state.get("invoice_id")
     return {str(i) for i in ids} | ({str(single)} if single else set())
 
 
-def _case_section(stream: StreamView) -> str:
+def case_section(stream: StreamView) -> str:
+    """One case's part of the report."""
     aggregate = stream.events[0]["topic"].rsplit(".", 2)[0] if stream.events else ""
     kind = CASE_KINDS.get(aggregate, ("案件", "case"))
     return (

@@ -65,7 +65,33 @@ def plain(value: Any) -> Any:
     """The value as the ledger's JSON holds it (times as ISO 8601, Decimals and UUIDs as
     strings, like application.invoices.ledger's `_jsonable`), in one walk that also checks it is
     plain (see the module's note); NotPlainError otherwise."""
-    if value is None or isinstance(value, str | bool):
+    kind = type(value)  # the exact common types first; subclasses take the general path
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not (k.isascii() or max(k) <= _LAST_BMP):
+                raise NotPlainError("key")
+            out[k] = plain(v)
+        return out
+    if kind is int:
+        if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            return value
+        raise NotPlainError("integer beyond 2**53")
+    if kind is list:
+        return [plain(v) for v in value]
+    if kind is datetime or kind is date:
+        return value.isoformat()
+    if kind is Decimal or kind is UUID:
+        return str(value)
+    return _plain_general(value)
+
+
+def _plain_general(value: Any) -> Any:
+    if isinstance(value, str):
+        return str.__str__(value)  # a str enum's value, as JSON holds it
+    if isinstance(value, bool):
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -73,7 +99,7 @@ def plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, int):
         if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
-            return value
+            return int(value)
         raise NotPlainError("integer beyond 2**53")
     if isinstance(value, list):
         return [plain(v) for v in value]

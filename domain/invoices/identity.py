@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
@@ -20,6 +21,10 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_CHARSET)}
+# Check characters are pure functions of the code: the few parties of a batch repeat, so the
+# last codes' answers are kept (bounded).
+_CHECKED_CODES = 4096
 
 # Digits 3-4 of a fully digital number: the province-level bureau. Provinces reuse their
 # GB/T 2260 prefix; planned-separately cities have their own codes (94, 95 seen). A number
@@ -115,11 +120,13 @@ def normalise_code(raw: str) -> str:
     return raw.replace(" ", "").replace("-", "").upper()
 
 
+@lru_cache(maxsize=_CHECKED_CODES)
 def uscc_check_character(first17: str) -> str:
-    total = sum(USCC_CHARSET.index(c) * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
+@lru_cache(maxsize=_CHECKED_CODES)
 def organisation_code_valid(uscc: str) -> bool:
     """GB 11714: characters 9-17 are an organisation code with its own check character."""
     body, check = uscc[8:16], uscc[16]

@@ -231,31 +231,54 @@ class Invoice(BaseAggregate[UUID]):
 
     # ---- commands -------------------------------------------------------------------------
 
+    @staticmethod
+    def issued_facts(tenant_id: str, facts: InvoiceFacts, by: Provenance) -> dict[str, Any]:
+        """The Issued event's attributes beyond identity and clock: the one place they are
+        named, for `issue` and for the batch path that writes the events directly."""
+        key = facts.key
+        return {
+            **by.fields(),
+            "tenant_id": tenant_id,
+            "invoice_key": key.canonical,
+            "number": key.number,
+            "code": key.code,
+            "invoice_type": facts.invoice_type.value,
+            "direction": facts.direction.value,
+            "issued_on": facts.issued_on,
+            "seller_code": facts.seller_code,
+            "seller_name": facts.seller_name,
+            "buyer_code": facts.buyer_code,
+            "buyer_name": facts.buyer_name,
+            "amount": facts.amount,
+            "tax": facts.tax,
+            "total": facts.total,
+            "tax_rate": facts.tax_rate,
+            "lines": [line.to_dict() for line in facts.lines],
+            "remarks": facts.remarks,
+            "reverses_key": facts.reverses_key,
+            "replaces_key": facts.replaces_key,
+        }
+
     @classmethod
     def issue(cls, tenant_id: str, facts: InvoiceFacts, by: Provenance) -> Invoice:
         return cls._create(
             cls.Issued,
             id=invoice_id(tenant_id, facts.key),
-            **by.fields(),
-            tenant_id=tenant_id,
-            invoice_key=facts.key.canonical,
-            number=facts.key.number,
-            code=facts.key.code,
-            invoice_type=facts.invoice_type.value,
-            direction=facts.direction.value,
-            issued_on=facts.issued_on,
-            seller_code=facts.seller_code,
-            seller_name=facts.seller_name,
-            buyer_code=facts.buyer_code,
-            buyer_name=facts.buyer_name,
-            amount=facts.amount,
-            tax=facts.tax,
-            total=facts.total,
-            tax_rate=facts.tax_rate,
-            lines=[line.to_dict() for line in facts.lines],
-            remarks=facts.remarks,
-            reverses_key=facts.reverses_key,
-            replaces_key=facts.replaces_key,
+            **cls.issued_facts(tenant_id, facts, by),
+        )
+
+    @classmethod
+    def issued_event(
+        cls, tenant_id: str, facts: InvoiceFacts, by: Provenance, timestamp: datetime
+    ) -> Invoice.Issued:
+        """The event `issue` records (version 1 of the invoice's stream), without building
+        the aggregate: for recording many new invoices at once. Its rules are `issue`'s."""
+        return cls.Issued(
+            originator_id=invoice_id(tenant_id, facts.key),
+            originator_version=cls.INITIAL_VERSION,
+            timestamp=timestamp,
+            originator_topic=cls.TOPIC,
+            **cls.issued_facts(tenant_id, facts, by),
         )
 
     def _require(self, step: Step) -> None:

@@ -12,7 +12,15 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
-from domain.bounds import CODE_LENGTH, MONEY_DIGITS, NAME_LENGTH, NOTE_LENGTH, check_day, check_text
+from domain.bounds import (
+    CODE_LENGTH,
+    MONEY_DIGITS,
+    NAME_LENGTH,
+    NOTE_LENGTH,
+    all_clean,
+    check_day,
+    check_text,
+)
 from domain.errors import (
     InvalidFieldError,
     InvalidInvoiceTypeError,
@@ -286,8 +294,12 @@ def _check_bounds(c: _Collector, draft: InvoiceDraft) -> None:
             (f"lines[{i}].unit", line.unit, CODE_LENGTH, False),
             (f"lines[{i}].tax_code", line.tax_code, CODE_LENGTH, False),
         ]
-    for name, value, limit, multiline in texts:
-        if isinstance(value, str):
+    strings = [(n, v, limit, m) for n, v, limit, m in texts if isinstance(v, str)]
+    fits = all(len(v) <= limit for _, v, limit, _ in strings)
+    if not fits or not all_clean(
+        [v for _, v, _, m in strings if not m], [v for _, v, _, m in strings if m]
+    ):  # some text breaks a rule: find which, field by field
+        for name, value, limit, multiline in strings:
             c.run(check_text, name, value, limit, multiline)
     if len(draft.lines) > MAX_LINES:
         c.fail(InvalidLineItemError("lines", f"at most {MAX_LINES} lines", rule="max_items"))

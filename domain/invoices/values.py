@@ -5,15 +5,20 @@ Money is `Decimal` with exactly two places; totals are checked, never recomputed
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 
 from domain.bounds import MONEY_DIGITS, check_money
 from domain.errors import InvalidMoneyError, UnknownTaxRateError
 
 CENT = Decimal("0.01")
+# Money as it is usually written: at most 16 digits, a point and two more. Such a text is
+# already in cents and within numeric(18,2), so it needs none of the checks below.
+_PLAIN_CENTS = re.compile(r"-?[0-9]{1,16}\.[0-9]{2}")
 LINE_TAX_TOLERANCE = Decimal("0.06")
 INVOICE_TAX_TOLERANCE = Decimal("1.27")
 LINE_PRICE_TOLERANCE = Decimal("0.01")
@@ -67,6 +72,8 @@ def money(field: str, value: object) -> Decimal:
         amount = value
     elif isinstance(value, int | str):
         text = str(value).strip()
+        if _PLAIN_CENTS.fullmatch(text):
+            return Decimal(text)
         if len(text) > 40:  # no amount that fits numeric(18,2) is written longer
             raise InvalidMoneyError(field, "is longer than 40 characters", "money_range")
         try:
@@ -108,9 +115,16 @@ class RateTable:
 
     entries: tuple[RateEntry, ...]
 
+    @cached_property
+    def _by_rate(self) -> dict[str, tuple[RateEntry, ...]]:
+        found: dict[str, list[RateEntry]] = {}
+        for e in self.entries:
+            found.setdefault(e.rate, []).append(e)
+        return {rate: tuple(entries) for rate, entries in found.items()}
+
     def check(self, field: str, rate: str, on: date) -> Decimal | None:
         """The numeric rate (None for exempt / not taxable) if it is valid on `on`."""
-        entries = [e for e in self.entries if e.rate == rate]
+        entries = self._by_rate.get(rate, ())
         if not entries:
             known = ", ".join(sorted({e.rate for e in self.entries}))
             raise UnknownTaxRateError(field, f"{rate!r} is not a known rate (known: {known})")

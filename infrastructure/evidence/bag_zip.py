@@ -14,57 +14,225 @@ and tag manifest checksum, completeness, Payload-Oxum) is done on them directly.
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
+import struct
+import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 MAX_ENTRIES = 2_000_000
 MAX_TOTAL_BYTES = 16 * 1024**3
+ZIP64_LIMIT = (1 << 31) - 1  # as zipfile's
+_UTF8_NAME = 0x800
+_REGULAR_FILE = (stat.S_IFREG | 0o644) << 16
+_BUFFER = 1 << 20
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class BagZipWriter:
-    """Adds payload files under `<bag>/data/`, then the tag files on `close`."""
+    """Adds payload files under `<bag>/data/`, then the tag files on `close`.
+
+    The zip is written straight to the file as entries come (one buffered sequential write,
+    no seeking back): each entry's CRC and deflated bytes are computed before its local
+    header is written, so the bytes are those `zipfile.ZipFile.writestr` writes for the same
+    entries (tests/unit/test_evidence_formats.py holds the two equal). What is kept per entry
+    is only its central-directory record and its manifest line, packed."""
 
     def __init__(self, out: Path, bag_name: str, when: datetime) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.zip = zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED)
+        self.fp = open(out, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by close/abort
+        self.offset = 0
         self.bag = bag_name
-        self.stamp = when.astimezone(UTC).timetuple()[:6]
-        self.payload: list[tuple[str, str, int]] = []  # (path in the bag, sha256, size)
+        y, mo, d, h, mi, s = when.astimezone(UTC).timetuple()[:6]
+        self.dosdate = (y - 1980) << 9 | mo << 5 | d
+        self.dostime = h << 11 | mi << 5 | (s // 2)
+        self.central = bytearray()
+        self.count = 0
+        self.payload: list[bytes] = []  # path + NUL + raw SHA-256, per payload file
+        self.octets = 0
+
+    def _entry(
+        self, path: str, size: int, crc: int, compressed: Iterable[bytes], csize: int
+    ) -> None:
+        name = f"{self.bag}/{path}"
+        try:
+            encoded, flags = name.encode("ascii"), 0
+        except UnicodeEncodeError:
+            encoded, flags = name.encode("utf-8"), _UTF8_NAME
+        version, extra = 20, b""
+        local_size, local_csize = size, csize
+        if size * 1.05 > ZIP64_LIMIT:  # as zipfile decides before it knows the compressed size
+            version, extra = 45, struct.pack("<HHQQ", 1, 16, size, csize)
+            local_size = local_csize = 0xFFFFFFFF
+        self.fp.write(
+            struct.pack(
+                "<4s2B4HL2L2H",
+                b"PK\003\004",
+                version,
+                0,
+                flags,
+                zipfile.ZIP_DEFLATED,
+                self.dostime,
+                self.dosdate,
+                crc,
+                local_csize,
+                local_size,
+                len(encoded),
+                len(extra),
+            )
+            + encoded
+            + extra
+        )
+        for chunk in compressed:
+            self.fp.write(chunk)
+        advance = 30 + len(encoded) + len(extra) + csize
+        central_extra = []
+        if size > ZIP64_LIMIT or csize > ZIP64_LIMIT:
+            central_extra += [size, csize]
+            size = csize = 0xFFFFFFFF
+        offset = self.offset
+        if offset > ZIP64_LIMIT:
+            central_extra.append(offset)
+            offset = 0xFFFFFFFF
+        cextra = b""
+        if central_extra:
+            version = 45
+            n = len(central_extra)
+            cextra = struct.pack(f"<HH{n}Q", 1, 8 * n, *central_extra)
+        self.central += struct.pack(
+            "<4s4B4HL2L5H2L",
+            b"PK\001\002",
+            version,
+            3,  # made on Unix, as zipfile says on every system but Windows
+            version,
+            0,
+            flags,
+            zipfile.ZIP_DEFLATED,
+            self.dostime,
+            self.dosdate,
+            crc,
+            csize,
+            size,
+            len(encoded),
+            len(cextra),
+            0,
+            0,
+            0,
+            _REGULAR_FILE,
+            offset,
+        )
+        self.central += encoded + cextra
+        self.count += 1
+        self.offset += advance
 
     def _write(self, path: str, data: bytes) -> None:
-        info = zipfile.ZipInfo(f"{self.bag}/{path}", date_time=self.stamp)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = (stat.S_IFREG | 0o644) << 16
-        self.zip.writestr(info, data)
+        compressed = zlib.compress(data, zlib.Z_DEFAULT_COMPRESSION, -15)
+        self._entry(path, len(data), zlib.crc32(data), (compressed,), len(compressed))
 
     def add(self, path: str, data: bytes) -> None:
         """One payload file, `path` relative to data/."""
         full = f"data/{path}"
         self._write(full, data)
-        self.payload.append((full, hashlib.sha256(data).hexdigest(), len(data)))
+        self.payload.append(full.encode() + b"\0" + hashlib.sha256(data).digest())
+        self.octets += len(data)
+
+    def spool(self) -> Spool:
+        """A payload file written piece by piece (deflated into a temporary file as it comes),
+        placed in the zip later with `add_spooled`."""
+        return Spool()
+
+    def add_spooled(self, path: str, spool: Spool) -> None:
+        full = f"data/{path}"
+        size, crc, digest, csize = spool.finish()
+        self._entry(full, size, crc, spool.chunks(), csize)
+        spool.close()
+        self.payload.append(full.encode() + b"\0" + digest)
+        self.octets += size
 
     def close(self, bag_info: list[tuple[str, str]]) -> None:
-        octets = sum(size for _, _, size in self.payload)
-        info = [*bag_info, ("Payload-Oxum", f"{octets}.{len(self.payload)}")]
+        info = [*bag_info, ("Payload-Oxum", f"{self.octets}.{len(self.payload)}")]
+        self.payload.sort()
+        lines = []
+        for item in self.payload:
+            path, _, digest = item.partition(b"\0")
+            lines.append(f"{digest.hex()}  {path.decode()}\n")
+        self.payload = []
         tags = {
             "bagit.txt": BAGIT_TXT,
             "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info).encode(),
-            "manifest-sha256.txt": "".join(
-                f"{sha}  {path}\n" for path, sha, _ in sorted(self.payload)
-            ).encode(),
+            "manifest-sha256.txt": "".join(lines).encode(),
         }
+        del lines
         tags["tagmanifest-sha256.txt"] = "".join(
             f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
         ).encode()
         for name, data in tags.items():
             self._write(name, data)
-        self.zip.close()
+        self._end()
+        self.fp.close()
+
+    def _end(self) -> None:
+        start, count, size = self.offset, self.count, len(self.central)
+        self.fp.write(self.central)
+        if count > 0xFFFF or start > ZIP64_LIMIT or size > ZIP64_LIMIT:
+            self.fp.write(
+                struct.pack(
+                    "<4sQ2H2L4Q", b"PK\006\006", 44, 45, 45, 0, 0, count, count, size, start
+                )
+            )
+            self.fp.write(struct.pack("<4sLQL", b"PK\006\007", 0, start + size, 1))
+            count, size, start = min(count, 0xFFFF), min(size, 0xFFFFFFFF), min(start, 0xFFFFFFFF)
+        self.fp.write(struct.pack("<4s4H2LH", b"PK\005\006", 0, 0, count, count, size, start, 0))
 
     def abort(self) -> None:
-        self.zip.close()
+        self.fp.close()
+
+
+class Spool:
+    """One file's bytes, deflated as they are written into a temporary file (its CRC-32,
+    SHA-256 and size kept as they pass), so a large file costs no memory."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close
+        self.deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self.crc, self.size, self.sha = 0, 0, hashlib.sha256()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= _BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = b"".join(self.pending)
+        self.pending, self.pending_size = [], 0
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        self.sha.update(data)
+        self.file.write(self.deflate.compress(data))
+
+    def finish(self) -> tuple[int, int, bytes, int]:
+        """(size, CRC-32, SHA-256, deflated size), once every piece is in."""
+        self._flush()
+        self.file.write(self.deflate.flush())
+        csize = self.file.tell()
+        self.file.seek(0)
+        return self.size, self.crc, self.sha.digest(), csize
+
+    def chunks(self) -> Iterator[bytes]:
+        while chunk := self.file.read(_BUFFER):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class UnsafeBundleError(ValueError):
@@ -75,7 +243,7 @@ def _check_name(name: str) -> None:
     shown = repr(name[:120])
     if not name or name.startswith("/") or "\\" in name or ":" in name.split("/", 1)[0]:
         raise UnsafeBundleError(f"zip entry {shown}: not a relative path")
-    if any(ord(c) < 32 or c == "\x7f" for c in name):
+    if _CONTROL.search(name):
         raise UnsafeBundleError(f"zip entry {shown}: control characters in its name")
     parts = name.rstrip("/").split("/")
     if any(p in ("", ".", "..") for p in parts):
@@ -90,6 +258,7 @@ class ZipBag:
         self.files = {i.filename[len(prefix) :]: i for i in infos if not i.is_dir()}
         self._children: dict[str, set[str]] = {}
         self._sha256: dict[str, str] = {}
+        self._fp: BinaryIO | None = None
         for name in self.files:
             parts = name.split("/")
             for depth in range(1, len(parts)):
@@ -99,10 +268,64 @@ class ZipBag:
         info = self.files.get(name)
         if info is None:
             return None
-        data = self.archive.read(info)
+        data = self._read(info)
         # What was read is hashed once, so validating afterwards reads the zip in one pass.
         self._sha256[name] = hashlib.sha256(data).hexdigest()
         return data
+
+    def _read(self, info: zipfile.ZipInfo) -> bytes:
+        """The member's bytes: stored or deflated members straight from the file (its local
+        header checked against the central directory, its CRC-32 and size checked, as zipfile
+        does, without zipfile's per-member file objects); others through zipfile."""
+        if (
+            info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+            or info.flag_bits & 0x61  # encrypted, patched data, strong encryption
+            or not self.archive.filename
+        ):
+            return self.archive.read(info)
+        fp = self._fp
+        if fp is None:
+            fp = self._fp = open(self.archive.filename, "rb", buffering=_BUFFER)  # noqa: SIM115
+        fp.seek(info.header_offset)
+        header = fp.read(30)
+        if len(header) != 30 or header[:4] != b"PK\003\004":
+            raise zipfile.BadZipFile(f"bad local file header for {info.filename!r}")
+        name_len, extra_len = struct.unpack("<2H", header[26:30])
+        name = fp.read(name_len)
+        fp.seek(extra_len, 1)
+        flags = struct.unpack("<H", header[6:8])[0]
+        if name.decode("utf-8" if flags & _UTF8_NAME else "cp437") != info.orig_filename:
+            raise zipfile.BadZipFile(
+                f"file name in directory {info.orig_filename!r} and header {name!r} differ"
+            )
+        raw = fp.read(info.compress_size)
+        if len(raw) != info.compress_size:
+            raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            inflate = zlib.decompressobj(-15)
+            try:
+                data = inflate.decompress(raw, info.file_size + 1)
+            except zlib.error as e:
+                raise zipfile.BadZipFile(f"{info.filename!r}: {e}") from None
+        else:
+            data = raw
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
+        return data
+
+    def close(self) -> None:
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+
+    def stream(self, name: str) -> Iterator[bytes]:
+        """The file's bytes a piece at a time (hashed as they pass, like `read`)."""
+        sha = hashlib.sha256()
+        with self.archive.open(self.files[name]) as f:
+            while chunk := f.read(_BUFFER):
+                sha.update(chunk)
+                yield chunk
+        self._sha256[name] = sha.hexdigest()
 
     def _digest(self, algorithm: str, path: str) -> str | None:
         """The file's digest: from its earlier read, else read now (None if not in the bag)."""

@@ -33,7 +33,7 @@ the same bytes again, which is how a repeated Idempotency-Key is answered.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,14 +48,20 @@ from application.access import Principal
 from application.dto import Idempotency
 from application.evidence.bundle_contents import (
     BUNDLE_FORMAT,
+    REPORT_TAIL,
     StreamView,
     attachment_refs,
     canonical,
+    case_numbers,
+    case_section,
     checkpoint_summary,
-    decoded_event,
+    decoded_event_bytes,
     derived_state,
+    derived_state_bytes,
+    event_file,
+    invoice_section,
     manifest_text,
-    render_report,
+    report_head,
 )
 from application.evidence.leaf_encoding import head_document, leaf_document
 from application.evidence.seal_guard import SealBrokenError
@@ -193,11 +199,14 @@ def export_bundle(
     candidates = _cases_naming(services, request.tenant_id, ids)
     streams = [str(i) for i in ids] + candidates
     sealed = _prove(services, streams, None, known)
-    proofs, row, rows = sealed
+    proofs, row, first_topics = sealed
     for invoice_id in ids:  # this tenant's invoices only (else 404), without replaying them
         head = proofs.stream_heads.get(str(invoice_id))
-        first = rows[str(invoice_id)][:1]
-        if head is None or head[0].tenant != request.tenant_id or first[0].topic != ISSUED:
+        if (
+            head is None
+            or head[0].tenant != request.tenant_id
+            or first_topics[str(invoice_id)] != ISSUED
+        ):
             raise InvoiceNotFoundError(invoice_id)
     names = dict(services.keys.list_tenants())
     by = request.by
@@ -249,18 +258,38 @@ def export_bundle(
     return report
 
 
-Sealed = tuple[SealedProofs, dict[str, Any], dict[str, list[StoredEventRow]]]
+# The proofs at one signed size, the checkpoint's row, and each stream's first topic.
+Sealed = tuple[SealedProofs, dict[str, Any], dict[str, str | None]]
+STREAMS_PER_BATCH = 500  # streams read (and held) at once: what bounds an export's memory
+
+
+def _read_streams(
+    services: Services, streams: Sequence[str]
+) -> Iterator[tuple[str, list[StoredEventRow]]]:
+    """Each stream's stored events, in the order given, read a batch of streams at a time."""
+    for start in range(0, len(streams), STREAMS_PER_BATCH):
+        chunk = streams[start : start + STREAMS_PER_BATCH]
+        found = services.ledger.event_log.select_streams([UUID(sid) for sid in chunk])
+        for sid in chunk:
+            yield sid, found[UUID(sid)]
+        del found
 
 
 def _prove(
     services: Services, streams: list[str], size: int | None, known: Checkpoint | None
 ) -> Sealed:
-    """The streams' stored events and their proofs at one signed size. Events sealed while
+    """The streams' proofs at one signed size (the events are read a batch at a time, keeping
+    only their positions; `write_bundle` reads them again as it writes). Events sealed while
     the rows were being read are picked up by reading again."""
     for _ in range(5):
-        found = services.ledger.event_log.select_streams([UUID(sid) for sid in streams])
-        rows = {sid: found[UUID(sid)] for sid in streams}
-        positions = [r.position for stream in rows.values() for r in stream]
+        positions: list[int] = []
+        last: dict[str, int] = {}
+        first_topics: dict[str, str | None] = {}
+        for sid, stream in _read_streams(services, streams):
+            positions += [r.position for r in stream]
+            first_topics[sid] = stream[0].topic if stream else None
+            if stream:
+                last[sid] = stream[-1].position
         try:
             proofs, row = services.merkle.prove(
                 positions, streams, size, known.size if known else None
@@ -269,6 +298,7 @@ def _prove(
             if e.reason == "nothing is sealed":
                 raise EmptyLedgerError() from None
             raise
+        del positions
         if known is not None:
             if proofs.known is None:
                 raise InvalidFieldError(
@@ -281,10 +311,10 @@ def _prove(
         behind = [
             sid
             for sid, (head, _) in proofs.stream_heads.items()
-            if not rows[sid] or rows[sid][-1].position < head.position
+            if last.get(sid, -1) < head.position
         ]
         if not behind:
-            return proofs, row, rows
+            return proofs, row, first_topics
     raise SealBrokenError("the streams kept changing while they were read; try again")
 
 
@@ -362,36 +392,16 @@ def write_bundle(
     progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """The bundle's bytes, from the plan and the sealed log at `plan.tree_size` only."""
-    proofs, row, rows = sealed
+    proofs, row, _ = sealed
     note = str(row["note"])
     checkpoint, _ = parse_note(note)
     if checkpoint.stream_heads() != proofs.heads or checkpoint.size != proofs.size:
         raise SealBrokenError(f"checkpoint {checkpoint.size}: its stream heads differ")
     writer = BagZipWriter(out, plan.name, datetime.fromisoformat(plan.exported_at))
+    report = writer.spool()
     try:
         writer_ = _Writer(services, proofs, writer)
-        streams: list[StreamView] = []
-        entries: dict[str, list[dict[str, Any]]] = {"invoices": [], "cases": []}
-        total = len(plan.invoice_ids) + len(plan.case_ids)
-        for n, (kind, sid) in enumerate(
-            [("invoice", i) for i in plan.invoice_ids] + [("case", c) for c in plan.case_ids],
-            start=1,
-        ):
-            view, head = writer_.stream(kind, sid, rows[sid])
-            streams.append(view)
-            label = "invoice_key" if kind == "invoice" else "number"
-            entries[f"{kind}s"].append(
-                {
-                    "stream_id": sid,
-                    label: view.state.get(label),
-                    "last_version": head["last_version"],
-                    "last_position": head["last_position"],
-                }
-            )
-            if progress:
-                progress(n, total)
-        kept, missing = writer_.attachments(streams)
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "bundle_id": plan.bundle_id,
             "tenant": {"taxpayer_code": plan.tenant, "name": plan.tenant_name},
@@ -400,14 +410,45 @@ def write_bundle(
             "selection": plan.selection,
             "log": checkpoint_summary(checkpoint),
             "known_checkpoint": None,
-            "invoices": entries["invoices"],
-            "cases": entries["cases"],
-            "attachments": kept,
-            "attachments_not_kept": missing,
+            "invoices": [],
+            "cases": [],
         }
+        known: Checkpoint | None = None
         if plan.known_checkpoint is not None and proofs.known is not None:
             known, _ = parse_note(plan.known_checkpoint)
             manifest["known_checkpoint"] = {"tree_size": known.size, "root": known.root_b64}
+        # The report is written as the streams go by; an invoice's part names the cases naming
+        # it, so the cases are replayed first (their files still come after the invoices').
+        numbers = case_numbers(writer_.replayed(plan.case_ids))
+        report.write(report_head(manifest, checkpoint).encode())
+        total = len(plan.invoice_ids) + len(plan.case_ids)
+        n = 0
+        for kind, ids in (("invoice", plan.invoice_ids), ("case", plan.case_ids)):
+            label = "invoice_key" if kind == "invoice" else "number"
+            for sid, stored in _read_streams(services, ids):
+                view, head = writer_.stream(kind, sid, stored)
+                section = (
+                    invoice_section(view, numbers.get(sid, ()))
+                    if kind == "invoice"
+                    else case_section(view)
+                )
+                report.write(section.encode())
+                manifest[f"{kind}s"].append(
+                    {
+                        "stream_id": sid,
+                        label: view.state.get(label),
+                        "last_version": head["last_version"],
+                        "last_position": head["last_position"],
+                    }
+                )
+                n += 1
+                if progress:
+                    progress(n, total)
+        report.write(REPORT_TAIL.encode())
+        kept, missing = writer_.attachments()
+        manifest["attachments"] = kept
+        manifest["attachments_not_kept"] = missing
+        if known is not None and proofs.known is not None and plan.known_checkpoint is not None:
             writer.add(f"checkpoints/{known.size}.txt", plan.known_checkpoint.encode())
             writer.add(
                 f"consistency/{known.size}-{proofs.size}.json",
@@ -431,9 +472,10 @@ def write_bundle(
         )
         writer.add("keys/log.vkey", f"{key.vkey}\n".encode())
         writer.add("keys/log.pem", key.pem().encode())
-        writer.add("report.html", render_report(manifest, checkpoint, streams).encode())
+        writer.add_spooled("report.html", report)
         writer.close(_bag_info(plan, checkpoint))
     except BaseException:
+        report.close()
         writer.abort()
         out.unlink(missing_ok=True)
         raise
@@ -474,37 +516,34 @@ class _Writer:
     def stream(
         self, kind: str, sid: str, stored: list[StoredEventRow]
     ) -> tuple[StreamView, dict[str, Any]]:
+        """Write one stream's files; (what the report shows of it, its head document)."""
         folder = f"{kind}s/{sid}"
         proofs = self.proofs
         rows = [r for r in stored if r.position in proofs.leaves]  # what the checkpoint covers
         aggregate: Any = None
         decoded = []
+        tree_size = proofs.size
         for row in rows:
             i, sealed_hash, tenant = proofs.leaves[row.position]
             leaf = leaf_document(row, tenant)
-            if merkle.leaf_hash(canonical(leaf)) != sealed_hash:
+            leaf_bytes = canonical(leaf)
+            if merkle.leaf_hash(leaf_bytes) != sealed_hash:
                 raise SealBrokenError(
                     f"position {row.position}: the stored event differs from its sealed leaf"
                 )
             event = self._event(row)
             aggregate = event.mutate(aggregate)
-            view = decoded_event(event, leaf)
+            view, view_bytes = decoded_event_bytes(event, leaf)
+            if view_bytes is None:
+                view_bytes = canonical(view)  # raises what RFC 8785 says of it
             decoded.append(view)
-            entry = {
-                "leaf": leaf,
-                "state_base64": base64.b64encode(row.state).decode(),
-                "decoded": view,
-            }
-            self.zip.add(f"{folder}/events/{row.position}.json", canonical(entry))
+            state = base64.b64encode(row.state).decode()
+            self.zip.add(
+                f"{folder}/events/{row.position}.json", event_file(view_bytes, leaf_bytes, state)
+            )
             self.zip.add(
                 f"{folder}/proofs/{row.position}.json",
-                canonical(
-                    {
-                        "leaf_index": i,
-                        "tree_size": proofs.size,
-                        "proof": [p.hex() for p in proofs.inclusion[row.position]],
-                    }
-                ),
+                _proof_file(i, tree_size, proofs.inclusion[row.position]),
             )
             self.events += 1
         found = proofs.stream_heads.get(sid)
@@ -525,21 +564,30 @@ class _Writer:
                 }
             ),
         )
-        state = derived_state(aggregate)
-        self.zip.add(f"{folder}/state.json", canonical(state))
-        return StreamView(kind, sid, state, decoded), head_doc
+        derived, derived_bytes = derived_state_bytes(aggregate)
+        self.zip.add(f"{folder}/state.json", derived_bytes or canonical(derived))
+        for ref in attachment_refs(decoded):
+            self.refs.setdefault(ref["sha256"], ref)
+        return StreamView(kind, sid, derived, decoded), head_doc
+
+    def replayed(self, streams: Sequence[str]) -> Iterator[StreamView]:
+        """The streams' states, replayed from their sealed events (nothing written)."""
+        for sid, stored in _read_streams(self.services, streams):
+            aggregate: Any = None
+            for row in stored:
+                if row.position in self.proofs.leaves:
+                    aggregate = self._event(row).mutate(aggregate)
+            if aggregate is not None:
+                yield StreamView("case", sid, derived_state(aggregate), [])
 
     def _event(self, row: StoredEventRow) -> LedgerEvent:
         event: LedgerEvent = self.services.ledger.mapper.to_domain_event(row)  # type: ignore[arg-type]
         return event
 
-    def attachments(self, streams: Sequence[StreamView]) -> tuple[list[str], list[str]]:
-        """Write every file the streams cite that the store holds; (kept, not kept)."""
+    def attachments(self) -> tuple[list[str], list[str]]:
+        """Write every file the streams written cite that the store holds; (kept, not kept)."""
         kept, missing = [], []
         store = self.services.attachments
-        for stream in streams:
-            for ref in attachment_refs(stream.events):
-                self.refs.setdefault(ref["sha256"], ref)
         for sha in sorted(self.refs):
             if store.exists(sha):
                 self.zip.add(f"attachments/{sha}", store.read(sha))
@@ -547,3 +595,11 @@ class _Writer:
             else:
                 missing.append(sha)
         return kept, missing
+
+
+def _proof_file(index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
+    """proofs/<position>.json: `canonical({"leaf_index", "tree_size", "proof"})`, written
+    directly (integers and hex strings only: keys sorted, no spaces, nothing to escape)."""
+    hashes = '","'.join(p.hex() for p in path)
+    proof = f'["{hashes}"]' if path else "[]"
+    return f'{{"leaf_index":{index},"proof":{proof},"tree_size":{tree_size}}}'.encode()

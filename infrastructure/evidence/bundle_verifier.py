@@ -13,8 +13,9 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,14 +30,19 @@ from eventsourcing.persistence import StoredEvent
 
 from application.evidence import canonical_json
 from application.evidence.bundle_contents import (
+    REPORT_TAIL,
     StreamView,
     attachment_refs,
     canonical,
+    case_numbers,
+    case_section,
     checkpoint_summary,
-    decoded_event,
-    derived_state,
+    decoded_event_bytes,
+    derived_state_bytes,
+    event_file,
+    invoice_section,
     read_manifest_text,
-    render_report,
+    report_head,
 )
 from application.evidence.event_catalog import EventCatalog, UnknownTopicError
 from application.invoices.ledger import InvoiceLedger
@@ -134,7 +140,10 @@ def verify_bundle(
             result.failures.append(str(e))
             result.checks["readable"].append(str(e))
             return result
-        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
+        try:
+            _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
+        finally:
+            bag.close()
     return result
 
 
@@ -189,6 +198,7 @@ class _Verifier:
         ).mapper
         self.expected_files: set[str] = set()
         self.check = "bagit"
+        self.report_line: int | None = None  # where report.html first differs, if it does
 
     def fail(self, text: str) -> None:
         self.result.failures.append(text)
@@ -235,7 +245,7 @@ class _Verifier:
         if heads is None:
             self.fail("data/checkpoint.txt: no fapiao-stream-heads/v1 line")
             heads = StreamHeads(0, b"")
-        streams = self._streams(checkpoint, heads)
+        streams = self._streams(checkpoint, heads, manifest)
         if manifest is None:
             return
         self.checking("manifest")
@@ -253,7 +263,7 @@ class _Verifier:
             self._witnesses()
         self._earliest()
         self.checking("report")
-        self._report(manifest, checkpoint, streams)
+        self._report()
         self.checking("files")
         readme = self.read("README.txt")
         if readme is not None and readme != README.encode():
@@ -347,20 +357,56 @@ class _Verifier:
 
     # ---- streams ----
 
-    def _streams(self, checkpoint: Checkpoint, heads: StreamHeads) -> list[StreamView]:
-        streams = []
+    def _streams(
+        self, checkpoint: Checkpoint, heads: StreamHeads, manifest: dict[str, Any] | None
+    ) -> list[_Seen]:
+        """Every stream checked once, in the report's order (the manifest's), its part of
+        report.html rebuilt and compared as it goes: what is kept of each is a summary.
+        Cases come first (an invoice's part names the cases naming it); their failures are
+        listed after the invoices', as the bundle orders them."""
+        ranked = {}
         for kind in ("invoice", "case"):
-            for sid in self.bag.children(f"data/{kind}s"):
-                if self.bag.is_file(f"data/{kind}s/{sid}"):
-                    continue  # a stray file: reported as unexpected
-                view = self._stream(kind, sid, checkpoint, heads)
-                if view is not None:
-                    streams.append(view)
-                    if kind == "invoice":
-                        self.result.invoices += 1
-                    else:
-                        self.result.cases += 1
-        return streams
+            present = [
+                sid
+                for sid in self.bag.children(f"data/{kind}s")
+                if not self.bag.is_file(f"data/{kind}s/{sid}")  # a stray file: unexpected
+            ]
+            order = {
+                e["stream_id"]: i for i, e in enumerate(manifest[f"{kind}s"] if manifest else [])
+            }
+            ranked[kind] = sorted(present, key=lambda sid: order.get(sid, 1 << 60))
+        failures, found = self.result.failures, self.result.checks[self.check]
+        marks = len(failures), len(found)
+        seen: list[_Seen] = []
+        cases: list[StreamView] = []
+        for sid in ranked["case"]:
+            view = self._stream("case", sid, checkpoint, heads)
+            if view is not None:
+                cases.append(view)
+                seen.append(_Seen.of(view, "number"))
+        case_failures = failures[marks[0] :], found[marks[1] :]
+        del failures[marks[0] :], found[marks[1] :]
+        report = None
+        if manifest is not None and self.bag.is_file("data/report.html"):
+            report = _ReportCheck(self.bag.stream("data/report.html"))
+            report.write(report_head(manifest, checkpoint))
+        numbers = case_numbers(cases)
+        invoices: list[_Seen] = []
+        for sid in ranked["invoice"]:
+            view = self._stream("invoice", sid, checkpoint, heads)
+            if view is not None:
+                invoices.append(_Seen.of(view, "invoice_key"))
+                if report is not None:
+                    report.write(invoice_section(view, numbers.get(sid, ())))
+        failures += case_failures[0]
+        found += case_failures[1]
+        if report is not None:
+            for view in cases:
+                report.write(case_section(view))
+            report.write(REPORT_TAIL)
+            self.report_line = report.finish()
+        self.result.invoices, self.result.cases = len(invoices), len(cases)
+        return invoices + seen
 
     def _stream(
         self, kind: str, sid: str, checkpoint: Checkpoint, heads: StreamHeads
@@ -426,34 +472,54 @@ class _Verifier:
         except (ValueError, KeyError, TypeError, binascii.Error) as e:
             self.fail(f"data/{rel}: unreadable ({e})")
             return None
-        if canonical(entry) != raw:
+        try:
+            leaf_bytes: bytes | None = canonical_json.dumps(leaf)
+        except Exception:  # noqa: BLE001 - not JSON RFC 8785 can write: not in the tree
+            leaf_bytes = None
+        # Decoded first (its failure is named after the checks below): when the file is the
+        # exact bytes the sealed state gives, it is canonical and its "decoded" is right.
+        decoded: tuple[Any, dict[str, Any], bytes | None] | None = None
+        failed: str | None = None
+        try:
+            event = self._decode(leaf, state, aggregate)
+            decoded = (event, *decoded_event_bytes(event, leaf))
+        except (UnknownTopicError, ValueError) as e:
+            failed = f"data/{rel}: {e}"
+        except Exception as e:  # noqa: BLE001 - a bundle may hold anything; reported
+            failed = f"data/{rel}: does not decode ({type(e).__name__}: {e})"
+        exact = (
+            decoded is not None
+            and leaf_bytes is not None
+            and decoded[2] is not None
+            and raw == event_file(decoded[2], leaf_bytes, entry["state_base64"])
+        )
+        if not exact and canonical(entry) != raw:
             self.fail(f"data/{rel}: not canonical JSON (RFC 8785)")
         if leaf["stream_id"] != stream_id or leaf["position"] != position:
             self.fail(f"data/{rel}: leaf names another stream or position")
         if hashlib.sha256(state).hexdigest() != leaf["state_sha256"]:
             self.fail(f"data/{rel}: the state bytes do not match leaf.state_sha256")
         try:
-            included = proof["tree_size"] == checkpoint.size and merkle.verify_inclusion(
-                int(proof["leaf_index"]),
-                checkpoint.size,
-                merkle.leaf_hash(canonical_json.dumps(leaf)),
-                [bytes.fromhex(p) for p in proof["proof"]],
-                checkpoint.root,
+            included = (
+                leaf_bytes is not None
+                and proof["tree_size"] == checkpoint.size
+                and merkle.verify_inclusion(
+                    int(proof["leaf_index"]),
+                    checkpoint.size,
+                    merkle.leaf_hash(leaf_bytes),
+                    [bytes.fromhex(p) for p in proof["proof"]],
+                    checkpoint.root,
+                )
             )
         except (KeyError, TypeError, ValueError):
             included = False
         if not included:
             self.fail(f"data/{rel}: not in the tree the checkpoint signs (see {proof_rel})")
-        try:
-            event = self._decode(leaf, state, aggregate)
-            view = decoded_event(event, leaf)
-        except (UnknownTopicError, ValueError) as e:
-            self.fail(f"data/{rel}: {e}")
+        if decoded is None:
+            self.fail(failed or f"data/{rel}: does not decode")
             return leaf, None, None
-        except Exception as e:  # noqa: BLE001 - a bundle may hold anything; reported
-            self.fail(f"data/{rel}: does not decode ({type(e).__name__}: {e})")
-            return leaf, None, None
-        diff = _difference(view, entry["decoded"], "decoded")
+        event, view, _ = decoded
+        diff = None if exact else _difference(view, entry["decoded"], "decoded")
         if diff is not None:
             path, sealed, stated = diff
             self.fail(
@@ -516,9 +582,13 @@ class _Verifier:
             )
 
     def _state(self, rel: str, aggregate: Any) -> dict[str, Any]:
-        derived = derived_state(aggregate) if aggregate is not None else {"derived": True}
+        derived, derived_bytes = (
+            derived_state_bytes(aggregate)
+            if aggregate is not None
+            else ({"derived": True}, b'{"derived":true}')
+        )
         raw = self.read(rel)
-        if raw is None:
+        if raw is None or raw == derived_bytes:
             return derived
         try:
             stated = json.loads(raw)
@@ -536,7 +606,7 @@ class _Verifier:
 
     # ---- the manifest's promises ----
 
-    def _against_manifest(self, manifest: dict[str, Any], streams: list[StreamView]) -> None:
+    def _against_manifest(self, manifest: dict[str, Any], streams: list[_Seen]) -> None:
         for kind, label in (("invoice", "invoice_key"), ("case", "number")):
             listed = {e["stream_id"]: e for e in manifest.get(f"{kind}s", [])}
             present = {s.stream_id: s for s in streams if s.kind == kind}
@@ -549,21 +619,15 @@ class _Verifier:
                 self.fail(f"data/{kind}s/{sid}: not in the signed manifest")
             for sid in sorted(set(present) & set(listed)):
                 s, e = present[sid], listed[sid]
-                events = s.events
                 said = (e.get(label), e.get("last_version"), e.get("last_position"))
-                has = (
-                    s.state.get(label),
-                    events[-1]["version"] if events else None,
-                    events[-1]["position"] if events else None,
-                )
-                if said != has:
+                if said != s.has:
                     self.fail(
                         f"data/{kind}s/{sid}: the manifest says {label}, version and position "
-                        f"{said}; the bundle holds {has}"
+                        f"{said}; the bundle holds {s.has}"
                     )
 
-    def _attachments(self, manifest: dict[str, Any], streams: list[StreamView]) -> None:
-        cited = {r["sha256"] for s in streams for r in attachment_refs(s.events)}
+    def _attachments(self, manifest: dict[str, Any], streams: list[_Seen]) -> None:
+        cited = {sha for s in streams for sha in s.cited}
         kept = set(manifest.get("attachments", []))
         declared = kept | set(manifest.get("attachments_not_kept", []))
         present = set(self.bag.children("data/attachments"))
@@ -715,30 +779,16 @@ class _Verifier:
         ]
         self.result.earliest = min(times) if times else None
 
-    def _report(
-        self, manifest: dict[str, Any], checkpoint: Checkpoint, streams: list[StreamView]
-    ) -> None:
-        raw = self.read("report.html")
-        if raw is None:
-            return
-        order = {
-            (kind, e["stream_id"]): i
-            for kind in ("invoice", "case")
-            for i, e in enumerate(manifest[f"{kind}s"])
-        }
-        ranked = sorted(
-            streams, key=lambda s: (s.kind != "invoice", order.get((s.kind, s.stream_id), 1 << 60))
-        )
-        rebuilt = render_report(manifest, checkpoint, ranked).encode()
-        if raw != rebuilt:
-            theirs, ours = raw.split(b"\n"), rebuilt.split(b"\n")
-            line = next(
-                (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False), 1) if a != b),
-                min(len(theirs), len(ours)) + 1,
-            )
+    def _report(self) -> None:
+        """report.html against the one rebuilt from the sealed events (compared while the
+        streams were checked)."""
+        self.expected_files.add("report.html")
+        if not self.bag.is_file("data/report.html"):
+            self.fail("data/report.html: missing")
+        elif self.report_line is not None:
             self.fail(
                 f"data/report.html: differs from the report rebuilt from the sealed events "
-                f"(first at line {line})"
+                f"(first at line {self.report_line})"
             )
 
     def _bag_info(self, manifest: dict[str, Any]) -> None:
@@ -757,6 +807,75 @@ class _Verifier:
         for name in sorted(self.bag.files):
             if name.startswith("data/") and name[5:] not in self.expected_files:
                 self.fail(f"{name}: not part of a bundle (unexpected file)")
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the manifest and attachment checks need of a stream once it is checked."""
+
+    kind: str
+    stream_id: str
+    has: tuple[Any, Any, Any]  # (invoice key or case number, last version, last position)
+    cited: frozenset[str]  # the attachments its events cite
+
+    @classmethod
+    def of(cls, view: StreamView, label: str) -> _Seen:
+        last = view.events[-1] if view.events else None
+        return cls(
+            view.kind,
+            view.stream_id,
+            (
+                view.state.get(label),
+                last["version"] if last else None,
+                last["position"] if last else None,
+            ),
+            frozenset(r["sha256"] for r in attachment_refs(view.events)),
+        )
+
+
+class _ReportCheck:
+    """report.html compared, as it streams out of the zip, with the report rebuilt piece by
+    piece; `finish` gives the first line where they differ (None if they are the same), the
+    line the whole-file comparison (split at newlines) would name."""
+
+    def __init__(self, theirs: Iterator[bytes]) -> None:
+        self.theirs = theirs
+        self.buf, self.at = b"", 0  # their latest piece, and how far it has been compared
+        self.lines = 0  # newlines in what matched so far
+        self.line: int | None = None
+
+    def _differ_after(self, longer: bytes) -> None:
+        # One side ended where the other goes on: the same line still, if the other starts a
+        # new line there; else this line differs.
+        self.line = self.lines + (2 if longer[:1] == b"\n" else 1)
+
+    def write(self, text: str) -> None:
+        ours = text.encode()
+        done = 0
+        while done < len(ours) and self.line is None:
+            if self.at == len(self.buf):
+                self.buf, self.at = next(self.theirs, b""), 0
+                if not self.buf:
+                    self._differ_after(ours[done:])
+                    return
+            n = min(len(ours) - done, len(self.buf) - self.at)
+            a, b = ours[done : done + n], self.buf[self.at : self.at + n]
+            if a != b:
+                same = len(os.path.commonprefix([a, b]))
+                self.line = self.lines + a.count(b"\n", 0, same) + 1
+                return
+            self.lines += a.count(b"\n")
+            done += n
+            self.at += n
+
+    def finish(self) -> int | None:
+        if self.line is None:
+            rest = self.buf[self.at :] or next(self.theirs, b"")
+            if rest:
+                self._differ_after(rest)
+        for _ in self.theirs:  # read to the end (BagIt takes its digest from this read)
+            pass
+        return self.line
 
 
 MANIFEST_SHAPE: dict[str, type | tuple[type, ...]] = {

@@ -14,7 +14,7 @@ from application.monitoring import ack_timer_view as fold_module
 from application.ports import DueTimer
 from domain.invoices.invoice import Invoice
 from domain.monitoring.tenant_policy import TenantPolicy
-from infrastructure.projections.invoice_status import upsert
+from infrastructure.projections.bulk import upsert
 from infrastructure.store.tables import ack_timers, maintenance_windows, tenant_policies
 
 

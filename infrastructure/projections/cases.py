@@ -10,7 +10,7 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, case, delete, func, or_, select
 
 from application.remedies import case_view as fold_module
-from infrastructure.projections.invoice_status import upsert
+from infrastructure.projections.bulk import upsert
 from infrastructure.store.tables import cases, streams
 
 

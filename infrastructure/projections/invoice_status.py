@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Dialect, Engine, and_, bindparam, delete, func, or_, select
+from sqlalchemy.dialects import sqlite
 
 from application.invoices import status_view as fold_module
 from application.ports import InvoiceFilter
 from domain.calendar import SHANGHAI
 from domain.invoices.identity import invoice_id, parse_canonical_key
 from domain.invoices.invoice import Invoice
+from infrastructure.projections.bulk import columns, load_rows, unnest_params, upsert
 from infrastructure.store.tables import (
     invoice_status,
     invoice_status_history,
@@ -23,19 +25,6 @@ from infrastructure.store.tables import (
 )
 
 COLUMNS = [c.name for c in invoice_status.columns]
-
-
-def upsert(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], key: str) -> None:
-    """Insert or replace rows by primary key in one statement per batch, on either dialect."""
-    if not rows:
-        return
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[key],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
-    )
-    conn.execute(stmt, list(rows))
 
 
 class InvoiceStatusProjection:
@@ -57,13 +46,9 @@ class InvoiceStatusProjection:
                     invoice_id(e.tenant_id, parse_canonical_key(k))
                     for k in fold_module.originals(e)
                 }
-        ids = list(wanted)
-        rows: dict[UUID, dict[str, Any]] = {}
-        if ids:
-            result = conn.execute(
-                select(invoice_status).where(invoice_status.c.invoice_id.in_(ids))
-            )
-            rows = {r.invoice_id: dict(r._mapping) for r in result}
+        rows: dict[UUID, dict[str, Any]] = load_rows(
+            conn, invoice_status, "invoice_id", list(wanted)
+        )
         changed: dict[UUID, dict[str, Any]] = {}
         failures: list[tuple[int, Any, Exception]] = []
         entered: list[dict[str, Any]] = []
@@ -106,8 +91,18 @@ class InvoiceStatusProjection:
 
 def _count_entries(conn: Connection, entered: list[dict[str, Any]]) -> None:
     """Record the entries (a repeat is nothing new) and set each touched cell of status_daily
-    to the count of its entries: derived, so replaying a batch cannot double it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    to the count of its entries: derived, so replaying a batch cannot double it.
+
+    PostgreSQL, in one statement: the entries this batch really added (a repeat inserts
+    nothing) are counted into their cells. status_daily and status_entries change only
+    together, in this transaction, so the cell stays the count of its entries; and concurrent
+    adders (a dead-letter replay beside the runner) each add their own, under the row lock."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            _pg_entries_sql(conn.dialect), columns(status_entries, ENTRY_COLUMNS, entered, conn)
+        )
+        return
+    insert = sqlite.insert
     conn.execute(insert(status_entries).on_conflict_do_nothing(), entered)
     e = status_entries.c
     for tenant, day, status in sorted({(r["tenant_id"], r["day"], r["status"]) for r in entered}):
@@ -121,6 +116,22 @@ def _count_entries(conn: Connection, entered: list[dict[str, Any]]) -> None:
             index_elements=["tenant_id", "day", "status"], set_={"entered": stmt.excluded.entered}
         )
         conn.execute(stmt)
+
+
+ENTRY_COLUMNS = ("invoice_id", "position", "tenant_id", "day", "status")
+
+
+@lru_cache(maxsize=4)
+def _pg_entries_sql(dialect: Dialect) -> str:
+    return (  # fixed names; the entries go as parameters
+        "WITH added AS (INSERT INTO status_entries (invoice_id, position, tenant_id, day, status) "  # noqa: S608
+        f"SELECT * FROM unnest({unnest_params(status_entries, ENTRY_COLUMNS, dialect)}) "
+        "ON CONFLICT DO NOTHING RETURNING tenant_id, day, status) "
+        "INSERT INTO status_daily (tenant_id, day, status, entered) "
+        "SELECT tenant_id, day, status, count(*) FROM added GROUP BY tenant_id, day, status "
+        "ON CONFLICT (tenant_id, day, status) "
+        "DO UPDATE SET entered = status_daily.entered + EXCLUDED.entered"
+    )
 
 
 def _cursor_filter(after: tuple[date, UUID]) -> Any:
@@ -156,13 +167,16 @@ class SqlInvoiceStatusReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    # The hot read, built once (the GET of one invoice runs it per request).
+    _get = select(invoice_status).where(
+        invoice_status.c.tenant_id == bindparam("tenant_id"),
+        invoice_status.c.invoice_id == bindparam("invoice_id"),
+    )
+
     def get(self, tenant_id: str, invoice_id: UUID) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(invoice_status).where(
-                    invoice_status.c.tenant_id == tenant_id,
-                    invoice_status.c.invoice_id == invoice_id,
-                )
+                self._get, {"tenant_id": tenant_id, "invoice_id": invoice_id}
             ).first()
         return None if row is None else dict(row._mapping)
 

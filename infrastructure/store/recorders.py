@@ -2,10 +2,15 @@
 
 On SQLite the library inserts positionally, which breaks once alembic adds `recorded_at`
 (research note 4.3), so the insert names its columns here.
+
+With group commit enabled (`enable_group_commit`, FAPIAO_GROUP_COMMIT), a save that passes
+`group_commit=True` (the command loop's) shares a transaction with the concurrent ones
+(`infrastructure/store/group_commit.py`): each command's rows under a savepoint of their own.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +23,7 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
 from application.ports import StoredEventRow
+from infrastructure.store.group_commit import GroupCommit
 
 WRITE_STATEMENT_MARGIN = 10  # seconds the insert may run once it holds the lock
 STREAMS_PER_QUERY = 500  # select_streams: streams read per query (SQLite's variable limit)
@@ -32,6 +38,51 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         self.insert_events_statement = (
             f"INSERT INTO {events_table_name} "
             "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+        )
+        self.group: GroupCommit | None = None
+
+    def enable_group_commit(self, max_wait: float, max_size: int) -> None:
+        """Let saves with `group_commit=True` share transactions (see the module docstring)."""
+        self.group = GroupCommit(
+            super().insert_events, self._insert_groups, max_wait=max_wait, max_size=max_size
+        )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], *, group_commit: bool = False, **kwargs: Any
+    ) -> Sequence[int] | None:
+        if group_commit and self.group is not None and stored_events:
+            return self.group.put(stored_events)
+        return super().insert_events(stored_events, **kwargs)
+
+    def _insert_groups(self, groups: Sequence[Sequence[StoredEvent]]) -> list[Sequence[int] | None]:
+        """Each group's rows under a savepoint in one transaction; None for a group whose rows
+        broke a constraint (rolled back to its savepoint, the others kept)."""
+        made: list[Sequence[int] | None] = []
+        with self.datastore.transaction(commit=True) as c:
+            for events in groups:
+                c.execute("SAVEPOINT fapiao_member")
+                try:
+                    made.append(self._insert_events(c, events))
+                except sqlite3.IntegrityError:
+                    c.execute("ROLLBACK TO fapiao_member")
+                    made.append(None)
+                c.execute("RELEASE fapiao_member")
+        return made
+
+    def insert_rows(
+        self,
+        ids: Sequence[UUID],
+        versions: Sequence[int],
+        topics: Sequence[str],
+        states: Sequence[bytes],
+    ) -> Sequence[int]:
+        """`insert_events` of rows given column by column (the batch path): the same insert
+        in the same transaction under the same lock, returning their positions in order."""
+        return (
+            self.insert_events(
+                [StoredEvent(*row) for row in zip(ids, versions, topics, states, strict=True)]
+            )
+            or []
         )
 
     def position_of(self, originator_id: UUID, version: int) -> int | None:
@@ -130,10 +181,16 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._timeouts_sql = SQL(
             "SET LOCAL lock_timeout = '{}s'; SET LOCAL statement_timeout = '{}s'"
         ).format(SQL(str(lock)), SQL(str(lock + WRITE_STATEMENT_MARGIN)))
+        # Arrays sent in binary: no text escaping of bytea on either side.
         self._insert_sql = SQL(
             "SELECT notification_id FROM {}.fapiao_insert_events("
-            "%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+            "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
         ).format(Identifier(datastore.schema))
+        self._insert_groups_sql = SQL(
+            "SELECT member_no, notification_id FROM {}.fapiao_insert_event_groups("
+            "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::int[])"
+        ).format(Identifier(datastore.schema))
+        self.group: GroupCommit | None = None
         self._position_sql = SQL(
             "SELECT notification_id FROM {} WHERE originator_id=%s AND originator_version=%s"
         ).format(table)
@@ -151,27 +208,84 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "ORDER BY originator_id, originator_version"
         ).format(table)
 
+    def enable_group_commit(self, max_wait: float, max_size: int) -> None:
+        """Let saves with `group_commit=True` share transactions (see the module docstring)."""
+        self.group = GroupCommit(
+            self._insert_one, self._insert_groups, max_wait=max_wait, max_size=max_size
+        )
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self, stored_events: Sequence[StoredEvent], *, group_commit: bool = False, **kwargs: Any
     ) -> Sequence[int] | None:
         """One statement (migration 0018): the payload is sent whole before the server runs
         it, so the EXCLUSIVE lock it takes is never held waiting on this client; a lock and a
-        statement timeout bound it. No pipeline."""
+        statement timeout bound it. No pipeline. With `group_commit` (and grouping enabled)
+        the events join the next group's transaction; an outage error is retried here, by
+        each member, as alone."""
         if not stored_events:
             return []
-        params = (
+        if group_commit and self.group is not None:
+            return self.group.put(stored_events)
+        return self._insert_one(stored_events)
+
+    def _insert_one(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
+        return self._insert_arrays(
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
         )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_rows(
+        self,
+        ids: Sequence[UUID],
+        versions: Sequence[int],
+        topics: Sequence[str],
+        states: Sequence[bytes],
+    ) -> Sequence[int]:
+        """`insert_events` of rows given column by column (the batch path): the same function,
+        lock and timeouts; their positions in order."""
+        if not ids:
+            return []
+        return self._insert_arrays(list(ids), list(versions), list(topics), list(states))
+
+    def _insert_arrays(
+        self, ids: list[UUID], versions: list[int], topics: list[str], states: list[bytes]
+    ) -> list[int]:
         with self.datastore.get_connection() as conn, conn.transaction():
             with conn.cursor() as curs:
                 curs.execute(self._timeouts_sql)
-                curs.execute(self._insert_sql, params)
+                curs.execute(self._insert_sql, (ids, versions, topics, states))
                 rows: Any = curs.fetchall()
         return [int(r["notification_id"]) for r in rows]
+
+    def _insert_groups(self, groups: Sequence[Sequence[StoredEvent]]) -> list[Sequence[int] | None]:
+        """Every group's events in one statement and transaction (migration 0021): each
+        group's rows in a block of their own, so a group whose rows break a constraint is
+        rolled back alone (None) and the others kept."""
+        events = [e for g in groups for e in g]
+        params = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+            [i for i, g in enumerate(groups) for _ in g],
+        )
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                curs.execute(self._timeouts_sql)
+                curs.execute(self._insert_groups_sql, params)
+                rows: Any = curs.fetchall()
+        made: list[list[int] | None] = [[] for _ in groups]
+        for r in rows:
+            ids = made[r["member_no"]]
+            if r["notification_id"] is None:
+                made[r["member_no"]] = None
+            elif ids is not None:
+                ids.append(int(r["notification_id"]))
+        return list(made)
 
     def select_rows(self, after: int, limit: int) -> Sequence[StoredEventRow]:
         """Stored events after a position, in log order, with recorded_at (for sealing)."""
@@ -232,3 +346,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                     )
                 )
         return found
+
+
+# The recorders that can group commands' saves (FAPIAO_GROUP_COMMIT).
+GroupingRecorder = LedgerSQLiteRecorder | LedgerPostgresRecorder

@@ -803,3 +803,43 @@ def test_a_cli_export_is_in_the_access_log_and_another_tenant_gets_404(
         "/v1/evidence-bundles", json={"invoices": [inv["invoice_id"]]}, headers=api.other
     )
     assert foreign.status_code == 404  # another tenant's auditor
+
+
+def test_a_bundle_read_two_streams_at_a_time_has_the_bytes_of_one_read_at_once(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Export reads and writes its streams a batch at a time and writes report.html as they go
+    # by (a case's number in the sections of the invoices it names, though the case's files
+    # come after theirs): the batch size changes nothing in the bytes, which verify.
+    from infrastructure.evidence import bundle as bundle_module
+
+    ids = [api.issue()["invoice_id"] for _ in range(5)]
+    for ref in (ids[0], ids[3]):
+        api.post(f"/v1/invoices/{ref}/submissions", {})
+        assert api.post(f"/v1/invoices/{ref}/missing-reports", {}).status_code == 200
+    case = api.post(
+        "/v1/reentry-applications", {"invoices": [ids[3], ids[0]], "reason": "补录"}
+    ).json()
+    api.post(f"/v1/invoices/{ids[1]}/submissions", {})
+    compliance = {**api.key(SELLER, "compliance"), "Idempotency-Key": "batches"}
+
+    def post() -> bytes:
+        r = api.client.post("/v1/evidence-bundles", json={"invoices": ids}, headers=compliance)
+        assert r.status_code == 200, r.text
+        return r.content
+
+    monkeypatch.setattr(bundle_module, "STREAMS_PER_BATCH", 2)
+    small = post()
+    monkeypatch.setattr(bundle_module, "STREAMS_PER_BATCH", 10_000)
+    large = post()  # the same key: the first bundle written again, read all at once
+    assert small == large
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(small)
+    result = verify(api, path)
+    assert result.failures == [] and (result.invoices, result.cases) == (5, 1)
+    with zipfile.ZipFile(path) as z:
+        report = next(z.read(n) for n in z.namelist() if n.endswith("data/report.html")).decode()
+    sections = report.split("<h2>")[1:]
+    number = str(case["number"])
+    naming = [s for s in sections if s.startswith("发票") and number in s]
+    assert len(naming) == 2 and any(s.startswith("案件") and number in s for s in sections)

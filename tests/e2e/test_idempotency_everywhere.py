@@ -24,6 +24,8 @@ from tests.builders import SELLER, a_number
 from tests.e2e.test_api import Api
 from tests.integration.test_attachments import JPEG, PDF, PNG
 
+pytestmark = pytest.mark.both_commit_paths  # group commit on and off
+
 # Routes whose repeats are made safe by what they carry rather than by an Idempotency-Key.
 EXEMPT = {
     "POST /v1/platform/callbacks": "signed by the platform; deduplicated by the body's digest",

@@ -59,6 +59,8 @@ FAMILIES = {
     "fapiao_checkpoint_age_seconds",
     "fapiao_db_pool_in_use",
     "fapiao_db_pool_size",
+    "fapiao_group_commit_commands",
+    "fapiao_group_commit_transactions",
 }
 
 
@@ -104,6 +106,9 @@ def test_every_family_with_live_values_and_the_status_command_numbers(
     clock.advance(timedelta(days=2))  # every acknowledgement window has run out
     names, samples = scrape(api)
     assert FAMILIES <= names, FAMILIES - names
+    commands = value(samples, "fapiao_group_commit_commands_total")
+    assert commands >= 6  # 3 issued, 3 submitted: each through the command loop
+    assert 0 < value(samples, "fapiao_group_commit_transactions_total") <= commands
     for row in s.projection_status():  # the numbers `fapiao projections status` prints
         p = row["projection"]
         assert value(samples, "fapiao_projection_position", projection=p) == row["position"]

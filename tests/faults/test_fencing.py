@@ -14,6 +14,8 @@ from infrastructure.projections.worker import LeadershipLostError
 from infrastructure.store.tables import invoice_status, status_daily
 from tests.builders import SELLER, a_draft, by
 
+pytestmark = pytest.mark.both_commit_paths  # group commit on and off
+
 
 def daily(services: Services) -> list[tuple[object, ...]]:
     with services.engine.connect() as conn:

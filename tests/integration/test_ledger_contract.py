@@ -19,6 +19,8 @@ from domain.errors import InvalidTransitionError, ValidationFailedError
 from infrastructure.bootstrap import Services
 from tests.builders import SELLER, a_draft, by
 
+pytestmark = pytest.mark.both_commit_paths  # group commit on and off
+
 T = SELLER
 
 

@@ -106,3 +106,30 @@ def test_bundle_json_is_what_the_slow_path_writes_and_reads_back(value: Any) -> 
     )
     fast = _outcome(bundle_contents.as_json, value)
     assert repr(fast) == repr(slow)  # repr: NaN != NaN, and key order counts
+
+
+def _sorted(value: Any) -> Any:
+    """The value with every object's keys in order (what as_json reads back)."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+@settings(max_examples=2000, deadline=None)
+@given(ledger_values)
+def test_as_json_bytes_is_as_json_and_canonical_in_one_walk(value: Any) -> None:
+    # The exporter and the verifier take a value's readable form and its bytes at once, and
+    # hand it the values without _jsonable (the walk converts them): the same as doing both.
+    both = _outcome(bundle_contents.as_json_bytes, value)
+    slow = _outcome(bundle_contents.as_json, _jsonable(value))
+    if not isinstance(both, tuple):  # refused: as the readable form is refused
+        assert both == slow
+        return
+    read, data = both
+    assert repr(_sorted(read)) == repr(slow)
+    expected = _outcome(bundle_contents.canonical, _jsonable(value))
+    assert data == (expected if isinstance(expected, bytes) else None)
+    if data is not None:
+        assert bundle_contents.canonical(read) == data

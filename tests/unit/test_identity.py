@@ -1,15 +1,19 @@
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
 from domain.invoices.identity import (
     DEFAULT_REGION_CODES,
+    USCC_CHARSET,
     invoice_id,
     key_warnings,
     parse_canonical_key,
     parse_invoice_key,
     parse_uscc,
+    uscc_check_character,
 )
 
 
@@ -92,3 +96,26 @@ def test_year_and_region_digits_are_warnings() -> None:
 def test_invoice_ids_are_stable_per_tenant_and_differ_across_tenants() -> None:
     key = parse_invoice_key("24112000000135114086", None)
     assert invoice_id("A", key) == invoice_id("A", key) != invoice_id("B", key)
+
+
+# ---- the fast checks give the character-by-character answers (batch issuance, issue 15) ----
+
+
+def _first_control(value: str, multiline: bool) -> str | None:
+    allowed = {"\t", "\n", "\r"} if multiline else {"\t"}
+    return next((c for c in value if (ord(c) < 0x20 or ord(c) == 0x7F) and c not in allowed), None)
+
+
+@settings(max_examples=400)
+@given(value=st.text(st.characters(max_codepoint=0xFFFF), max_size=40), multiline=st.booleans())
+def test_control_and_surrogate_checks_find_the_first_offender(value: str, multiline: bool) -> None:
+    from domain.bounds import control_character, lone_surrogate
+
+    assert control_character(value, multiline) == _first_control(value, multiline)
+    assert lone_surrogate(value) == next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None)
+
+
+@given(st.text(alphabet=USCC_CHARSET, min_size=17, max_size=17))
+def test_the_check_character_is_gb_32100s(first17: str) -> None:
+    total = sum(USCC_CHARSET.index(c) * pow(3, i, 31) for i, c in enumerate(first17))
+    assert uscc_check_character(first17) == USCC_CHARSET[(31 - total % 31) % 31]

@@ -6,9 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.errors import ValidationFailedError
 from domain.invoices.issuance import LineDraft, PartyDraft, validate_draft
+from domain.invoices.values import CENT, money
 from tests.builders import BUYER, SELLER, a_draft
 
 TODAY = date(2026, 11, 20)
@@ -220,3 +223,43 @@ def test_a_legacy_code_whose_kind_disagrees_with_the_type_is_a_warning() -> None
 def test_seller_code_is_normalised() -> None:
     facts, _ = validate_draft(a_draft(seller=PartyDraft("甲", " 91110108769914581e ")), TODAY)
     assert facts.seller_code == SELLER and facts.buyer_code == BUYER
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"remarks": "tab\tand\r\nlines are fine"}, []),
+        ({"remarks": "bell \x07"}, [("remarks", "control_characters")]),
+        ({"remarks": "x" * 2001}, [("remarks", "max_length")]),
+        (
+            {"seller": PartyDraft("北京\n云帆", SELLER), "buyer": PartyDraft("杭州\ud800", BUYER)},
+            [("seller.name", "control_characters"), ("buyer.name", "encoding")],
+        ),
+        (
+            {"lines": (LineDraft("软件\x1b维护", "1000.00", "130.00", "0.13"),)},
+            [("lines[0].name", "control_characters")],
+        ),
+    ],
+)
+def test_every_text_that_breaks_a_bound_is_named(
+    changes: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    """One search over all the texts lets a clean draft through; any offence is still reported
+    field by field, each with its rule."""
+    draft = a_draft(**changes)
+    if not expected:
+        assert validate_draft(draft, TODAY)[0].remarks == draft.remarks
+        return
+    with pytest.raises(ValidationFailedError) as e:
+        validate_draft(draft, TODAY)
+    found = [(err.field, err.rule) for err in e.value.errors]
+    assert [
+        f for f in found if f[1] in ("control_characters", "max_length", "encoding")
+    ] == expected
+
+
+@given(st.from_regex(r"-?[0-9]{1,16}\.[0-9]{2}", fullmatch=True))
+def test_money_in_plain_cents_is_what_the_full_rules_give(text: str) -> None:
+    """The short way for `"1000.00"`-like text: the same Decimal, written the same way."""
+    full = Decimal(text).quantize(CENT)
+    assert str(money("amount", text)) == str(full) and money("amount", f" {text} ") == full
