@@ -22,7 +22,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,50 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eventsourcing.persistence import StoredEvent  # noqa: E402
+from ledger_bench import TENANT, by, draft  # noqa: E402
 
 from application.dto import Idempotency  # noqa: E402
 from application.invoices.batch_issue import record_batch, validate_batch  # noqa: E402
 from application.invoices.ledger import InvoiceLedger  # noqa: E402
-from domain.base import Provenance, Source  # noqa: E402
 from domain.invoices.invoice import Invoice  # noqa: E402
-from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft, validate_draft  # noqa: E402
+from domain.invoices.issuance import InvoiceDraft, validate_draft  # noqa: E402
 from infrastructure.bootstrap import build_services  # noqa: E402
 from infrastructure.clock import SystemClock  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 from infrastructure.store import migrate  # noqa: E402
 
-TENANT = "91110108769914581E"
 PER_SAVE = 100
 GOAL = 2.0
-_serial = iter(range(1, 10**9))
-
-
-def draft() -> InvoiceDraft:
-    n = next(_serial)
-    return InvoiceDraft(
-        number=f"26112{n:015d}",
-        invoice_type="digital_special",
-        issued_on=date(2026, 11, 18),
-        seller=PartyDraft("北京云帆科技有限公司", TENANT),
-        buyer=PartyDraft("杭州青禾贸易有限公司", "91330100716105852F"),
-        amount="1000.00",
-        tax="130.00",
-        total="1130.00",
-        lines=(
-            LineDraft(
-                "*信息技术服务*软件维护",
-                "1000.00",
-                "130.00",
-                "0.13",
-                quantity="10",
-                unit_price="100",
-            ),
-        ),
-    )
-
-
-def by() -> Provenance:
-    return Provenance("bench", Source.CLI, datetime.now(UTC))
 
 
 class BenchLedger(InvoiceLedger):

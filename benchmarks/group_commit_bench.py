@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,45 +33,15 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from domain.base import Provenance, Source  # noqa: E402
-from domain.invoices.issuance import InvoiceDraft, LineDraft, PartyDraft  # noqa: E402
+from ledger_bench import TENANT, by, draft  # noqa: E402
+
 from infrastructure.bootstrap import Services, build_services  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 from infrastructure.store import migrate  # noqa: E402
 
-TENANT = "91110108769914581E"
-_serial = iter(range(1, 10**9))
 GOAL = 0.7
 # One run: (commands, seconds, per-command latencies).
 Measure = Callable[[], tuple[int, float, list[float]]]
-
-
-def draft() -> InvoiceDraft:
-    n = next(_serial)
-    return InvoiceDraft(
-        number=f"26113{n:015d}",
-        invoice_type="digital_special",
-        issued_on=date(2026, 11, 18),
-        seller=PartyDraft("北京云帆科技有限公司", TENANT),
-        buyer=PartyDraft("杭州青禾贸易有限公司", "91330100716105852F"),
-        amount="1000.00",
-        tax="130.00",
-        total="1130.00",
-        lines=(
-            LineDraft(
-                "*信息技术服务*软件维护",
-                "1000.00",
-                "130.00",
-                "0.13",
-                quantity="10",
-                unit_price="100",
-            ),
-        ),
-    )
-
-
-def by() -> Provenance:
-    return Provenance("bench", Source.CLI, datetime.now(UTC))
 
 
 def in_threads(clients: int, work: Callable[[int], list[float]]) -> tuple[float, list[float]]:
