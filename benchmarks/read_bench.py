@@ -255,44 +255,22 @@ def main() -> None:
             "FAPIAO_LOG_FORMAT": "json",
         }
         ceiling_port, ours_port = free_port(), free_port()
-        ceiling = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve-ceiling",
-                str(ceiling_port),
-                "--workers",
-                str(args.workers),
-                "--server",
-                args.server,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        procs.append(ceiling)
-        ours = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.cli.main",
-                "serve",
-                "--port",
-                str(ours_port),
-                "--workers",
-                str(args.workers),
-                "--server",
-                args.server,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        procs.append(ours)
+        server_args = ["--workers", str(args.workers), "--server", args.server]
+
+        def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(  # noqa: S603 - our own commands, fixed arguments
+                [sys.executable, *argv, *server_args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            procs.append(proc)
+            return proc
+
+        ceiling = spawn([__file__, "--serve-ceiling", str(ceiling_port)])
+        ours = spawn(["-m", "api.cli.main", "serve", "--port", str(ours_port)])
         wait_up(f"http://127.0.0.1:{ceiling_port}/healthz", ceiling)
         wait_up(f"http://127.0.0.1:{ours_port}/healthz", ours)
         scripts = {"ceiling": work / "ceiling.lua", "ours": work / "ours.lua"}
