@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -82,20 +81,10 @@ def record_batch(
     encoder = ledger.state_encoder
     now = Invoice.Issued.create_timestamp
     events = [Invoice.issued_event(tenant_id, facts, by, now()) for facts, _ in checked]
-    results = [
-        CommandResult(
-            e.originator_id,
-            e.invoice_key,
-            _STATUS,
-            e.originator_version,
-            0,
-            warnings_as_dicts(warnings),
-        )
-        for e, (_, warnings) in zip(events, checked, strict=True)
-    ]
     counts = Counter(e.invoice_key for e in events)
     if len(counts) != len(events):
         raise InvoiceAlreadyExistsError(sorted(k for k, n in counts.items() if n > 1))
+    warned = [warnings_as_dicts(warnings) if warnings else [] for _, warnings in checked]
 
     ids = [e.originator_id for e in events]
     versions = [e.originator_version for e in events]
@@ -106,7 +95,7 @@ def record_batch(
         states = [ledger.mapper.to_stored_event(e).state for e in events]
     saved: list[SavedEvent] = [(0, e, None) for e in events]
     if idempotency is not None:  # last, as in every save: its position is the save's last
-        body = {"results": [r.receipt_body() for r in results]}
+        body = {"results": [r.receipt_body() for r in _results(events, warned, None)]}
         receipt = CommandReceipt.record(
             tenant_id, idempotency.key, idempotency.fingerprint, body, by
         )
@@ -132,4 +121,17 @@ def record_batch(
             listener(heard)
         for wake in ledger._listeners:
             wake(max(positions))
-    return [replace(r, position=p) for r, p in zip(results, positions, strict=False)]
+    return _results(events, warned, positions)
+
+
+def _results(
+    events: Sequence[Invoice.Issued],
+    warned: Sequence[list[dict[str, str]]],
+    positions: Sequence[int] | None,
+) -> list[CommandResult]:
+    """Each new invoice's answer, at its log position (0 before the insert)."""
+    at = positions if positions is not None else [0] * len(events)
+    return [
+        CommandResult(e.originator_id, e.invoice_key, _STATUS, e.originator_version, p, w)
+        for e, w, p in zip(events, warned, at, strict=False)
+    ]

@@ -6,6 +6,7 @@ plus warnings for the softer rules, or raises `ValidationFailedError` listing ev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -14,6 +15,8 @@ from typing import TypeVar
 
 from domain.bounds import (
     CODE_LENGTH,
+    FIRST_DAY,
+    LAST_DAY,
     MONEY_DIGITS,
     NAME_LENGTH,
     NOTE_LENGTH,
@@ -312,7 +315,245 @@ def validate_draft(
     rates: RateTable = DEFAULT_RATE_TABLE,
     regions: frozenset[str] = DEFAULT_REGION_CODES,
 ) -> tuple[InvoiceFacts, list[FieldWarning]]:
-    """Check every rule; `today` is the Beijing (Asia/Shanghai) date, passed in by the caller."""
+    """Check every rule; `today` is the Beijing (Asia/Shanghai) date, passed in by the caller.
+
+    A draft of the everyday shape that keeps every rule is accepted the short way
+    (`_plain_facts`); any other goes through every rule one by one (`validate_by_rules`),
+    which alone words the errors. Both give the same facts and warnings (property tests)."""
+    plain = _plain_facts(draft, today, rates, regions)
+    if plain is not None:
+        return plain
+    return validate_by_rules(draft, today, rates, regions)
+
+
+_MONEY_TEXT = re.compile(r"-?[0-9]{1,16}\.[0-9]{2}")  # values.money's plain cents
+# What `_decimal` accepts and keeps as written: at most 16 digits before the point, so never
+# 10^16 or more, and finite; at most 40 characters.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,16}(?:\.[0-9]+)?")
+_FULLY_DIGITAL = {t.value: t for t in InvoiceType if t.is_fully_digital}
+_DIRECTIONS = {d.value: d for d in Direction}
+_LINE_KINDS = {k.value: k for k in LineKind}
+_NOT_TAXED = (EXEMPT, NOT_TAXABLE)
+# In cents times thousandths (a rate in thousandths): the tolerances of values.py.
+_LINE_TAX_SLACK = int(LINE_TAX_TOLERANCE * 100_000)
+_INVOICE_TAX_SLACK = int(INVOICE_TAX_TOLERANCE * 100_000)
+# parse_uscc's answers for codes it accepts, by field: a batch repeats its parties (bounded).
+_USCC_SEEN: dict[tuple[str, str], tuple[str, tuple[FieldWarning, ...]]] = {}
+
+
+def _uscc(field_name: str, raw: str) -> tuple[str, tuple[FieldWarning, ...]] | None:
+    key = (field_name, raw)
+    found = _USCC_SEEN.get(key)
+    if found is None:
+        try:
+            code, warnings = parse_uscc(field_name, raw)
+        except InvalidFieldError:
+            return None
+        if len(_USCC_SEEN) >= 4096:
+            _USCC_SEEN.clear()
+        found = _USCC_SEEN[key] = (code, tuple(warnings))
+    return found
+
+
+def _cents(text: object) -> int | None:
+    """Plain-cents money text as whole cents (what `money` gives as a Decimal), else None."""
+    if type(text) is not str or _MONEY_TEXT.fullmatch(text) is None:
+        return None
+    return int(text.replace(".", ""))
+
+
+def _plain_facts(
+    draft: InvoiceDraft, today: date, rates: RateTable, regions: frozenset[str]
+) -> tuple[InvoiceFacts, list[FieldWarning]] | None:
+    """The facts and warnings of a draft of the everyday shape that breaks no rule, else None.
+
+    The everyday shape: a fully digital blue invoice (no code, no reverses_key or
+    replaces_key) whose texts are plain `str`, money written in plain cents, rates from the
+    table with at most three places, quantities and prices as decimal text, and no rule
+    broken. Money sums and tolerances are checked in whole cents, exactly; whatever is not
+    that shape or breaks anything returns None, for `validate_by_rules` to word it."""
+    number, seller, buyer, lines = draft.number, draft.seller, draft.buyer, draft.lines
+    if (
+        draft.code is not None
+        or draft.reverses_key is not None
+        or draft.replaces_key is not None
+        or type(number) is not str
+        or len(number) != 20
+        or not number.isdigit()
+        or not number.isascii()
+        or type(draft.issued_on) is not date
+        or not FIRST_DAY <= draft.issued_on <= today
+        or draft.issued_on > LAST_DAY
+        or len(lines) > MAX_LINES
+    ):
+        return None
+    if type(draft.invoice_type) is not str or type(draft.direction) is not str:
+        return None
+    invoice_type = _FULLY_DIGITAL.get(draft.invoice_type)
+    direction = _DIRECTIONS.get(draft.direction)
+    seller_name, seller_code = seller.name, seller.taxpayer_code
+    buyer_name, buyer_code = buyer.name, buyer.taxpayer_code
+    tax_rate, remarks = draft.tax_rate, draft.remarks
+    if (
+        invoice_type is None
+        or direction is None
+        or type(seller_name) is not str
+        or type(buyer_name) is not str
+        or type(seller_code) is not str
+        or type(remarks) is not str
+        or len(seller_name) > NAME_LENGTH
+        or len(buyer_name) > NAME_LENGTH
+        or len(seller_code) > CODE_LENGTH
+        or len(remarks) > NOTE_LENGTH
+        or not seller_name.strip()
+        or not buyer_name.strip()
+    ):
+        return None
+    one_line = [seller_name, buyer_name, seller_code]
+    if buyer_code is not None:
+        if type(buyer_code) is not str or len(buyer_code) > CODE_LENGTH:
+            return None
+        one_line.append(buyer_code)
+    if tax_rate is not None:
+        if type(tax_rate) is not str or len(tax_rate) > CODE_LENGTH:
+            return None
+        one_line.append(tax_rate)
+    amount, tax, total = _cents(draft.amount), _cents(draft.tax), _cents(draft.total)
+    if amount is None or tax is None or total is None or amount + tax != total or total <= 0:
+        return None
+
+    seller_parsed = _uscc("seller.taxpayer_code", seller_code) if seller_code else None
+    if seller_parsed is None:
+        return None
+    buyer_parsed = None
+    if buyer_code:
+        buyer_parsed = _uscc("buyer.taxpayer_code", buyer_code)
+        if buyer_parsed is None:
+            return None
+    elif invoice_type.is_special:
+        return None
+
+    issued_on = draft.issued_on
+    items: list[LineItem] = []
+    if lines:
+        line_amount = line_tax = total_diff = 0
+        for ld in lines:
+            name, rate, kind_text, unit, tax_code = ld.name, ld.rate, ld.kind, ld.unit, ld.tax_code
+            if (
+                type(name) is not str
+                or type(rate) is not str
+                or type(kind_text) is not str
+                or len(name) > NAME_LENGTH
+                or len(rate) > CODE_LENGTH
+                or not name.strip()
+            ):
+                return None
+            one_line += (name, rate)
+            if unit is not None:
+                if type(unit) is not str or len(unit) > CODE_LENGTH:
+                    return None
+                one_line.append(unit)
+            if tax_code is not None:
+                if type(tax_code) is not str or len(tax_code) > CODE_LENGTH:
+                    return None
+                one_line.append(tax_code)
+            kind = _LINE_KINDS.get(kind_text)
+            a, t = _cents(ld.amount), _cents(ld.tax)
+            known = rates.in_force(rate, issued_on)
+            if kind is None or a is None or t is None or known is None:
+                return None
+            if a != 0 and (a < 0) != (kind is LineKind.DISCOUNT):
+                return None
+            value, milli = known
+            if value is None:  # exempt, not taxable: no tax
+                if rate not in _NOT_TAXED or t != 0:
+                    return None
+            else:
+                if milli is None:
+                    return None
+                diff = a * milli - t * 1000  # in hundred-thousandths
+                if abs(diff) > _LINE_TAX_SLACK:
+                    return None
+                total_diff += diff
+            amount_d, tax_d = Decimal(ld.amount), Decimal(ld.tax)  # type: ignore[arg-type]
+            quantity = price = None
+            if ld.quantity is not None:
+                quantity = _decimal_text(ld.quantity)
+                if quantity is None:
+                    return None
+            if ld.unit_price is not None:
+                price = _decimal_text(ld.unit_price)
+                if price is None:
+                    return None
+            if (
+                quantity is not None
+                and price is not None
+                and abs(quantity * price - amount_d) > LINE_PRICE_TOLERANCE
+            ):
+                return None
+            line_amount += a
+            line_tax += t
+            items.append(
+                LineItem(name.strip(), amount_d, tax_d, rate, kind, quantity, price, unit, tax_code)
+            )
+        if abs(total_diff) > _INVOICE_TAX_SLACK or line_amount != amount or line_tax != tax:
+            return None
+    else:
+        if tax_rate is None:
+            return None
+        known = rates.in_force(tax_rate, issued_on)
+        if known is None:
+            return None
+        value, milli = known
+        if value is None:
+            if tax != 0:
+                return None
+        elif milli is None or abs(amount * milli - tax * 1000) > _INVOICE_TAX_SLACK:
+            return None
+    if not all_clean(one_line, [remarks]):
+        return None
+
+    key = InvoiceKey(number=number)
+    warnings = key_warnings(key, issued_on, regions)
+    warnings += seller_parsed[1]
+    if buyer_parsed is not None:
+        warnings += buyer_parsed[1]
+    facts = InvoiceFacts(
+        key=key,
+        invoice_type=invoice_type,
+        direction=direction,
+        issued_on=issued_on,
+        seller_code=seller_parsed[0],
+        seller_name=seller_name.strip(),
+        buyer_code=buyer_parsed[0] if buyer_parsed is not None else None,
+        buyer_name=buyer_name.strip(),
+        amount=Decimal(draft.amount),  # type: ignore[arg-type]
+        tax=Decimal(draft.tax),  # type: ignore[arg-type]
+        total=Decimal(draft.total),  # type: ignore[arg-type]
+        tax_rate=tax_rate,
+        lines=tuple(items),
+        remarks=remarks,
+        reverses_key=None,
+        replaces_key=None,
+    )
+    return facts, warnings
+
+
+def _decimal_text(value: object) -> Decimal | None:
+    """What `_decimal` gives for plain decimal text (no exponent), else None."""
+    if type(value) is not str or len(value) > 40 or _DECIMAL_TEXT.fullmatch(value) is None:
+        return None
+    return Decimal(value)
+
+
+def validate_by_rules(
+    draft: InvoiceDraft,
+    today: date,
+    rates: RateTable = DEFAULT_RATE_TABLE,
+    regions: frozenset[str] = DEFAULT_REGION_CODES,
+) -> tuple[InvoiceFacts, list[FieldWarning]]:
+    """Every rule checked one by one, every broken one reported (what `validate_draft` does
+    for any draft `_plain_facts` does not accept)."""
     c = _Collector()
     _check_bounds(c, draft)
     key = c.run(parse_invoice_key, draft.number, draft.code)

@@ -122,6 +122,31 @@ class RateTable:
             found.setdefault(e.rate, []).append(e)
         return {rate: tuple(entries) for rate, entries in found.items()}
 
+    @cached_property
+    def _in_force(self) -> dict[tuple[str, date], tuple[Decimal | None, int | None]]:
+        return {}
+
+    def in_force(self, rate: str, on: date) -> tuple[Decimal | None, int | None] | None:
+        """`check`'s answer for a rate in force on `on`, with the rate in thousandths when that
+        is a whole number from 0 to 1000 (exact integer arithmetic on cents; else None); None
+        for a rate `check` refuses. Answers are kept (bounded): a batch repeats its rates."""
+        key = (rate, on)
+        found = self._in_force.get(key)
+        if found is None:
+            milli = None
+            try:
+                value = self.check("rate", rate, on)
+                if value is not None:
+                    scaled = value * 1000
+                    if scaled == scaled.to_integral_value() and 0 <= scaled <= 1000:
+                        milli = int(scaled)
+            except (UnknownTaxRateError, ArithmeticError):
+                return None
+            if len(self._in_force) >= 1024:
+                self._in_force.clear()
+            found = self._in_force[key] = (value, milli)
+        return found
+
     def check(self, field: str, rate: str, on: date) -> Decimal | None:
         """The numeric rate (None for exempt / not taxable) if it is valid on `on`."""
         entries = self._by_rate.get(rate, ())
