@@ -47,3 +47,15 @@ def test_the_invoice_group_lists_issue_show_then_every_lifecycle_step_in_order()
     group = typer.main.get_command(app).get_command(None, "invoice")  # type: ignore[attr-defined]
     steps = [c.step.name.lower().replace("_", "-") for c in LIFECYCLE]
     assert group.list_commands(None) == ["issue", "show", *steps]
+
+
+def test_help_loads_no_progress_bar_socket_or_time_zone_database() -> None:
+    # Each is needed by a command's body only (a progress bar, a listening socket, Beijing time);
+    # typer and rich's help renderer are the rest of what `fapiao --help` imports.
+    code = (
+        "import sys\nsys.argv = ['fapiao', '--help']\nfrom api.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
+    loaded = set(_loaded_after(code))
+    assert "typer.rich_utils" in loaded  # the probe did render the help
+    assert [m for m in ("rich.progress", "socket", "zoneinfo", "hashlib") if m in loaded] == []

@@ -21,7 +21,6 @@ from api.cli.root import (
     store_file,
 )
 from application.access import INVOICE_WRITERS
-from domain.calendar import SHANGHAI
 from domain.errors import InvalidFieldError
 
 if TYPE_CHECKING:
@@ -85,6 +84,8 @@ def complaint_exchange(
             when = datetime.fromisoformat(at)
         except ValueError:
             raise InvalidFieldError("at", f"{at!r} is not an ISO time", "datetime") from None
+        from domain.calendar import SHANGHAI
+
         when = when if when.tzinfo else when.replace(tzinfo=SHANGHAI)
     _complaint(
         key,

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from api.cli.root import CliError, console
@@ -29,6 +28,8 @@ def demo(
 ) -> None:
     """A month of invoices through a lossy simulated tax platform, and what the ledger found."""
     import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from infrastructure.demo.simulated_platform import run_demo
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from api.cli.root import (
     CliError,
@@ -24,9 +23,6 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
-from application.ports import InvoiceFilter
-from domain.calendar import SHANGHAI
-from domain.invoices.status import InvoiceStatus
 
 evidence_app = typer.Typer(
     help="Evidence bundles: export, and verify offline.", no_args_is_help=True
@@ -61,6 +57,10 @@ def evidence_export(
 ) -> None:
     """Write a BagIt evidence bundle for these invoices; the export is recorded in the access
     log under the operator's name."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from application.ports import InvoiceFilter
+    from domain.invoices.status import InvoiceStatus
     from infrastructure.evidence.bundle import ExportRequest, export_bundle, unique
 
     known = _read(since_checkpoint, "--since-checkpoint")
@@ -122,6 +122,8 @@ def _rotated(keys: list[Any], text: str, path: Path | None) -> list[Any]:
 
 def shown_time(at: datetime) -> str:
     """UTC as stored, Beijing time as shown."""
+    from domain.calendar import SHANGHAI
+
     return f"{at.astimezone(SHANGHAI).isoformat()} ({at.astimezone(UTC).isoformat()})"
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from api.cli.root import (
@@ -68,6 +67,8 @@ def reconcile(
             mapping = json.loads(columns.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as e:
             raise CliError(f"columns: cannot read {columns}: {type(e).__name__}") from None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from infrastructure.monitoring.platform_export_reader import PlatformExportReader, sha256_of
 
     with services_for(tenant=tenant) as services:

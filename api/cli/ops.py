@@ -7,7 +7,6 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from api.cli.demo import load_demo_tenant
@@ -232,6 +231,14 @@ def projections_dead_letters(
 @projections_app.command("rebuild")
 def projections_rebuild(name: str) -> None:
     """Empty a projection and replay every event into it, with a progress bar."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     with services_for() as services:
         worker_ = services.worker(name)
         leadership = worker_.leadership()

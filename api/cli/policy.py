@@ -20,7 +20,6 @@ from api.cli.root import (
     services_for,
     tenant_code,
 )
-from domain.calendar import SHANGHAI
 
 if TYPE_CHECKING:
     from application.monitoring.policy_service import PolicyView
@@ -35,6 +34,8 @@ def _print_policy(view: PolicyView) -> None:
     console.print(
         f"{view.tenant_id}: acknowledgement window {view.ack_window.total_seconds() / 3600:g} h"
     )
+    from domain.calendar import SHANGHAI
+
     table = Table("window", "starts (Beijing)", "ends (Beijing)", "note")
     for w in view.windows:
         table.add_row(

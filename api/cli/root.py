@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import stat
 import sys
@@ -17,7 +16,6 @@ import typer
 from rich.console import Console
 
 from application.access import INVOICE_WRITERS, Principal
-from domain.calendar import SHANGHAI
 from domain.errors import InvalidFieldError
 
 if TYPE_CHECKING:
@@ -118,6 +116,8 @@ def one_line(e: Exception) -> str:
 
 
 def os_user() -> str:
+    import getpass
+
     return os.environ.get("USER") or getpass.getuser()
 
 
@@ -154,6 +154,8 @@ def aware_time(field: str, text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise CliError(f"{field}: {text!r} is not an ISO 8601 time") from None
+    from domain.calendar import SHANGHAI  # zoneinfo: only where a time is read
+
     # A time without an offset is Beijing time: that is what clerks read on the platform.
     return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
 

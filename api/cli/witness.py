@@ -4,20 +4,17 @@ auditor, a tenant or the group's internal audit would, and read what it refused.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from api.cli.root import CliError, console, read_option_file
-from domain.evidence.checkpoint import (
-    NoteFormatError,
-    VerifierKey,
-    check_key_name,
-    check_origin,
-    parse_verifier_key,
-)
+
+if TYPE_CHECKING:
+    import socket
+
+    from domain.evidence.checkpoint import VerifierKey
 
 witness_app = typer.Typer(
     help="A witness that cosigns our checkpoints (c2sp.org/tlog-witness).", no_args_is_help=True
@@ -32,6 +29,8 @@ NameOption = Annotated[
 
 
 def _name(name: str) -> str:
+    from domain.evidence.checkpoint import NoteFormatError, check_key_name
+
     try:
         return check_key_name(name)
     except NoteFormatError as e:
@@ -39,6 +38,8 @@ def _name(name: str) -> str:
 
 
 def _origin(origin: str) -> str:
+    from domain.evidence.checkpoint import NoteFormatError, check_origin
+
     try:
         return check_origin(origin)
     except NoteFormatError as e:
@@ -59,6 +60,8 @@ LogKeysOption = Annotated[
 
 
 def _log_keys(log_key: list[str] | None, log_keys: Path | None) -> list[VerifierKey]:
+    from domain.evidence.checkpoint import NoteFormatError, parse_verifier_key
+
     keys = []
     for k in log_key or []:
         try:
@@ -81,6 +84,8 @@ def _log_keys(log_key: list[str] | None, log_keys: Path | None) -> list[Verifier
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the server starts: a bad port or a bind failure
     is one line, not a traceback from inside the server."""
+    import socket
+
     if not 0 <= port <= 65535:
         raise CliError(f"--port {port}: a port is 1-65535 (0: any free port)")
     try:
