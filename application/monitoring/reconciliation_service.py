@@ -33,7 +33,7 @@ from domain.monitoring.platform_export import (
     check_period,
     column_index,
     find_header,
-    read_row,
+    row_reader,
 )
 from domain.monitoring.reconciliation_run import (
     ReconciliationRun,
@@ -44,8 +44,9 @@ from domain.monitoring.reconciliation_run import (
 )
 
 HEADER_SEARCH_ROWS = 30
-STAGE_CHUNK = 5000
-EVENT_CHUNK = 200
+STAGE_CHUNK = 5000  # rows between progress reports
+EVENT_CHUNK = 200  # verdicts decided and saved together
+FINDINGS_CHUNK = 20_000  # findings written together (with the events of their verdicts)
 Progress = Callable[[int, int], None]
 
 
@@ -90,7 +91,7 @@ class _Merge:
         if action is not None and finding.invoice_id is not None:
             self.actions.append((len(self.buffer), finding.invoice_id, action))
         self.buffer.append(finding)
-        if len(self.actions) >= EVENT_CHUNK or len(self.buffer) >= STAGE_CHUNK:
+        if len(self.actions) >= EVENT_CHUNK or len(self.buffer) >= FINDINGS_CHUNK:
             self.flush()
 
     def flush(self) -> None:
@@ -104,13 +105,13 @@ class _Merge:
             self.actions = []
         if self.buffer:
             self.service.store.add_findings(self.run, self.tenant_id, self.seq, self.buffer)
-            for f in self.buffer:
-                self.digest.update(finding_line(f))
+            self.digest.update(b"".join([finding_line(f) for f in self.buffer]))
             self.seq += len(self.buffer)
             self.buffer = []
 
 
-_text = json.JSONEncoder(ensure_ascii=False).encode  # a JSON string, as json.dumps writes it
+# A JSON string as json.dumps(ensure_ascii=False) writes it: the function its encoder calls.
+_text: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def finding_line(f: Finding) -> bytes:
@@ -285,6 +286,8 @@ class ReconciliationService:
         """The rows that read, as they are read; the others become "invalid" findings."""
         n = 0
         first = last = None
+        read_row = row_reader(index)
+        check_row = source.check_row
         try:
             for line, values in rows:
                 try:
@@ -294,8 +297,8 @@ class ReconciliationService:
                 if blank:
                     continue
                 try:
-                    source.check_row(values)
-                    row = read_row(line, values, index)
+                    check_row(values)
+                    row = read_row(line, values)
                 except RowError as e:
                     note = f"{e.field}: {e.message} [{e.rule}]"
                     merge.add(Finding("invalid", line, None, note=note))
@@ -322,14 +325,13 @@ class ReconciliationService:
         period: tuple[date, date] | None,
     ) -> None:
         add = merge.add
+        new = tuple.__new__  # Finding(...) without its defaults' handling: most rows are matched
         for c in self.store.classify(rid, tenant_id, direction, period):
             kind = c.kind
             if kind == "matched":
                 assert c.status is not None
-                add(
-                    Finding("matched", c.line, c.invoice_key, c.invoice_id),
-                    presence_action(c.status),
-                )
+                matched = ("matched", c.line, c.invoice_key, c.invoice_id, (), None, None, "")
+                add(new(Finding, matched), presence_action(c.status))
             elif kind == "mismatched":
                 verdict = compare(c.platform, c.ledger)
                 differences = tuple(verdict.differences)

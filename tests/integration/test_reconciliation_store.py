@@ -4,9 +4,10 @@ exactly the rows the domain's `compare` finds different."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from sqlalchemy import select
 
@@ -16,12 +17,13 @@ from application.invoices.lifecycle import (
     SubmitRequest,
     VoidRequest,
 )
+from application.ports import Finding
 from domain.invoices.identity import parse_invoice_key
 from domain.monitoring.platform_export import PlatformRow
 from domain.monitoring.reconciliation_run import LedgerView, compare
 from infrastructure.bootstrap import Services
 from infrastructure.monitoring.reconciliation_store import SqlReconciliationStore
-from infrastructure.store.tables import invoice_status
+from infrastructure.store.tables import invoice_status, reconciliation_findings
 from tests.builders import BUYER, SELLER, a_draft, a_paper_draft, by
 
 T = SELLER
@@ -157,3 +159,45 @@ def test_a_ledger_invoice_the_export_lacks_comes_back_absent_only_in_its_period(
     later = (date(2026, 11, 19), date(2026, 11, 30))
     assert [c.kind for c in store.classify(run, T, "outbound", later)] == ["unknown"]
     assert [c.kind for c in store.classify(run, T, "inbound", (DAY, DAY))] == ["unknown"]
+
+
+AWKWARD = [
+    Finding("matched", 2, "26112000000000000001", UUID(int=7)),
+    Finding(
+        "invalid", 9, None, note='total: "1130,00" 有 \\ 和\t制表符\n换行\r\x01 \\N [amount_format]'
+    ),
+    Finding("absent", None, "011002600104:00012345", UUID(int=8), (), "MarkedMissing", 41, ""),
+    Finding(
+        "mismatched",
+        3,
+        "26112000000000000002",
+        UUID(int=9),
+        ({"field": "seller_code", "ledger": "A\\B\tC", "platform": "\\N 销方\n"},),
+        "Acknowledged",
+        2**53,
+        "no event: \\ already \t acknowledged",
+    ),
+    Finding("unknown", 2**31 - 1, "\\N", note="on the platform, not in the ledger"),
+]
+
+
+def test_findings_come_back_as_they_were_written_whatever_their_text(
+    services: Services,
+) -> None:
+    """PostgreSQL's findings go in as COPY text the store writes itself: backslashes, tabs,
+    newlines and a literal \\N in any text field come back unchanged, None as None."""
+    store = services.reconciliation_store
+    run = uuid5(NAMESPACE_URL, "awkward-run")
+    store.add_findings(run, T, 0, AWKWARD[:2])
+    store.add_findings(run, T, 2, AWKWARD[2:])
+    assert list(store.findings(run)) == AWKWARD
+    assert [f.cls for f in store.findings(run, "absent")] == ["absent"]
+    with services.engine.connect() as conn:
+        c = reconciliation_findings.c
+        stored = conn.execute(
+            select(c.seq, c.tenant_id, c.differences).where(c.run_id == run).order_by(c.seq)
+        ).all()
+    assert [s.seq for s in stored] == list(range(len(AWKWARD)))
+    assert {s.tenant_id for s in stored} == {T}
+    assert [json.loads(s.differences) for s in stored] == [list(f.differences) for f in AWKWARD]
+    assert stored[3].differences == json.dumps(list(AWKWARD[3].differences), ensure_ascii=False)

@@ -11,6 +11,7 @@ import pytest
 from application.monitoring.reconciliation_service import finding_line
 from application.ports import Finding
 from domain.monitoring.platform_export import (
+    DEFAULT_COLUMNS,
     RowError,
     _any_key,
     _any_money,
@@ -18,7 +19,11 @@ from domain.monitoring.platform_export import (
     _money,
     _parse_any_date,
     _parse_date,
+    column_index,
+    read_row,
+    row_reader,
 )
+from infrastructure.monitoring.platform_export_reader import BASIC_COLUMNS
 
 
 def outcome(read: object, *args: object) -> object:
@@ -118,3 +123,66 @@ def test_a_findings_line_is_its_sorted_compact_json(finding: Finding) -> None:
     body["differences"] = list(finding.differences)
     expected = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert finding_line(finding) == expected.encode() + b"\n"
+
+
+BASE_ROW = [
+    "1",
+    "",
+    "",
+    "26112000000000000001",
+    "91110108769914581E",
+    "北京云帆科技有限公司",
+    "91330100716105852f",
+    "杭州青禾贸易有限公司",
+    "2026-11-18 10:21:07",
+    "1,000.00",
+    "60.00",
+    "1,060.00",
+    "电子发票服务平台",
+    "数电票（普通发票）",
+    "正常",
+    "是",
+    "正常",
+    "开票员",
+    "",
+]
+CELLS: dict[int, list[object]] = {
+    1: ["", None, "011002600104", "０１１", 11002600104],  # 发票代码
+    2: ["", None, "00012345", " ", 12345.0],  # 发票号码
+    3: [*(k["digital_number"] for k in KEYS), None, 26112000000000000001, ""],  # 数电发票号码
+    4: ["", "--", " 91110108769914581e ", None, 91110108769914581, "—"],  # 销方识别号
+    6: ["", "-", "91330100716105852F", None, 1.5],  # 购方识别号
+    8: [*DAYS, None, 46000, "2026-11-18 ", " 2026-11-18", "1999-12-31", "2101-01-01"],  # 开票日期
+    9: [*MONEY, None, 1000.0, 1000],  # 金额
+    10: MONEY,  # 税额
+    11: MONEY,  # 价税合计
+    14: ["正常", "", "--", "作废", "3", " 正常 ", "其他", None, 0, "红冲", "部分红冲"],  # 发票状态
+}
+
+
+def variants() -> list[list[object]]:
+    rows: list[list[object]] = [BASE_ROW, BASE_ROW[:12], BASE_ROW[:15], [*BASE_ROW, "extra"]]
+    for column, cells in CELLS.items():
+        for cell in cells:
+            row: list[object] = list(BASE_ROW)
+            row[column] = cell
+            rows.append(row)
+    return rows
+
+
+HEADERS = [
+    BASIC_COLUMNS,
+    [*BASIC_COLUMNS[:3], "x", *BASIC_COLUMNS[4:]],  # no 数电发票号码
+    [c if c not in ("销方识别号", "发票状态", "发票代码") else "x" for c in BASIC_COLUMNS],
+]
+
+
+@pytest.mark.parametrize("header", HEADERS)
+def test_a_row_reader_reads_every_row_as_read_row_does(header: list[str]) -> None:
+    """The reader made for one header gives `read_row`'s value or its refusal, row by row,
+    whatever shape each cell has (a day it read before included)."""
+    index = column_index(list(header), DEFAULT_COLUMNS)
+    read = row_reader(index)
+    for line, values in enumerate(variants() * 2, start=3):
+        quick, general = outcome(read, line, values), outcome(read_row, line, values, index)
+        assert (quick, repr(quick)) == (general, repr(general)), values  # exponents too
