@@ -42,7 +42,6 @@ from infrastructure.settings import Settings
 _RECONCILIATION = re.compile(r"^/(v1|console)/reconciliations/?$")
 _BUNDLE = re.compile(r"^/console/evidence/verify/?$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-_NO_BODY_WITHOUT_LENGTH = frozenset({"1.0", "1.1"})
 # Headers whose values are kept (in receipts, in the actor): refused, not repaired.
 _CHECKED_HEADERS = {b"idempotency-key": "Idempotency-Key", b"x-actor-user": "X-Actor-User"}
 
@@ -158,15 +157,6 @@ class EdgeLimits:
                 await refused(scope, receive, send)
                 return
             await self.app(scope, _replay(body, receive), send)
-            return
-        if (
-            declared is None
-            and scope.get("http_version") in _NO_BODY_WITHOUT_LENGTH
-            and "transfer-encoding" not in headers
-        ):
-            # HTTP/1.x: no Content-Length and no Transfer-Encoding is no body (RFC 9112 6.3),
-            # nothing to count; the GETs skip the limiter's wrapping of receive and send.
-            await self.app(scope, receive, send)
             return
         await self._app_limited(limit)(scope, receive, send)
 

@@ -19,21 +19,6 @@ except ImportError:  # pragma: no cover - SQLite-only installs
     pass
 
 
-def kept_pool(settings: Settings) -> dict[str, int]:
-    """QueuePool sizes that keep every connection they open, up to the same cap
-    (`FAPIAO_POOL_SIZE` + `FAPIAO_MAX_OVERFLOW`): opened lazily, as concurrent requests need
-    them, and then held.
-
-    SQLAlchemy's `max_overflow` connections are closed the moment they are checked in while
-    `pool_size` others are idle, and opened again for the next request: a process serving more
-    than `pool_size` requests at once (uvicorn runs sync routes in up to 40 threads) connected
-    to PostgreSQL several times a second under steady load, and a connect then took up to 1.9 s
-    on this 2-core machine (a backend forked per connection). That was the ~1 s p99 of
-    benchmarks/read_bench.py, for our app and the ceiling alike.
-    """
-    return {"pool_size": settings.pool_size + settings.max_overflow, "max_overflow": 0}
-
-
 def create_engine_for(
     settings: Settings, *, immediate: bool = False, url: URL | None = None
 ) -> Engine:
@@ -46,7 +31,8 @@ def create_engine_for(
     if url is not None:  # a read replica: reads only, same pool settings
         return create_engine(
             url,
-            **kept_pool(settings),
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
             pool_recycle=1800,
             pool_pre_ping=True,  # a replica restarts on its own schedule
             isolation_level="AUTOCOMMIT",
@@ -55,7 +41,8 @@ def create_engine_for(
     if settings.is_postgres:
         return create_engine(
             settings.url,
-            **kept_pool(settings),
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
             # No pre-ping: it costs a round trip per checkout; stale connections are recycled.
             pool_recycle=1800,
             # Reads are single statements: autocommit saves the BEGIN and ROLLBACK round trips
