@@ -362,6 +362,17 @@ def _cents(text: object) -> int | None:
     return int(text.replace(".", ""))
 
 
+def _short_code(value: object, one_line: list[str]) -> bool:
+    """An optional code of the short way: absent, or text within CODE_LENGTH (then kept in
+    `one_line`, whose texts `all_clean` checks together at the end); False for anything else."""
+    if value is None:
+        return True
+    if type(value) is not str or len(value) > CODE_LENGTH:
+        return False
+    one_line.append(value)
+    return True
+
+
 def _plain_facts(
     draft: InvoiceDraft, today: date, rates: RateTable, regions: frozenset[str]
 ) -> tuple[InvoiceFacts, list[FieldWarning]] | None:
@@ -410,14 +421,8 @@ def _plain_facts(
     ):
         return None
     one_line = [seller_name, buyer_name, seller_code]
-    if buyer_code is not None:
-        if type(buyer_code) is not str or len(buyer_code) > CODE_LENGTH:
-            return None
-        one_line.append(buyer_code)
-    if tax_rate is not None:
-        if type(tax_rate) is not str or len(tax_rate) > CODE_LENGTH:
-            return None
-        one_line.append(tax_rate)
+    if not (_short_code(buyer_code, one_line) and _short_code(tax_rate, one_line)):
+        return None
     amount, tax, total = _cents(draft.amount), _cents(draft.tax), _cents(draft.total)
     if amount is None or tax is None or total is None or amount + tax != total or total <= 0:
         return None
@@ -449,14 +454,8 @@ def _plain_facts(
             ):
                 return None
             one_line += (name, rate)
-            if unit is not None:
-                if type(unit) is not str or len(unit) > CODE_LENGTH:
-                    return None
-                one_line.append(unit)
-            if tax_code is not None:
-                if type(tax_code) is not str or len(tax_code) > CODE_LENGTH:
-                    return None
-                one_line.append(tax_code)
+            if not (_short_code(unit, one_line) and _short_code(tax_code, one_line)):
+                return None
             kind = _LINE_KINDS.get(kind_text)
             a, t = _cents(ld.amount), _cents(ld.tax)
             known = rates.in_force(rate, issued_on)
