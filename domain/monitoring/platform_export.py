@@ -315,6 +315,10 @@ _DAY_CACHE = 4096
 _new_row = tuple.__new__
 
 
+class _UnusualCell(Exception):
+    """A cell `row_reader` leaves to `read_row`."""
+
+
 def row_reader(index: dict[str, int]) -> RowReader:
     """`read_row` for one header's columns, faster: cells in the usual shapes are read in one
     pass (the positions looked up once, an issue date read once per day); a row with any cell
@@ -342,6 +346,12 @@ def row_reader(index: dict[str, int]) -> RowReader:
                 return Decimal(value.replace(",", ""))
         return None
 
+    def party(cell: object) -> str | None:
+        if type(cell) is not str:
+            raise _UnusualCell
+        code = cell.strip()
+        return None if code in empty else code.upper()
+
     def read(line: int, values: list[object]) -> PlatformRow:
         if len(values) < width or i_digital is None:
             return read_row(line, values, index)
@@ -354,19 +364,11 @@ def row_reader(index: dict[str, int]) -> RowReader:
         ):
             return read_row(line, values, index)
         status = "normal" if i_status is None else statuses.get(values[i_status])  # type: ignore[call-overload]
-        seller = buyer = None
-        if i_seller is not None:
-            cell = values[i_seller]
-            if type(cell) is not str:
-                return read_row(line, values, index)
-            seller = cell.strip()
-            seller = None if seller in empty else seller.upper()
-        if i_buyer is not None:
-            cell = values[i_buyer]
-            if type(cell) is not str:
-                return read_row(line, values, index)
-            buyer = cell.strip()
-            buyer = None if buyer in empty else buyer.upper()
+        try:
+            seller = None if i_seller is None else party(values[i_seller])
+            buyer = None if i_buyer is None else party(values[i_buyer])
+        except _UnusualCell:
+            return read_row(line, values, index)
         cell = values[i_day]
         if status is None or type(cell) is not str or not plain_day(cell):
             return read_row(line, values, index)
