@@ -253,6 +253,8 @@ def main() -> None:
             "FAPIAO_DATABASE_URL": url,
             "FAPIAO_DATA_DIR": str(work / "data"),
             "FAPIAO_LOG_FORMAT": "json",
+            # What `fapiao serve` sets, for the ceiling too: the same pools on both sides.
+            "FAPIAO_POOL_KEEP": "1",
         }
         ceiling_port, ours_port = free_port(), free_port()
         server_args = ["--workers", str(args.workers), "--server", args.server]

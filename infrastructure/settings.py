@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     )
     pool_size: int = Field(default=4, ge=1, le=64)
     max_overflow: int = Field(default=8, ge=0, le=128)
+    pool_keep: bool = Field(
+        default=False,
+        description="Keep every read-side connection a pool opens (up to pool_size + "
+        "max_overflow), rather than closing the overflow ones on return: under load a "
+        "PostgreSQL connect costs 1-2 s. `fapiao serve` turns it on unless FAPIAO_POOL_KEEP "
+        "is set; tests and one-shot commands keep it off",
+    )
     lock_timeout_seconds: int = Field(default=5, ge=1)
     projection_batch_size: int = Field(default=2000, ge=1, le=10_000)
     projection_poll_seconds: float = Field(default=2.0, gt=0)

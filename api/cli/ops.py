@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import TYPE_CHECKING, Annotated, Literal, cast
@@ -88,6 +89,10 @@ def serve(
     from infrastructure.store import migrate as migrations
 
     settings = Settings()
+    if "FAPIAO_POOL_KEEP" not in os.environ:
+        # A server keeps the connections its pools open: reconnecting per request under load
+        # was its p99. (export_for_workers passes the choice on to spawned workers.)
+        settings = settings.model_copy(update={"pool_keep": True})
     chosen = server or settings.server
     if chosen not in ("uvicorn", "granian"):
         raise CliError(f"server: {chosen!r} is not uvicorn or granian")

@@ -105,3 +105,4 @@ def export_for_workers(settings: Settings, log_format: str) -> None:
     """What the spawned workers read from the environment: the serve command's choices."""
     os.environ["FAPIAO_LOG_FORMAT"] = log_format
     os.environ["FAPIAO_LOG_LEVEL"] = settings.log_level
+    os.environ["FAPIAO_POOL_KEEP"] = "1" if settings.pool_keep else "0"

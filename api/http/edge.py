@@ -142,6 +142,16 @@ class EdgeLimits:
             )
             await response(scope, receive, send)
             return
+        if (
+            scope["method"] not in _BODY_METHODS
+            and (declared is None or declared == "0")
+            and "transfer-encoding" not in headers
+            and scope.get("http_version") in ("1.0", "1.1")
+        ):
+            # HTTP/1.x without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3):
+            # nothing to bound, so no limiter wrapped around the app (most GETs).
+            await self.app(scope, receive, send)
+            return
         is_json = content_type.startswith("application/json")
         is_form = content_type.startswith("application/x-www-form-urlencoded")
         if scope["method"] in _BODY_METHODS and (is_json or is_form):

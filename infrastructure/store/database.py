@@ -19,6 +19,16 @@ except ImportError:  # pragma: no cover - SQLite-only installs
     pass
 
 
+def pool_sizes(settings: Settings) -> tuple[int, int]:
+    """SQLAlchemy's (pool_size, max_overflow) for the settings: the same cap either way, but
+    with `pool_keep` every connection opened is kept. SQLAlchemy closes an overflow connection
+    when it is returned, so a server under load reconnected per request (1-2 s a connect on
+    this machine: the ~1 s p99 of benchmarks/read_bench.py)."""
+    if settings.pool_keep:
+        return settings.pool_size + settings.max_overflow, 0
+    return settings.pool_size, settings.max_overflow
+
+
 def create_engine_for(
     settings: Settings, *, immediate: bool = False, url: URL | None = None
 ) -> Engine:
@@ -28,11 +38,12 @@ def create_engine_for(
     transaction reads rows and then writes them, and a deferred one could not upgrade its lock
     when another writer got there first.
     """
+    pool_size, max_overflow = pool_sizes(settings)
     if url is not None:  # a read replica: reads only, same pool settings
         return create_engine(
             url,
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             pool_recycle=1800,
             pool_pre_ping=True,  # a replica restarts on its own schedule
             isolation_level="AUTOCOMMIT",
@@ -41,8 +52,8 @@ def create_engine_for(
     if settings.is_postgres:
         return create_engine(
             settings.url,
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             # No pre-ping: it costs a round trip per checkout; stale connections are recycled.
             pool_recycle=1800,
             # Reads are single statements: autocommit saves the BEGIN and ROLLBACK round trips
