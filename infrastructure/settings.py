@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     max_overflow: int = Field(default=8, ge=0, le=128)
     pool_keep: bool = Field(
         default=False,
-        description="Keep every read-side connection a pool opens (up to pool_size + "
+        description="Keep every connection the read and write pools open (up to pool_size + "
         "max_overflow), rather than closing the overflow ones on return: under load a "
         "PostgreSQL connect costs 1-2 s. `fapiao serve` turns it on unless FAPIAO_POOL_KEEP "
         "is set; tests and one-shot commands keep it off",
