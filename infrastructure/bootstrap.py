@@ -390,10 +390,11 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         create_if_missing=settings.environment != "production",
         env_seed=settings.signing_key.get_secret_value() if settings.signing_key else None,
     )
+    deliveries_due = threading.Event()  # alerts queued: the webhook deliverer wakes
     projections: list[Projection] = [
         InvoiceStatusProjection(),
         AckTimersProjection(),
-        AlertsProjection(ledger),
+        AlertsProjection(ledger, wake=deliveries_due.set),
         CasesProjection(),
         StatusHistoryProjection(ledger),
         StreamsProjection(),
@@ -475,6 +476,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
             timeout=settings.webhook_timeout_seconds,
             guard=OutboundGuard.from_setting(settings.outbound_allow),
             max_delay=timedelta(seconds=settings.webhook_backoff_max_seconds),
+            changed=deliveries_due,
         ),
         reconciliation_store=store,
         reconciliation=reconciliation,

@@ -16,7 +16,8 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,13 +66,15 @@ class Delivery:
 
 
 class AlertsProjection:
-    """Queues a delivery per matching subscription for each alert-worthy event."""
+    """Queues a delivery per matching subscription for each alert-worthy event; once a batch
+    that queued some has committed, `wake` tells the deliverer (no wait for its poll)."""
 
     name = alerts_module.NAME
     topics = alerts_module.TOPICS
 
-    def __init__(self, ledger: InvoiceLedger) -> None:
-        self.ledger = ledger
+    def __init__(self, ledger: InvoiceLedger, wake: Callable[[], None] | None = None) -> None:
+        self.ledger, self.wake = ledger, wake
+        self._queued = False  # the batch in its transaction queued deliveries
 
     def handles(self, event: object) -> bool:
         return alerts_module.handles(event)
@@ -132,7 +135,14 @@ class AlertsProjection:
         if rows:
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             conn.execute(insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+        self._queued = self._queued or bool(rows)  # a stale True (rolled back) only wakes
         return failures
+
+    def committed(self) -> None:
+        """Called by the worker once the batch's transaction has committed."""
+        if self._queued and self.wake is not None:
+            self.wake()
+        self._queued = False
 
     def reset(self, conn: Connection) -> None:
         """The outbox is a record of what was sent: a rebuild keeps it (ids make it idempotent)."""
@@ -186,18 +196,22 @@ class WebhookService:
         concurrency: int = 16,
         claim: timedelta = CLAIM,
         max_delay: timedelta = timedelta(hours=1),
+        changed: threading.Event | None = None,
     ) -> None:
         self.engine, self.write_engine, self.clock = engine, write_engine, clock
         self.max_attempts, self.base_delay, self.timeout = max_attempts, base_delay, timeout
         self.guard = guard or OutboundGuard()
         self.claim, self.max_delay = claim, max_delay
-        self.changed = threading.Event()  # set when a retry is scheduled: the loop re-plans
+        # Set when a delivery is queued, or a send ends (a retry scheduled, a slot free): the
+        # delivery loop re-plans at once.
+        self.changed = changed or threading.Event()
         # Deliveries run on a pool, one task per subscription at a time.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
         self._lock = threading.Lock()
         self._busy: dict[UUID, int] = {}  # subscription -> its deliveries being sent
         self._queued: set[UUID] = set()  # deliveries handed to the pool
         self._inflight: dict[UUID, int] = {}  # delivery id -> its attempts when claimed
+        self._beat_at = float("-inf")  # monotonic time of the last heartbeat's extension
 
     # ---- subscriptions -----------------------------------------------------------------------
 
@@ -357,14 +371,19 @@ class WebhookService:
                 self._busy[row.subscription_id] -= 1
                 if not self._busy[row.subscription_id]:
                     del self._busy[row.subscription_id]
+            self.changed.set()  # after the slot is free, so the loop can use it
 
     def heartbeat(self) -> None:
         """Extend the claims of the deliveries in flight here, so only a deliverer that died
-        lets its claims lapse (and another resends them once `claim` has passed)."""
+        lets its claims lapse (and another resends them once `claim` has passed). At most once
+        a quarter of `claim` (a claim always has three quarters left): the delivery loop calls
+        this on every wake, and each extension is a write that others would wait behind."""
         with self._lock:
             inflight = dict(self._inflight)
-        if not inflight:
+        beat = time.monotonic()
+        if not inflight or beat - self._beat_at < self.claim.total_seconds() / 4:
             return
+        self._beat_at = beat
         t = webhook_deliveries.c
         until = self.clock.now() + self.claim
         with self.write_engine.begin() as conn:
@@ -462,7 +481,6 @@ class WebhookService:
             conn.execute(
                 update(webhook_deliveries).where(t.delivery_id == row.delivery_id).values(**values)
             )
-        self.changed.set()
 
     def count(self, tenant_id: str, status: str) -> int:
         t = webhook_deliveries.c

@@ -261,9 +261,17 @@ class ProjectionWorker:
                 self._dead_letter(conn, dead)
             self._advance(conn, page.last)
             self._fence()
+        self._committed()
         self.state.advanced_at = time.time()
         self.board.posted()
         return page.size
+
+    def _committed(self) -> None:
+        """A projection may act once its batch is durable (`committed()`, optional): the
+        alerts wake the webhook deliverer."""
+        committed = getattr(self.projection, "committed", None)
+        if committed is not None:
+            committed()
 
     def _fetch(self, start: int) -> Page:
         """The page after `start`, decoded: the events the projection handles, and the
@@ -322,6 +330,7 @@ class ProjectionWorker:
                 self._dead_letter(conn, dead)
             self._advance(conn, rows[-1].position)
             self._fence()
+        self._committed()
         self.state.advanced_at = time.time()
         self.board.posted()
         return len(rows)
@@ -539,6 +548,7 @@ class ProjectionWorker:
                 )
                 return False
             conn.execute(delete(projection_dead_letters).where(mine))
+        self._committed()
         self.board.posted()
         return True
 
