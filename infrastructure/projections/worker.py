@@ -256,6 +256,11 @@ class ProjectionWorker:
             ahead(page.last)
         dead = list(page.dead)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Each batch's statements planned for its own ids and the table as it is now:
+                # psycopg prepares a statement on its fifth run, and the generic plan the
+                # server then caches was made for the table a rebuild had just emptied.
+                conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
             dead.extend(self._apply_isolating(conn, page.items))
             if dead:
                 self._dead_letter(conn, dead)
