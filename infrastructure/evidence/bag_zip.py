@@ -259,10 +259,19 @@ class ZipBag:
         self._children: dict[str, set[str]] = {}
         self._sha256: dict[str, str] = {}
         self._fp: BinaryIO | None = None
+        children = self._children
         for name in self.files:
-            parts = name.split("/")
-            for depth in range(1, len(parts)):
-                self._children.setdefault("/".join(parts[:depth]), set()).add(parts[depth])
+            # Each folder of the path names its child, deepest first, up to the first folder
+            # already holding that child (its own folders were named when it was added).
+            folder, _, child = name.rpartition("/")
+            while folder:
+                kids = children.get(folder)
+                if kids is None:
+                    kids = children[folder] = set()
+                elif child in kids:
+                    break
+                kids.add(child)
+                folder, _, child = folder.rpartition("/")
 
     def read(self, name: str) -> bytes | None:
         info = self.files.get(name)
