@@ -1,9 +1,11 @@
 """GET one invoice at 32 connections, beside the framework's ceiling, in the same run.
 
-The ceiling is a minimal FastAPI app: one route, one primary-key SELECT on invoice_status
-through the same engine (driver, pool and isolation settings: `create_engine_for`), the row
-written with orjson. Ours is `fapiao serve` answering GET /v1/invoices/{id} with a bearer key:
-authentication, tenant isolation, the edge limits, the request log line and metrics included.
+The ceiling is a minimal FastAPI app, one primary-key SELECT on invoice_status, the row written
+with orjson, in two ways: in a worker thread through the same engine (driver, pool and isolation
+settings: `create_engine_for`), and awaited on the event loop through a psycopg async pool of
+the size ours uses there (AsyncStatusReader). The ratio is against the faster of the two.
+Ours is `fapiao serve` answering GET /v1/invoices/{id} with a bearer key: authentication,
+tenant isolation, the edge limits, the request log line and metrics included.
 Both run under the same server settings (`api.cli.serving.run_server`: server, workers, limits)
 on a fresh PostgreSQL database, and are loaded alternately with wrk (installed with apt-get if
 missing) at 32 connections, a Lua script picking a random invoice id per request. Printed:
@@ -62,6 +64,37 @@ def ceiling_app() -> Any:
         if row is None:
             return Response(status_code=404)
         body = orjson.dumps(dict(row._mapping), default=str)
+        return Response(body, media_type="application/json")
+
+    # The same SELECT awaited on the event loop, through a psycopg async pool of the size ours
+    # uses (AsyncStatusReader): the ceiling of that way of reading.
+    from psycopg_pool import AsyncConnectionPool
+
+    from infrastructure.projections.invoice_status_async import MAX_CONNECTIONS
+
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pools: list[AsyncConnectionPool[Any]] = []
+
+    @app.get("/ceiling-loop/{invoice_id}")
+    async def one_on_the_loop(invoice_id: uuid.UUID) -> Response:
+        if not pools:
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                dsn, min_size=1, max_size=MAX_CONNECTIONS, kwargs={"autocommit": True}, open=False
+            )
+            await pool.open()
+            if pools:  # another request opened one meanwhile
+                await pool.close()
+            else:
+                pools.append(pool)
+        async with pools[0].connection() as conn:
+            cursor = await conn.execute(
+                "SELECT * FROM invoice_status WHERE invoice_id = %s", (invoice_id,)
+            )
+            names = [d.name for d in cursor.description or ()]
+            found = await cursor.fetchone()
+        if found is None:
+            return Response(status_code=404)
+        body = orjson.dumps(dict(zip(names, found, strict=True)), default=str)
         return Response(body, media_type="application/json")
 
     @app.get("/healthz")
@@ -275,17 +308,23 @@ def main() -> None:
         ours = spawn(["-m", "api.cli.main", "serve", "--port", str(ours_port)])
         wait_up(f"http://127.0.0.1:{ceiling_port}/healthz", ceiling)
         wait_up(f"http://127.0.0.1:{ours_port}/healthz", ours)
-        scripts = {"ceiling": work / "ceiling.lua", "ours": work / "ours.lua"}
+        scripts = {
+            "ceiling": work / "ceiling.lua",
+            "ceiling_loop": work / "ceiling_loop.lua",
+            "ours": work / "ours.lua",
+        }
         lua_script(scripts["ceiling"], "/ceiling/", ids, None)
+        lua_script(scripts["ceiling_loop"], "/ceiling-loop/", ids, None)
         lua_script(scripts["ours"], "/v1/invoices/", ids, secret)
         urls = {
             "ceiling": f"http://127.0.0.1:{ceiling_port}",
+            "ceiling_loop": f"http://127.0.0.1:{ceiling_port}",
             "ours": f"http://127.0.0.1:{ours_port}",
         }
         for which in urls:  # warm-up: connections, caches, the first imports
             run_wrk(wrk, urls[which], scripts[which], 2)
-        runs: dict[str, list[dict[str, float]]] = {"ceiling": [], "ours": []}
-        pids = {"ceiling": ceiling.pid, "ours": ours.pid}
+        runs: dict[str, list[dict[str, float]]] = {w: [] for w in urls}
+        pids = {"ceiling": ceiling.pid, "ceiling_loop": ceiling.pid, "ours": ours.pid}
         for _ in range(reps):
             for which in urls:
                 before = cpu_seconds(pids[which])
@@ -301,7 +340,8 @@ def main() -> None:
         }
         errors = {w: sum(r["errors"] for r in runs[w]) for w in runs}
         for w, label in (
-            ("ceiling", "ceiling (FastAPI + one PK SELECT)"),
+            ("ceiling", "ceiling (FastAPI + PK SELECT, thread)"),
+            ("ceiling_loop", "ceiling (FastAPI + PK SELECT, loop)"),
             ("ours", "ours (GET /v1/invoices/{id})"),
         ):
             f = figures[w]
@@ -311,10 +351,13 @@ def main() -> None:
                 f"p99 {f['p99']:6.2f} ms  CPU {f['cpu_ms']:.2f} ms/req  (runs: {each};"
                 f" errors {errors[w]})"
             )
-        ratio = figures["ours"]["rps"] / figures["ceiling"]["rps"]
+        # Against the faster of the two ways to read: ours reads on the loop where it can.
+        best = max(("ceiling", "ceiling_loop"), key=lambda w: figures[w]["rps"])
+        ratio = figures["ours"]["rps"] / figures[best]["rps"]
         passed = ratio >= 0.7 and figures["ours"]["p99"] < 50 and errors["ours"] == 0
         print(
-            f"  ratio ours/ceiling: {ratio:.2f}  (goal >= 0.70, p99 < 50 ms): "
+            f"  ratio ours/ceiling ({best.replace('_', ' ')}): {ratio:.2f}  "
+            "(goal >= 0.70, p99 < 50 ms): "
             f"{'pass' if passed else 'FAIL'}"
         )
         if args.json:
@@ -322,7 +365,7 @@ def main() -> None:
                 "path": "GET one invoice, 32 connections",
                 "ours": round(figures["ours"]["rps"], 1),
                 "unit": "req/s",
-                "reference": round(figures["ceiling"]["rps"], 1),
+                "reference": round(figures[best]["rps"], 1),
                 "reference_label": "FastAPI + one primary-key SELECT, same server settings, wrk",
                 "ratio": round(ratio, 3),
                 "goal": "ratio >= 0.7, p99 < 50 ms",
@@ -330,10 +373,13 @@ def main() -> None:
                 "extra": {
                     "p50_ms": figures["ours"]["p50"],
                     "p99_ms": figures["ours"]["p99"],
-                    "ceiling_p50_ms": figures["ceiling"]["p50"],
-                    "ceiling_p99_ms": figures["ceiling"]["p99"],
+                    "ceiling": best,
+                    "ceiling_p50_ms": figures[best]["p50"],
+                    "ceiling_p99_ms": figures[best]["p99"],
+                    "ceiling_thread_rps": round(figures["ceiling"]["rps"], 1),
+                    "ceiling_loop_rps": round(figures["ceiling_loop"]["rps"], 1),
                     "cpu_ms_per_request": round(figures["ours"]["cpu_ms"], 3),
-                    "ceiling_cpu_ms_per_request": round(figures["ceiling"]["cpu_ms"], 3),
+                    "ceiling_cpu_ms_per_request": round(figures[best]["cpu_ms"], 3),
                     "server": args.server,
                     "workers": args.workers,
                     "errors": errors["ours"],

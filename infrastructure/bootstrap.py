@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
@@ -72,6 +72,9 @@ from infrastructure.store.recorders import GroupingRecorder
 from infrastructure.store.replica import Replica
 from infrastructure.store.tables import readiness_probe
 
+if TYPE_CHECKING:  # psycopg_pool is imported only where the app serves
+    from infrastructure.projections.invoice_status_async import AsyncStatusReader
+
 log = logging.getLogger("fapiao.services")
 
 
@@ -116,6 +119,9 @@ class Services:
     metrics: Metrics
     replica: Replica | None = None
     replica_reads: Reads | None = None
+    # GET one invoice on the event loop (PostgreSQL, no replica, no tracing); the app's
+    # lifespan sets and closes it
+    fast_reader: AsyncStatusReader | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     # projection -> (position last seen, monotonic time it was first seen there)

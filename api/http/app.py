@@ -30,6 +30,7 @@ from api.http.routes import (
 )
 from api.web import console
 from infrastructure.bootstrap import Cells, Services, build_cells
+from infrastructure.projections.invoice_status_async import AsyncStatusReader
 from infrastructure.settings import Settings
 
 DESCRIPTION = """
@@ -64,11 +65,17 @@ def create_app(
         if provider is not None:
             for cell in served.cells:
                 tracing.trace_sql(provider, [cell.engine, cell.write_engine])
+        for cell in served.cells:
+            cell.fast_reader = AsyncStatusReader.serving(cell.settings, cell.engine)
         if run_workers:
             served.start_workers()
         try:
             yield
         finally:
+            for cell in served.cells:
+                reader, cell.fast_reader = cell.fast_reader, None
+                if reader is not None:
+                    await reader.close()
             if given is None:
                 served.close()
             if provider is not None:
@@ -86,9 +93,9 @@ def create_app(
     app.add_middleware(RequestObserver)
     if provider is not None:
         tracing.trace_requests(app, provider)
+    app.include_router(invoices.router)  # first: it holds the hot read (no path overlaps)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(invoices.router)
     app.include_router(queues.router)
     app.include_router(policy.router)
     app.include_router(reconciliations.router)

@@ -206,11 +206,13 @@ def read_from(
     return reads
 
 
-def note_read(request: Request, response: Response, reads: Reads) -> None:
-    """Which database answered, in the response's headers and the request's log line."""
-    response.headers["X-Fapiao-Read-From"] = reads.source
-    request.state.read_from = reads.source
-    if reads.lag_ms is not None:
+def note_read(request: Request, response: Response, reads: Reads | None) -> None:
+    """Which database answered, in the response's headers and the request's log line (None:
+    the primary, read on the event loop)."""
+    source = "primary" if reads is None else reads.source
+    response.headers["X-Fapiao-Read-From"] = source
+    request.state.read_from = source
+    if reads is not None and reads.lag_ms is not None:
         response.headers["X-Fapiao-Replica-Lag-Ms"] = str(reads.lag_ms)
         request.state.replica_lag_ms = reads.lag_ms
 

@@ -91,17 +91,33 @@ def test_guessed_keys_cannot_grow_the_cache_without_bound(services: Services) ->
 
 class Counted:
     """Every SQL query the service's engines run (not transaction control: SQLite's read
-    engine opens its own BEGIN, in-process, not a round trip)."""
+    engine opens its own BEGIN, in-process, not a round trip), and the event-loop reader's."""
 
     def __init__(self, services: Services) -> None:
-        self.statements: list[str] = []
+        self._statements: list[str] = []
         self.engines = {services.engine, services.write_engine}
         for engine in self.engines:
             event.listen(engine, "before_cursor_execute", self._seen)
+        self.services = services
+        self._fast_from = self._fast()
+
+    def _fast(self) -> int:  # the event-loop read's statements (PostgreSQL)
+        fast = self.services.fast_reader
+        return 0 if fast is None else fast.queries
+
+    @property
+    def statements(self) -> list[str]:
+        return self._statements + ["SELECT … FROM invoice_status (event loop)"] * (
+            self._fast() - self._fast_from
+        )
+
+    def clear(self) -> None:
+        self._statements.clear()
+        self._fast_from = self._fast()
 
     def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            self.statements.append(statement)
+            self._statements.append(statement)
 
     def close(self) -> None:
         for engine in self.engines:
@@ -129,7 +145,7 @@ def test_one_get_is_one_query_by_id_and_by_key(client: TestClient, services: Ser
     counted = Counted(services)
     try:
         for ref in (made["invoice_id"], made["number"]):
-            counted.statements.clear()
+            counted.clear()
             r = client.get(f"/v1/invoices/{ref}", headers=headers)
             assert r.status_code == 200, r.text
             assert len(counted.statements) == 1, counted.statements
@@ -146,7 +162,7 @@ def test_a_cold_key_costs_one_lookup_then_none(services: Services) -> None:
         try:
             assert client.get(f"/v1/invoices/{made['invoice_id']}", headers=headers).is_success
             assert len(counted.statements) == 2  # the key, then the row
-            counted.statements.clear()
+            counted.clear()
             assert client.get(f"/v1/invoices/{made['invoice_id']}", headers=headers).is_success
             assert len(counted.statements) == 1
         finally:
@@ -202,3 +218,23 @@ def test_the_openapi_still_documents_the_key_and_the_actor_header(client: TestCl
     assert names == {"ref", "consistent_after", "x-actor-user"}
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/InvoiceOut")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["-1", "abc", "1.5", "9007199254740993", "", "0", " 3", "1e3", "x&consistent_after=0"],
+)
+def test_consistent_after_is_read_as_fastapi_reads_it(
+    client: TestClient, services: Services, sent: str
+) -> None:
+    """The hot route reads `consistent_after` itself; its answers are the list route's, whose
+    parameter FastAPI resolves."""
+    made, headers = _issued(client, services)
+    one = client.get(f"/v1/invoices/{made['invoice_id']}?consistent_after={sent}", headers=headers)
+    listed = client.get(f"/v1/invoices?consistent_after={sent}", headers=headers)
+    assert one.status_code == listed.status_code, (one.text, listed.text)
+    if listed.status_code == 422:
+        assert one.json()["errors"] == listed.json()["errors"]
+        assert one.json()["detail"] == listed.json()["detail"]
+    else:
+        assert one.status_code == 200, one.text
