@@ -31,6 +31,10 @@ from infrastructure.settings import Settings
 _DIALECT = psycopg_dialect()
 MAX_CONNECTIONS = 4  # per process: one event loop keeps a handful of primary-key reads in flight
 APPLICATION_NAME = "fapiao-get-invoice"
+# How long a read waits for a connection. A read takes a millisecond or so, so only a database
+# that is down (the pool retrying its connects in the background) or a server far past its
+# capacity waits this long; then it is a 503 with Retry-After, not a request held for 30 s.
+ACQUIRE_TIMEOUT = 5.0
 
 
 def _compiled() -> tuple[str, list[Column[Any]]]:
@@ -53,7 +57,7 @@ def _processors(
 class AsyncStatusReader:
     """One invoice_status row by tenant and id, awaited on the running event loop."""
 
-    def __init__(self, conninfo: str, timeout: float = 30.0) -> None:
+    def __init__(self, conninfo: str, timeout: float = ACQUIRE_TIMEOUT) -> None:
         self._conninfo, self._timeout = conninfo, timeout
         self._sql, self._columns = _compiled()
         self._names = [c.name for c in self._columns]
