@@ -9,10 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from api.http.app import create_app
+from api.http.bounded import ConsistentAfter
 from api.http.schemas import InvoiceOut
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.bootstrap import Services
@@ -238,3 +240,17 @@ def test_consistent_after_is_read_as_fastapi_reads_it(
         assert one.json()["detail"] == listed.json()["detail"]
     else:
         assert one.status_code == 200, one.text
+
+
+def test_the_hot_routes_parameters_are_documented_as_fastapi_would(client: TestClient) -> None:
+    """The hot route reads `ref` and `consistent_after` itself and documents them by hand:
+    the same entries FastAPI generates for the plain signature."""
+    plain = FastAPI()
+
+    @plain.get("/v1/invoices/{ref}")
+    def one(ref: str, consistent_after: ConsistentAfter = None) -> None: ...
+
+    want = plain.openapi()["paths"]["/v1/invoices/{ref}"]["get"]["parameters"]
+    got = client.get("/openapi.json").json()["paths"]["/v1/invoices/{ref}"]["get"]["parameters"]
+    assert got[: len(want)] == want
+    assert [p["name"] for p in got[len(want) :]] == ["x-actor-user"]

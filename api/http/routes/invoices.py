@@ -57,7 +57,7 @@ from application.service_errors import InvoiceNotFoundError
 from domain.errors import InvalidFieldError
 from domain.invoices import identity
 from domain.invoices.status import InvoiceStatus
-from infrastructure.bootstrap import Services
+from infrastructure.bootstrap import Reads, Services
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 PROJECTION = "invoice_status"
@@ -231,11 +231,7 @@ async def get_invoice(request: Request) -> Response:
             _one_invoice, services, principal, request, ref, consistent_after
         )
     row = await fast.get(principal.tenant_id, _invoice_id(principal.tenant_id, ref))
-    if row is None:  # another tenant's invoice too: not found, never forbidden
-        raise InvoiceNotFoundError(ref)
-    answer = OrjsonResponse(invoice_fields(row))
-    note_read(request, answer, None)
-    return answer
+    return _answer(request, ref, row, None)
 
 
 def _consistent_after(request: Request) -> int | None:
@@ -262,6 +258,13 @@ def _one_invoice(
 ) -> Response:
     reads = services.reads(PROJECTION, consistent_after)
     row = reads.reader.get(principal.tenant_id, _invoice_id(principal.tenant_id, ref))
+    return _answer(request, ref, row, reads)
+
+
+def _answer(
+    request: Request, ref: str, row: dict[str, Any] | None, reads: Reads | None
+) -> Response:
+    """The row as InvoiceOut's JSON with where it was read (None: the loop, on the primary)."""
     if row is None:  # another tenant's invoice too: not found, never forbidden
         raise InvoiceNotFoundError(ref)
     answer = OrjsonResponse(invoice_fields(row))
