@@ -10,11 +10,17 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from hashlib import sha1
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from domain.errors import InvalidInvoiceKeyError, InvalidTaxpayerCodeError
 
 INVOICE_NAMESPACE = uuid5(NAMESPACE_URL, "urn:fapiao-ledger:invoice:v1")
+# uuid5 of INVOICE_NAMESPACE, its steps taken once: the namespace's hash state, and RFC 4122's
+# version 5 and variant bits as one mask and one set (what `UUID(bytes=..., version=5)` does).
+_NAMESPACE_HASH = sha1(INVOICE_NAMESPACE.bytes, usedforsecurity=False)
+_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_SET = (5 << 76) | (0x8000 << 48)
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
@@ -170,4 +176,6 @@ def parse_uscc(field: str, raw: str) -> tuple[str, list[FieldWarning]]:
 
 def invoice_id(tenant_id: str, key: InvoiceKey) -> UUID:
     """An invoice's aggregate id: the same invoice of the same tenant always maps here."""
-    return uuid5(INVOICE_NAMESPACE, f"{tenant_id}|{key.canonical}")
+    digest = _NAMESPACE_HASH.copy()
+    digest.update(f"{tenant_id}|{key.canonical}".encode())
+    return UUID(int=int.from_bytes(digest.digest()[:16]) & _KEEP | _SET)

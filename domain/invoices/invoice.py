@@ -272,14 +272,24 @@ class Invoice(BaseAggregate[UUID]):
         cls, tenant_id: str, facts: InvoiceFacts, by: Provenance, timestamp: datetime
     ) -> Invoice.Issued:
         """The event `issue` records (version 1 of the invoice's stream), without building
-        the aggregate: for recording many new invoices at once. Its rules are `issue`'s."""
-        return cls.Issued(
-            originator_id=invoice_id(tenant_id, facts.key),
-            originator_version=cls.INITIAL_VERSION,
-            timestamp=timestamp,
-            originator_topic=cls.TOPIC,
-            **cls.issued_facts(tenant_id, facts, by),
+        the aggregate: for recording many new invoices at once. Its rules are `issue`'s.
+
+        Its attributes are set as the frozen data class's `__init__` sets them, in field
+        order, but in one step rather than one `object.__setattr__` per field (26 of them:
+        half the cost of the event). Its `__post_init__` only checks that `originator_id` is
+        a UUID, which `invoice_id` always is. tests/unit/test_invoice.py holds the event
+        equal to the constructed one, field for field and in the same order."""
+        event: Invoice.Issued = object.__new__(cls.Issued)
+        event.__dict__.update(
+            {
+                "originator_id": invoice_id(tenant_id, facts.key),
+                "originator_version": cls.INITIAL_VERSION,
+                "timestamp": timestamp,
+                "originator_topic": cls.TOPIC,
+                **cls.issued_facts(tenant_id, facts, by),
+            }
         )
+        return event
 
     def _require(self, step: Step) -> None:
         if self.status not in ALLOWED_FROM[step]:

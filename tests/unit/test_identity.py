@@ -98,6 +98,29 @@ def test_invoice_ids_are_stable_per_tenant_and_differ_across_tenants() -> None:
     assert invoice_id("A", key) == invoice_id("A", key) != invoice_id("B", key)
 
 
+def test_invoice_ids_never_change() -> None:
+    """Stored streams are named by these ids: the same inputs give the ids they always gave."""
+    assert str(invoice_id("91110108769914581E", parse_canonical_key("26112000000000000001"))) == (
+        "3d2b66c1-d15d-5263-bea3-e22eeb57609a"
+    )
+    assert str(invoice_id("T1", parse_canonical_key("011002400111:12345678"))) == (
+        "54ee67a1-8517-5bd7-b1c6-b8f3e93ac7de"
+    )
+
+
+@settings(max_examples=300)
+@given(tenant=st.text(max_size=40), number=st.from_regex(r"[0-9]{20}", fullmatch=True))
+def test_invoice_id_is_uuid5_of_the_tenant_and_key(tenant: str, number: str) -> None:
+    from uuid import uuid5
+
+    from domain.invoices.identity import INVOICE_NAMESPACE
+
+    key = parse_invoice_key(number, None)
+    found = invoice_id(tenant, key)
+    assert found == uuid5(INVOICE_NAMESPACE, f"{tenant}|{key.canonical}")
+    assert (found.version, found.variant) == (5, "specified in RFC 4122")
+
+
 # ---- the fast checks give the character-by-character answers (batch issuance, issue 15) ----
 
 

@@ -145,3 +145,24 @@ def test_provenance_needs_an_actor_and_an_aware_time() -> None:
         Provenance("", Source.API, ACK_AT)
     with pytest.raises(InvalidCommandFieldError):
         Provenance("x", Source.API, datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+@pytest.mark.parametrize("draft", [a_draft(), a_paper_draft()], ids=["digital", "paper"])
+def test_the_batch_paths_issued_event_is_the_one_issue_records(draft) -> None:  # type: ignore[no-untyped-def]
+    """`issued_event` sets the data class's attributes in one step: the same fields, in the
+    same order (the stored state's key order), the same values, equal as events."""
+    import dataclasses
+
+    facts, _ = validate_draft(draft, TODAY)
+    (recorded,) = Invoice.issue("T1", facts, by("key:clerk")).collect_events()
+    built = Invoice.issued_event("T1", facts, by("key:clerk"), recorded.timestamp)
+    assert type(built) is Invoice.Issued
+    names = [f.name for f in dataclasses.fields(Invoice.Issued)]
+    assert list(vars(built)) == list(vars(recorded)) == names
+    same_clock = {"occurred_at": recorded.occurred_at}
+    assert dataclasses.replace(built, **same_clock) == recorded
+    assert {k: v for k, v in vars(built).items() if k != "occurred_at"} == {
+        k: v for k, v in vars(recorded).items() if k != "occurred_at"
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.total = Decimal("1")  # type: ignore[misc]
