@@ -20,13 +20,16 @@ from eventsourcing.persistence import InterfaceError, OperationalError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Identifier
+from psycopg.pq import TransactionStatus
+from psycopg.sql import SQL, Composed, Identifier
 
 from application.ports import StoredEventRow
 from infrastructure.store.group_commit import GroupCommit
 
 WRITE_STATEMENT_MARGIN = 10  # seconds the insert may run once it holds the lock
 STREAMS_PER_QUERY = 500  # select_streams: streams read per query (SQLite's variable limit)
+
+_BEGIN, _COMMIT, _ROLLBACK = SQL("BEGIN"), SQL("COMMIT"), SQL("ROLLBACK")
 
 # Table names below are the library's fixed names, never user input.
 # ruff: noqa: S608
@@ -178,8 +181,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(events_table_name))
         # The write's bounds: waiting for the table lock, and the whole statement.
         lock = max(int(datastore.lock_timeout), 1)
+        # One statement (a pipeline takes no multi-statement string), local to the transaction.
         self._timeouts_sql = SQL(
-            "SET LOCAL lock_timeout = '{}s'; SET LOCAL statement_timeout = '{}s'"
+            "SELECT set_config('lock_timeout', '{}s', true), "
+            "set_config('statement_timeout', '{}s', true)"
         ).format(SQL(str(lock)), SQL(str(lock + WRITE_STATEMENT_MARGIN)))
         # Arrays sent in binary: no text escaping of bytea on either side.
         self._insert_sql = SQL(
@@ -220,9 +225,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         """One statement (migration 0018): the payload is sent whole before the server runs
         it, so the EXCLUSIVE lock it takes is never held waiting on this client; a lock and a
-        statement timeout bound it. No pipeline. With `group_commit` (and grouping enabled)
-        the events join the next group's transaction; an outage error is retried here, by
-        each member, as alone."""
+        statement timeout bound it; its COMMIT is sent with it (`_write`). With `group_commit`
+        (and grouping enabled) the events join the next group's transaction; an outage error
+        is retried here, by each member, as alone."""
         if not stored_events:
             return []
         if group_commit and self.group is not None:
@@ -254,12 +259,34 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def _insert_arrays(
         self, ids: list[UUID], versions: list[int], topics: list[str], states: list[bytes]
     ) -> list[int]:
-        with self.datastore.get_connection() as conn, conn.transaction():
-            with conn.cursor() as curs:
-                curs.execute(self._timeouts_sql)
-                curs.execute(self._insert_sql, (ids, versions, topics, states))
-                rows: Any = curs.fetchall()
+        rows = self._write(self._insert_sql, (ids, versions, topics, states))
         return [int(r["notification_id"]) for r in rows]
+
+    def _write(self, statement: SQL | Composed, params: tuple[list[Any], ...]) -> list[Any]:
+        """One write transaction in one round trip: BEGIN, the timeouts, the statement and
+        COMMIT sent together as a pipeline and run by the server back to back, so the lock
+        the statement takes is released without waiting on this client (psycopg's own
+        transaction would add a round trip for BEGIN and one for COMMIT, the lock held over
+        the second). A refusal makes the server skip the rest of the pipeline; the
+        transaction it leaves open is rolled back here before the error is raised."""
+        with self.datastore.get_connection() as conn:
+            conn.autocommit = True  # BEGIN and COMMIT are sent by us, in the pipeline
+            try:
+                with conn.cursor() as curs:
+                    with conn.pipeline():
+                        conn.execute(_BEGIN)
+                        conn.execute(self._timeouts_sql)
+                        curs.execute(statement, params)
+                        conn.execute(_COMMIT)
+                    rows: list[Any] = curs.fetchall()
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute(_ROLLBACK)
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        return rows
 
     def _insert_groups(self, groups: Sequence[Sequence[StoredEvent]]) -> list[Sequence[int] | None]:
         """Every group's events in one statement and transaction (migration 0021): each
@@ -273,11 +300,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             [e.state for e in events],
             [i for i, g in enumerate(groups) for _ in g],
         )
-        with self.datastore.get_connection() as conn, conn.transaction():
-            with conn.cursor() as curs:
-                curs.execute(self._timeouts_sql)
-                curs.execute(self._insert_groups_sql, params)
-                rows: Any = curs.fetchall()
+        rows = self._write(self._insert_groups_sql, params)
         made: list[list[int] | None] = [[] for _ in groups]
         for r in rows:
             ids = made[r["member_no"]]

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 from sqlalchemy import text
 
+from application.service_errors import InvoiceAlreadyExistsError
 from infrastructure.bootstrap import Services, build_services
 from infrastructure.settings import Settings
 from tests.builders import SELLER, a_draft, by
@@ -96,3 +98,49 @@ def test_sigterm_stops_the_server_with_a_client_that_never_finishes(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _traced_write_connection(services: Services, trace: Path) -> Any:
+    """The recorder's only pooled connection, tracing the protocol messages it sends."""
+    recorder: Any = services.ledger.recorder
+    with recorder.datastore.get_connection() as conn:
+        out = trace.open("w")
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        return conn, out
+
+
+@pytest.mark.postgres
+def test_a_write_is_one_round_trip_and_a_refused_one_leaves_its_connection_clean(
+    pg_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BEGIN, the timeouts, the insert and COMMIT go to the server as one pipeline with one
+    Sync (the lock is never held waiting on this client, COMMIT included); a refusal (here a
+    duplicate) is rolled back by the recorder, not left for the pool to find."""
+    settings = pg_settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
+    services = build_services(settings, SettableClock())
+    try:
+        services.ledger.issue_invoice(SELLER, a_draft(), by())  # the connection is opened
+        trace = tmp_path / "protocol.trace"
+        conn, out = _traced_write_connection(services, trace)
+        batch = [a_draft() for _ in range(3)]
+        services.ledger.issue_invoices(SELLER, batch, by())
+        conn.pgconn.untrace()
+        out.close()
+        sent = [line.split()[2] for line in trace.read_text().splitlines() if line[:1] == "F"]
+        assert sent.count("Sync") == 1, sent
+        assert sent.count("Query") <= 1, sent  # at most the pool's empty-query ping
+        assert "Parse" in sent or "Bind" in sent
+
+        caplog.set_level("WARNING", logger="psycopg.pool")
+        before = services.ledger.recorder.max_notification_id()
+        with pytest.raises(InvoiceAlreadyExistsError):
+            services.ledger.issue_invoices(SELLER, [a_draft(), batch[0]], by())
+        assert not [r for r in caplog.records if "rolling back" in r.getMessage()]
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.autocommit is False
+        assert services.ledger.recorder.max_notification_id() == before  # nothing half-written
+        services.ledger.issue_invoices(SELLER, [a_draft()], by())  # and it writes again
+        assert services.ledger.recorder.max_notification_id() > before
+    finally:
+        services.close()
