@@ -22,10 +22,18 @@ class ApplicationError(Exception):
     """Base of the application layer's errors."""
 
 
+# The longest ref echoed whole in an answer: any invoice key or uuid fits; a longer one (never
+# a key) is cut, so a caller's 10,000 characters are not sent back to them, nor logged.
+REF_ECHO_MAX = 64
+
+
 class InvoiceNotFoundError(ApplicationError):
     def __init__(self, ref: UUID | str) -> None:
         self.ref = ref
-        super().__init__(f"invoice {ref} not found")
+        text = str(ref)
+        if len(text) > REF_ECHO_MAX:
+            text = f"{text[: REF_ECHO_MAX - 16]}... ({len(text):,} characters)"
+        super().__init__(f"invoice {text} not found")
 
 
 class InvoiceAlreadyExistsError(ApplicationError):

@@ -195,6 +195,18 @@ def test_another_tenants_invoice_is_not_found(client: TestClient, services: Serv
         assert ref in r.json()["detail"]
 
 
+def test_a_long_unknown_ref_is_not_echoed_whole(client: TestClient, services: Services) -> None:
+    _, headers = _issued(client, services)
+    ref = "9" * 3000
+    r = client.get(f"/v1/invoices/{ref}", headers=headers)
+    assert r.status_code == 404, r.text
+    detail = r.json()["detail"]
+    assert detail == f"invoice {'9' * 48}... (3,000 characters) not found"
+    key = "0" * 64  # as long as is echoed whole: every key and uuid is shorter
+    r = client.get(f"/v1/invoices/{key}", headers=headers)
+    assert r.status_code == 404 and r.json()["detail"] == f"invoice {key} not found"
+
+
 def test_refusals_are_the_dependency_routes_refusals(
     client: TestClient, services: Services
 ) -> None:
