@@ -12,12 +12,18 @@ The database-backed families are read in a background thread within a time budge
 and counted in `fapiao_metrics_collect_errors` (by part), so a scrape always answers promptly
 with what it could read; while a stuck read is still running, later scrapes skip the database.
 Each process has its own registry (no globals), so tests and several ledgers in one process
-never mix their numbers.
+never mix their numbers. Under `fapiao serve --workers N` the event-counted families are
+shared instead: with PROMETHEUS_MULTIPROC_DIR set (serve sets it to a fresh folder of its own
+before the workers start, and removes it when they stop), every process counts into its own
+files there and a scrape of any of them sums all of them (prometheus_client's multiprocess
+mode; the last reconciliation's rate is the most recent one written), beside the
+database-backed families it reads itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fapiao.metrics")
 COLLECT_TIMEOUT = 3.0  # seconds a scrape waits for the database-backed families, in all
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -46,34 +54,43 @@ class Metrics:
     """The process's registry and its event-driven families."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = CollectorRegistry()  # what a scrape of this process renders
+        counted = self.registry
+        self.shared_dir = os.environ.get(SHARED_DIR_ENV) or None
+        if self.shared_dir is not None:
+            # Counted into this process's files in the shared folder (prometheus_client writes
+            # there by itself once the variable is set) and read back, summed over every
+            # process, by the collector; the families' own registry is never rendered.
+            counted = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=self.shared_dir)
         self.http_requests = Counter(
             "fapiao_http_requests",
             "HTTP requests answered, by route template, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=counted,
         )
         self.http_latency = Histogram(
             "fapiao_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template and method",
             ["route", "method"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=counted,
         )
         self.reconciliation_rows = Counter(
             "fapiao_reconciliation_rows",
-            "Platform export rows reconciled by this process",
-            registry=self.registry,
+            "Platform export rows reconciled by this server's processes",
+            registry=counted,
         )
         self.reconciliation_seconds = Counter(
             "fapiao_reconciliation_seconds",
-            "Time this process spent reconciling (rows / seconds = rows per second)",
-            registry=self.registry,
+            "Time spent reconciling (rows / seconds = rows per second)",
+            registry=counted,
         )
         self.reconciliation_rate = Gauge(
             "fapiao_reconciliation_last_rows_per_second",
-            "Rows per second of the last reconciliation this process ran",
-            registry=self.registry,
+            "Rows per second of the last reconciliation run",
+            multiprocess_mode="mostrecent",
+            registry=counted,
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -130,3 +130,71 @@ def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
 
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _get(port: int, path: str) -> tuple[int, str, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:  # noqa: S310
+            return r.status, r.read().decode(), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), {k.lower(): v for k, v in e.headers.items()}
+
+
+def _unmatched_count(text: str) -> float:
+    """fapiao_http_requests_total for GET of unmatched routes answered 404, as scraped."""
+    for line in text.splitlines():
+        if line.startswith("fapiao_http_requests_total{") and 'route="unmatched"' in line:
+            if 'method="GET"' in line and 'status="404"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_every_worker_reports_the_requests_of_all_of_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With two workers, each scrape of /metrics (whichever worker takes it) counts the
+    requests both answered; the folder they count into is the serve's own, gone after it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "FAPIAO_DATABASE_URL": settings.url.render_as_string(hide_password=False),
+        "FAPIAO_DATA_DIR": str(settings.data_dir),
+        "TMPDIR": str(temp),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_up(port, proc)
+        assert [p.name[:15] for p in temp.iterdir()] == ["fapiao-metrics-"]
+        answered_by: set[str] = set()
+        sent = 0
+        while len(answered_by) < 2 or sent < 20:
+            status, _, headers = _get(port, f"/no-such-route-{sent}")
+            assert status == 404
+            answered_by.add(headers["x-request-id"][:16])  # the answering process's prefix
+            sent += 1
+            assert sent < 400, "one worker answered every request"
+        scrapes = [_get(port, "/metrics") for _ in range(8)]
+        assert all(status == 200 for status, _, _ in scrapes)
+        assert {_unmatched_count(text) for _, text, _ in scrapes} == {float(sent)}
+        assert len({h["x-request-id"][:16] for _, _, h in scrapes} | answered_by) == 2
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert list(temp.iterdir()) == []

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
@@ -16,6 +20,10 @@ from api.cli.root import CliError, console, services_for
 if TYPE_CHECKING:
     from infrastructure.bootstrap import Services
     from infrastructure.settings import Settings
+
+# infrastructure.metrics.SHARED_DIR_ENV, named here so as not to import prometheus_client
+# before it is set (the library reads it once, when first imported).
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LogFormatOption = Annotated[
     str | None,
@@ -82,13 +90,46 @@ def serve(
     ] = None,
 ) -> None:
     """Migrate, then serve the API (SQLite in the data folder unless FAPIAO_DATABASE_URL is set)."""
+    from infrastructure.settings import Settings
+
+    settings = Settings()
+    processes = workers or settings.workers
+    with _shared_metrics(processes > 1 or (server or settings.server) != "uvicorn"):
+        _serve(settings, host, port, demo, worker, log_format, processes, server)
+
+
+@contextlib.contextmanager
+def _shared_metrics(several: bool) -> Iterator[None]:
+    """With several server processes, a fresh folder for the metrics they all count into
+    (PROMETHEUS_MULTIPROC_DIR, set before prometheus_client is first imported here, inherited
+    by the workers), removed when they stop; one that the operator set is used as it is."""
+    if not several or os.environ.get(SHARED_DIR_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="fapiao-metrics-")
+    os.environ[SHARED_DIR_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(SHARED_DIR_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    demo: bool,
+    worker: bool,
+    log_format: str | None,
+    processes: int,
+    server: str | None,
+) -> None:
     from api.cli.serving import APP_FACTORY, ServerUnavailableError, export_for_workers, run_server
     from api.http.app import create_app
     from infrastructure.bootstrap import build_cells
-    from infrastructure.settings import Settings
     from infrastructure.store import migrate as migrations
 
-    settings = Settings()
     if "FAPIAO_POOL_KEEP" not in os.environ:
         # A server keeps the connections its pools open: reconnecting per request under load
         # was its p99. (export_for_workers passes the choice on to spawned workers.)
@@ -96,7 +137,6 @@ def serve(
     chosen = server or settings.server
     if chosen not in ("uvicorn", "granian"):
         raise CliError(f"server: {chosen!r} is not uvicorn or granian")
-    processes = workers or settings.workers
     _logging(settings, log_format)
     for cell in settings.cells():
         migrations.upgrade(cell)
