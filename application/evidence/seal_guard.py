@@ -52,8 +52,7 @@ def prove_extension(
     elif start.size:
         raise SealBrokenError("a frontier without a checkpoint")
     frontier = merkle.Frontier(start.subtrees)
-    for leaf in new_leaves:
-        frontier.append(leaf)
+    frontier.extend(new_leaves)
     new_root = frontier.root()
     if expected_root is not None and expected_root != new_root:
         raise SealBrokenError(

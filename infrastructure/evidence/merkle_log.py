@@ -83,16 +83,18 @@ class HeadsTree:
         self.pending.add(stream_id)
 
     def flush(self) -> StreamHeads:
-        """Hash the changed heads into the tree (all at once when most of them changed)."""
+        """Hash the changed heads into the tree: only theirs (the others' leaves stand), the
+        tree's upper levels built again at once when most leaves changed, else path by path."""
+        changes = {}
+        for sid in self.pending:
+            h = self.streams[sid]
+            changes[h.slot] = head_hash(sid, h.version, h.position)
         if len(self.pending) * 4 > len(self.streams):
-            self.tree = merkle.Tree(
-                [head_hash(sid, h.version, h.position) for sid, h in self.streams.items()]
-            )  # dicts keep insertion order: slot order
-        elif self.pending:
-            changes = {}
-            for sid in self.pending:
-                h = self.streams[sid]
-                changes[h.slot] = head_hash(sid, h.version, h.position)
+            leaves = self.tree.levels[0] + [b""] * (len(self.streams) - self.tree.size)
+            for slot, leaf in changes.items():
+                leaves[slot] = leaf  # every new stream's slot is among the changes
+            self.tree = merkle.Tree(leaves)
+        elif changes:
             self.tree.update(changes)
         self.pending.clear()
         return StreamHeads(len(self.streams), self.tree.root())
@@ -220,14 +222,10 @@ def _leaf_rows(conn: Connection, size: int | None = None) -> Iterator[Any]:
 
 def _leaf_hashes(conn: Connection, start: int, stop: int) -> list[bytes]:
     c = merkle_leaves.c
-    return [
-        bytes.fromhex(h)
-        for (h,) in conn.execute(
-            select(c.leaf_hash)
-            .where(c.leaf_index >= start, c.leaf_index < stop)
-            .order_by(c.leaf_index)
-        )
-    ]
+    query = (
+        select(c.leaf_hash).where(c.leaf_index >= start, c.leaf_index < stop).order_by(c.leaf_index)
+    )
+    return list(map(bytes.fromhex, conn.execute(query).scalars().all()))
 
 
 def _sealed_size(conn: Connection) -> int:

@@ -4,6 +4,7 @@ inclusion and consistency proof among them, and their verification."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_the_frontier_gives_the_root_of_every_size() -> None:
     assert restored.root() == merkle.root([*leaves, leaves[0]])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 300))
+def test_extending_a_frontier_is_appending_each_leaf(before: int, added: int) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(before + added)]
+    one_by_one = merkle.Frontier()
+    for leaf in leaves[:before]:
+        one_by_one.append(leaf)
+    extended = merkle.Frontier(one_by_one.subtrees)
+    for leaf in leaves[before:]:
+        one_by_one.append(leaf)
+    extended.extend(iter(leaves[before:]))
+    assert extended.subtrees == one_by_one.subtrees
+    assert extended.root() == merkle.root(leaves)
+
+
 # ---- the pieces the seal is proven with ------------------------------------------------------
 
 
@@ -147,3 +163,26 @@ def test_a_gap_in_appended_leaves_is_refused() -> None:
     tree = merkle.Tree(_leaves(3))
     with pytest.raises(ValueError, match="gap"):
         tree.update({5: merkle.leaf_hash(b"x")})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), max_size=60), min_size=1, max_size=8))
+def test_the_stream_heads_tree_flushed_in_any_steps_is_the_one_built_at_once(
+    rounds: list[list[int]],
+) -> None:
+    """HeadsTree hashes only the changed heads at each flush; its root is always that of the
+    tree of every stream's latest head, in the order streams first appeared."""
+    from application.evidence.leaf_encoding import head_hash
+    from infrastructure.evidence.merkle_log import HeadsTree
+
+    heads, latest, position = HeadsTree(), {}, 0
+    for touched in rounds:
+        for n in touched:
+            position += 1
+            sid = str(uuid.UUID(int=n + 1))
+            latest[sid] = (latest.get(sid, (0, 0))[0] + 1, position)
+            heads.see(sid, latest[sid][0], position, None)
+        flushed = heads.flush()
+        expected = [head_hash(sid, v, p) for sid, (v, p) in latest.items()]  # first-seen order
+        assert flushed.count == len(latest)
+        assert flushed.root == merkle.root(expected)
