@@ -3,6 +3,7 @@ in the supervising process (one leader per projection, as with one process). Bot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +68,19 @@ def _flock_holders(paths: list[Path]) -> set[int]:
     return holders
 
 
-def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
-    services = build_services(settings)
-    try:
-        services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
-        _, key = services.keys.create_key(SELLER, "clerk")
-        projections = sorted(services.workers)
-    finally:
-        services.close()
+@contextlib.contextmanager
+def _serving_two_workers(
+    settings: Settings, **extra_env: str
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """`fapiao serve --workers 2` on a free port, up and answering; stopped at the end."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         "FAPIAO_DATABASE_URL": settings.url.render_as_string(hide_password=False),
         "FAPIAO_DATA_DIR": str(settings.data_dir),
+        **extra_env,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port), "--workers", "2"],
@@ -92,6 +92,27 @@ def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
     )
     try:
         _wait_up(port, proc)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
+    services = build_services(settings)
+    try:
+        services.keys.ensure_tenant(SELLER, "北京云帆科技有限公司")
+        _, key = services.keys.create_key(SELLER, "clerk")
+        projections = sorted(services.workers)
+    finally:
+        services.close()
+    with _serving_two_workers(settings) as (port, proc):
         servers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
         assert len(servers) == 2
         made, body, _ = _call(port, "/v1/invoices", key, issue_json())
@@ -117,15 +138,6 @@ def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
                 for name in projections
             ]
             assert _flock_holders(locks) == {proc.pid}  # the supervisor, not a server worker
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def _cmdline(pid: int) -> str:
@@ -154,27 +166,9 @@ def test_every_worker_reports_the_requests_of_all_of_them(
 ) -> None:
     """With two workers, each scrape of /metrics (whichever worker takes it) counts the
     requests both answered; the folder they count into is the serve's own, gone after it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     temp = tmp_path / "tmp"
     temp.mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "FAPIAO_DATABASE_URL": settings.url.render_as_string(hide_password=False),
-        "FAPIAO_DATA_DIR": str(settings.data_dir),
-        "TMPDIR": str(temp),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli.main", "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        _wait_up(port, proc)
+    with _serving_two_workers(settings, TMPDIR=str(temp)) as (port, _):
         assert [p.name[:15] for p in temp.iterdir()] == ["fapiao-metrics-"]
         answered_by: set[str] = set()
         sent = 0
@@ -188,13 +182,4 @@ def test_every_worker_reports_the_requests_of_all_of_them(
         assert all(status == 200 for status, _, _ in scrapes)
         assert {_unmatched_count(text) for _, text, _ in scrapes} == {float(sent)}
         assert len({h["x-request-id"][:16] for _, _, h in scrapes} | answered_by) == 2
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
     assert list(temp.iterdir()) == []
