@@ -355,6 +355,13 @@ def _uscc(field_name: str, raw: str) -> tuple[str, tuple[FieldWarning, ...]] | N
     return found
 
 
+# The short way builds its frozen values (InvoiceKey, LineItem, InvoiceFacts: data classes
+# without __post_init__ or slots) by setting their attribute dict whole, every field in field
+# order, as their __init__ would one `object.__setattr__` at a time (three times slower):
+# tests/unit/test_issuance_short_way.py holds them equal to the constructed ones, field by field.
+_new, _set = object.__new__, object.__setattr__
+
+
 def _cents(text: object) -> int | None:
     """Plain-cents money text as whole cents (what `money` gives as a Decimal), else None."""
     if type(text) is not str or _MONEY_TEXT.fullmatch(text) is None:
@@ -492,9 +499,23 @@ def _plain_facts(
                 return None
             line_amount += a
             line_tax += t
-            items.append(
-                LineItem(name.strip(), amount_d, tax_d, rate, kind, quantity, price, unit, tax_code)
+            item = _new(LineItem)
+            _set(
+                item,
+                "__dict__",
+                {
+                    "name": name.strip(),
+                    "amount": amount_d,
+                    "tax": tax_d,
+                    "rate": rate,
+                    "kind": kind,
+                    "quantity": quantity,
+                    "unit_price": price,
+                    "unit": unit,
+                    "tax_code": tax_code,
+                },
             )
+            items.append(item)
         if abs(total_diff) > _INVOICE_TAX_SLACK or line_amount != amount or line_tax != tax:
             return None
     else:
@@ -512,28 +533,34 @@ def _plain_facts(
     if not all_clean(one_line, [remarks]):
         return None
 
-    key = InvoiceKey(number=number)
+    key = _new(InvoiceKey)
+    _set(key, "__dict__", {"number": number, "code": None})
     warnings = key_warnings(key, issued_on, regions)
     warnings += seller_parsed[1]
     if buyer_parsed is not None:
         warnings += buyer_parsed[1]
-    facts = InvoiceFacts(
-        key=key,
-        invoice_type=invoice_type,
-        direction=direction,
-        issued_on=issued_on,
-        seller_code=seller_parsed[0],
-        seller_name=seller_name.strip(),
-        buyer_code=buyer_parsed[0] if buyer_parsed is not None else None,
-        buyer_name=buyer_name.strip(),
-        amount=Decimal(draft.amount),  # type: ignore[arg-type]
-        tax=Decimal(draft.tax),  # type: ignore[arg-type]
-        total=Decimal(draft.total),  # type: ignore[arg-type]
-        tax_rate=tax_rate,
-        lines=tuple(items),
-        remarks=remarks,
-        reverses_key=None,
-        replaces_key=None,
+    facts = _new(InvoiceFacts)
+    _set(
+        facts,
+        "__dict__",
+        {
+            "key": key,
+            "invoice_type": invoice_type,
+            "direction": direction,
+            "issued_on": issued_on,
+            "seller_code": seller_parsed[0],
+            "seller_name": seller_name.strip(),
+            "buyer_code": buyer_parsed[0] if buyer_parsed is not None else None,
+            "buyer_name": buyer_name.strip(),
+            "amount": Decimal(draft.amount),  # type: ignore[arg-type]
+            "tax": Decimal(draft.tax),  # type: ignore[arg-type]
+            "total": Decimal(draft.total),  # type: ignore[arg-type]
+            "tax_rate": tax_rate,
+            "lines": tuple(items),
+            "remarks": remarks,
+            "reverses_key": None,
+            "replaces_key": None,
+        },
     )
     return facts, warnings
 

@@ -4,11 +4,12 @@ same order, and for a broken draft the same errors, each with its field, rule an
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from domain.errors import ValidationFailedError
 from domain.invoices.identity import DEFAULT_REGION_CODES
 from domain.invoices.issuance import (
     InvoiceDraft,
+    InvoiceFacts,
     LineDraft,
     PartyDraft,
     _plain_facts,
@@ -166,6 +168,24 @@ def test_the_short_way_gives_what_every_rule_gives(draft: InvoiceDraft) -> None:
     assert outcome(validate_draft, draft) == outcome(validate_by_rules, draft)
     if short_way_accepts(draft):
         assert outcome(validate_by_rules, draft)[0] == "accepted"
+        short = _plain_facts(draft, TODAY, DEFAULT_RATE_TABLE, DEFAULT_REGION_CODES)
+        assert short is not None
+        same_values(short[0], validate_by_rules(draft, TODAY)[0])
+
+
+def same_values(built: Any, constructed: Any) -> None:
+    """`built` (its attribute dict set whole) is what the data class's __init__ makes: equal,
+    with the same hash, every field set in field order and nothing else, still frozen; and so
+    for the values inside it (the key, each line)."""
+    assert type(built) is type(constructed)
+    assert built == constructed and hash(built) == hash(constructed)
+    assert list(vars(built)) == [f.name for f in fields(constructed)] == list(vars(constructed))
+    with pytest.raises(FrozenInstanceError):
+        built.remarks = "changed"
+    if isinstance(built, InvoiceFacts):
+        same_values(built.key, constructed.key)
+        for mine, theirs in zip(built.lines, constructed.lines, strict=True):
+            same_values(mine, theirs)
 
 
 def test_everyday_drafts_take_the_short_way() -> None:
