@@ -29,21 +29,37 @@ _handler: logging.Handler | None = None
 
 
 def _mask(value: Any) -> Any:
-    if isinstance(value, str) and "fpl_" in value:
-        value = _API_KEY.sub("fpl_[redacted]", value)
-    if isinstance(value, str) and "fwh_" in value:
-        value = _WEBHOOK_SECRET.sub("fwh_[redacted]", value)
+    """`value` with every API key and webhook secret in its texts masked, nested ones too
+    (a secret's field name at any depth is redacted whole)."""
+    if isinstance(value, str):
+        if "fpl_" in value:
+            value = _API_KEY.sub("fpl_[redacted]", value)
+        if "fwh_" in value:
+            value = _WEBHOOK_SECRET.sub("fwh_[redacted]", value)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if str(k).lower() in SECRET_FIELDS else _mask(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
     return value
 
 
 def redact_secrets(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: no API key or named secret reaches the output."""
-    for field, value in list(event.items()):
+    """structlog processor: no API key or named secret reaches the output. One pass over the
+    line's fields (its values replaced in place, none added or removed); a plain text without
+    a key's or secret's prefix is left as it is, without a call (every request logs a line)."""
+    for field, value in event.items():
         if field.lower() in SECRET_FIELDS:
             event[field] = "[redacted]"
-        else:
+        elif isinstance(value, str):
+            if "fpl_" in value or "fwh_" in value:
+                event[field] = _mask(value)
+        elif isinstance(value, dict | list | tuple):
             event[field] = _mask(value)
     return event
 
@@ -68,6 +84,14 @@ def configure_logging(
 ) -> Literal["json", "console"]:
     """Install the one handler on the root logger (idempotent); returns the format chosen."""
     global _handler
+    # No line carries where it was logged from, nor the thread or process: the logging
+    # HOWTO's "Optimization" settings, which spare every record a walk up the stack (through
+    # structlog's findCaller) and the thread and process lookups (benchmarks/read_bench.py
+    # logs a line per request).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     out = stream or sys.stderr
     chosen = resolve_format(fmt, out)
     shared: list[Any] = [

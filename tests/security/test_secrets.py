@@ -76,3 +76,17 @@ def test_log_lines_mask_keys_and_webhook_secrets() -> None:
     out = redact_secrets(None, "info", dict(event))
     assert "DEFxyz" not in out["event"] and "QWErty" not in out["event"]
     assert out["secret"] == "[redacted]" and out["detail"] == "x"
+
+
+def test_log_lines_mask_secrets_nested_in_extra_fields() -> None:
+    """An `extra=` field holding a dict or a list is masked at every depth."""
+    event = {
+        "event": "webhook",
+        "request": {"Authorization": "Bearer fpl_abc123_DEFxyz", "headers": ["fwh_QWErty-1"]},
+        "attempts": [{"token": "t0p", "url": "https://erp.example/hook"}],
+        "count": 3,
+    }
+    out = redact_secrets(None, "info", event)
+    assert out["request"] == {"Authorization": "[redacted]", "headers": ["fwh_[redacted]"]}
+    assert out["attempts"] == [{"token": "[redacted]", "url": "https://erp.example/hook"}]
+    assert out["count"] == 3 and out["event"] == "webhook"
