@@ -11,6 +11,7 @@ Nothing here reads a clock or a database: the same inputs always give the same b
 
 from __future__ import annotations
 
+import codecs
 import html
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -159,14 +160,53 @@ def manifest_text(manifest: dict[str, Any]) -> str:
     return f"{MANIFEST_TITLE}\n{canonical(manifest).decode()}\n"
 
 
+_DECODER = json.JSONDecoder()
+
+
 def read_manifest_text(text: str) -> dict[str, Any]:
-    title, sep, rest = text.partition("\n")
-    if title != MANIFEST_TITLE or not sep or not rest.endswith("\n") or "\n" in rest[:-1]:
+    """The manifest of a manifest note's text (ValueError unless it is one canonical line).
+    Read in place: a 10,000-invoice manifest is MBs, and no copy of its line is made."""
+    start, end = len(MANIFEST_TITLE) + 1, len(text) - 1  # where the JSON line is
+    if (
+        not text.startswith(MANIFEST_TITLE + "\n")
+        or end < start
+        or text[end] != "\n"
+        or text.find("\n", start, end) >= 0
+    ):
         raise ValueError(f"not a manifest: the text is {MANIFEST_TITLE!r} and one JSON line")
-    manifest = json.loads(rest)
-    if not isinstance(manifest, dict) or canonical(manifest) != rest[:-1].encode():
+    try:
+        manifest, stop = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        stop = -1
+    if stop != end:  # not the line alone: json.loads says what is wrong, as it always did
+        manifest = json.loads(text[start:])
+    # The parsed values are JSON's own, for which canonical_json.dumps is `canonical` (without
+    # the copy `canonical_json.plain` makes), here compared a piece at a time.
+    if not isinstance(manifest, dict):
+        raise ValueError("the manifest is not canonical JSON (RFC 8785)")
+    try:
+        same = _is_line(canonical_json.dumps_pieces(manifest), text, start)
+    except canonical_json.NotPlainError:
+        same = _is_line([canonical_json.dumps(manifest)], text, start)
+    if not same:
         raise ValueError("the manifest is not canonical JSON (RFC 8785)")
     return manifest
+
+
+def _is_line(pieces: Iterable[bytes], text: str, start: int) -> bool:
+    """`b"".join(pieces) == text[start:-1].encode()`, a piece at a time (no copy of text)."""
+    decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+    at = start
+    try:
+        for data in pieces:
+            piece = decode(data)
+            if not text.startswith(piece, at):
+                return False
+            at += len(piece)
+        piece = decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return text.startswith(piece, at) and at + len(piece) == len(text) - 1
 
 
 def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:

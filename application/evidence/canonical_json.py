@@ -9,6 +9,7 @@ holds the two equal."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -111,6 +112,32 @@ def _plain_general(value: Any) -> Any:
             out[k] = plain(v)
         return out
     raise NotPlainError(type(value).__name__)
+
+
+def dumps_pieces(value: Any) -> Iterator[bytes]:
+    """`dumps(value)` a piece at a time: a dict's keys and a list's items (in a dict, or
+    alone) one by one, so a large document is never one string of the encoder's chunks.
+    NotPlainError (as the pieces go) where `dumps` would give a lone surrogate to rfc8785."""
+    if not _plain(value):
+        yield dumps(value)
+        return
+    yield from _pieces(value, 2)
+
+
+def _pieces(value: Any, depth: int) -> Iterator[bytes]:
+    """The encoder's bytes of a plain value, split at its first `depth` levels."""
+    if depth and isinstance(value, dict) and value:
+        for n, key in enumerate(sorted(value)):
+            yield (b"," if n else b"{") + _encode(key) + b":"
+            yield from _pieces(value[key], depth - 1)
+        yield b"}"
+    elif depth and isinstance(value, list) and value:
+        for n, item in enumerate(value):
+            yield b"," if n else b"["
+            yield from _pieces(item, depth - 1)
+        yield b"]"
+    else:
+        yield _encode(value)
 
 
 def dumps_plain(value: Any) -> bytes:

@@ -13,17 +13,27 @@ and tag manifest checksum, completeness, Payload-Oxum) is done on them directly.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import os
 import re
 import stat
 import struct
 import tempfile
 import zipfile
 import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+from infrastructure.evidence.zip_directory import (
+    Directory,
+    SortedNames,
+    TooManyEntriesError,
+    open_directory,
+)
 
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 MAX_ENTRIES = 2_000_000
@@ -32,6 +42,7 @@ ZIP64_LIMIT = (1 << 31) - 1  # as zipfile's
 _UTF8_NAME = 0x800
 _REGULAR_FILE = (stat.S_IFREG | 0o644) << 16
 _BUFFER = 1 << 20
+_PIECE = 1 << 18  # what a member read piece by piece gives at a time
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -251,104 +262,158 @@ def _check_name(name: str) -> None:
 
 
 class ZipBag:
-    """One bag inside an open zip, its members read on demand (never extracted)."""
+    """One bag inside a zip, its members read on demand (never extracted). What is kept per
+    member is its name (sorted, relative to the bag) and its directory numbers, its SHA-256
+    once read (32 bytes), and nothing else: a bag of 60,000 members costs a few MB."""
 
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, infos: list[zipfile.ZipInfo]) -> None:
-        self.archive = archive
-        self.files = {i.filename[len(prefix) :]: i for i in infos if not i.is_dir()}
-        self._children: dict[str, set[str]] = {}
-        self._sha256: dict[str, str] = {}
-        self._fp: BinaryIO | None = None
-        children = self._children
-        for name in self.files:
-            # Each folder of the path names its child, deepest first, up to the first folder
-            # already holding that child (its own folders were named when it was added).
-            folder, _, child = name.rpartition("/")
-            while folder:
-                kids = children.get(folder)
-                if kids is None:
-                    kids = children[folder] = set()
-                elif child in kids:
-                    break
-                kids.add(child)
-                folder, _, child = folder.rpartition("/")
+    def __init__(self, path: Path, fp: BinaryIO, d: Directory, prefix: str) -> None:
+        self.path, self.fp, self.prefix = path, fp, prefix
+        self.d = d
+        if prefix == d.top and d.all_under_top():
+            files = [i for i in range(len(d)) if d.is_dir(i)]
+            self.names = d.names
+            self.at: list[int] | None = None
+            if files:  # folder entries: the bag has files only
+                self.at = [i for i in range(len(d)) if not d.is_dir(i)]
+                self.names = SortedNames(d.names[i] for i in self.at)
+        else:  # a bag at the zip's root: its names are the whole names
+            whole = sorted(
+                ((d.full(i)[len(prefix) :], i) for i in range(len(d)) if not d.is_dir(i)),
+            )
+            self.names = SortedNames(n for n, _ in whole)
+            self.at = [i for _, i in whole]
+        self._sha256 = bytearray(32 * len(self.names))
+        self._hashed = bytearray(len(self.names))
+        self._zip: zipfile.ZipFile | None = None  # only for members stored otherwise
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def position(self, name: str) -> int | None:
+        """The file's place in the sorted names (None if the bag has no such file)."""
+        names = self.names
+        i = names.bisect_left(name)
+        return i if i < len(names) and names[i] == name else None
+
+    def under(self, prefix: str) -> range:
+        """The places of the names that start with `prefix`."""
+        if not prefix:
+            return range(len(self.names))
+        lo = self.names.bisect_left(prefix)
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first name past them all
+        return range(lo, self.names.bisect_left(after, lo))
 
     def read(self, name: str) -> bytes | None:
-        info = self.files.get(name)
-        if info is None:
+        at = self.position(name)
+        if at is None:
             return None
-        data = self._read(info)
+        data = b"".join(self._chunks(at, whole=True))
         # What was read is hashed once, so validating afterwards reads the zip in one pass.
-        self._sha256[name] = hashlib.sha256(data).hexdigest()
+        self._sha256[32 * at : 32 * at + 32] = hashlib.sha256(data).digest()
+        self._hashed[at] = 1
         return data
 
-    def _read(self, info: zipfile.ZipInfo) -> bytes:
+    def _member(self, at: int) -> int:
+        return at if self.at is None else self.at[at]
+
+    def _chunks(self, at: int, whole: bool = False) -> Iterator[bytes]:
         """The member's bytes: stored or deflated members straight from the file (its local
         header checked against the central directory, its CRC-32 and size checked, as zipfile
-        does, without zipfile's per-member file objects); others through zipfile."""
-        if (
-            info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-            or info.flag_bits & 0x61  # encrypted, patched data, strong encryption
-            or not self.archive.filename
-        ):
-            return self.archive.read(info)
-        fp = self._fp
-        if fp is None:
-            fp = self._fp = open(self.archive.filename, "rb", buffering=_BUFFER)  # noqa: SIM115
-        fp.seek(info.header_offset)
-        header = fp.read(30)
+        does); others through zipfile."""
+        d, i = self.d, self._member(at)
+        name, method = d.full(i), d.method[i]
+        if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or d.flags[i] & 0x61:
+            if self._zip is None:  # encrypted, patched data, strong encryption, other methods
+                self._zip = zipfile.ZipFile(self.path)
+            with self._zip.open(name) as f:
+                while chunk := f.read(_PIECE):
+                    yield chunk
+            return
+        fd = self.fp.fileno()
+        offset = d.header_offset[i] + d.concat
+        header = os.pread(fd, 30, offset)
         if len(header) != 30 or header[:4] != b"PK\003\004":
-            raise zipfile.BadZipFile(f"bad local file header for {info.filename!r}")
+            raise zipfile.BadZipFile(f"bad local file header for {name!r}")
         name_len, extra_len = struct.unpack("<2H", header[26:30])
-        name = fp.read(name_len)
-        fp.seek(extra_len, 1)
+        local = os.pread(fd, name_len, offset + 30)
         flags = struct.unpack("<H", header[6:8])[0]
-        if name.decode("utf-8" if flags & _UTF8_NAME else "cp437") != info.orig_filename:
+        original = d.original.get(i, name)
+        if local.decode("utf-8" if flags & _UTF8_NAME else "cp437") != original:
             raise zipfile.BadZipFile(
-                f"file name in directory {info.orig_filename!r} and header {name!r} differ"
+                f"file name in directory {original!r} and header {local!r} differ"
             )
-        raw = fp.read(info.compress_size)
-        if len(raw) != info.compress_size:
-            raise zipfile.BadZipFile(f"{info.filename!r}: truncated")
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            inflate = zlib.decompressobj(-15)
-            try:
-                data = inflate.decompress(raw, info.file_size + 1)
-            except zlib.error as e:
-                raise zipfile.BadZipFile(f"{info.filename!r}: {e}") from None
-        else:
-            data = raw
-        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
-            raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
-        return data
+        at_data, left = offset + 30 + name_len + extra_len, d.compress_size[i]
+        size, crc, want = 0, 0, d.file_size[i]
+        inflate = zlib.decompressobj(-15) if method == zipfile.ZIP_DEFLATED else None
+        step = left if whole else _PIECE
+        raw = b""  # deflated bytes read, not yet inflated (what a piece's limit left over)
+        while raw or left:
+            if not raw:
+                raw = os.pread(fd, min(left, step), at_data)
+                if not raw:
+                    raise zipfile.BadZipFile(f"{name!r}: truncated")
+                at_data, left = at_data + len(raw), left - len(raw)
+            if inflate is not None:
+                limit = want + 1 - size  # one byte more than it should give: too long
+                try:
+                    data = inflate.decompress(raw, limit if whole else min(limit, _PIECE))
+                except zlib.error as e:
+                    raise zipfile.BadZipFile(f"{name!r}: {e}") from None
+                raw = inflate.unconsumed_tail
+            else:
+                data, raw = raw, b""
+            size += len(data)
+            if size > want:
+                break
+            crc = zlib.crc32(data, crc)
+            yield data
+        if size != want or crc != d.crc[i]:
+            raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {name!r}")
 
     def close(self) -> None:
-        if self._fp is not None:
-            self._fp.close()
-            self._fp = None
+        self.fp.close()
+        if self._zip is not None:
+            self._zip.close()
 
     def stream(self, name: str) -> Iterator[bytes]:
         """The file's bytes a piece at a time (hashed as they pass, like `read`)."""
+        at = self.position(name)
+        if at is None:
+            raise KeyError(name)
         sha = hashlib.sha256()
-        with self.archive.open(self.files[name]) as f:
-            while chunk := f.read(_BUFFER):
-                sha.update(chunk)
-                yield chunk
-        self._sha256[name] = sha.hexdigest()
+        for chunk in self._chunks(at):
+            sha.update(chunk)
+            yield chunk
+        self._sha256[32 * at : 32 * at + 32] = sha.digest()
+        self._hashed[at] = 1
 
-    def _digest(self, algorithm: str, path: str) -> str | None:
-        """The file's digest: from its earlier read, else read now (None if not in the bag)."""
-        if algorithm == "sha256" and path in self._sha256:
-            return self._sha256[path]
-        data = self.read(path)
-        return None if data is None else hashlib.new(algorithm, data).hexdigest()
+    def _digest(self, algorithm: str, at: int) -> str:
+        """The file's digest: from its earlier read, else read now."""
+        if algorithm == "sha256" and self._hashed[at]:
+            return self._sha256[32 * at : 32 * at + 32].hex()
+        sha = hashlib.new(algorithm)
+        for chunk in self.stream(self.names[at]):
+            sha.update(chunk)
+        return sha.hexdigest()
 
     def children(self, folder: str) -> list[str]:
         """The names directly under `folder` (files and folders), sorted."""
-        return sorted(self._children.get(folder.rstrip("/"), ()))
+        start = folder.rstrip("/") + "/"
+        names, kids = self.names, set()
+        i, end = self.under(start).start, len(self.names)
+        while i < end and names[i].startswith(start):
+            child, slash, _ = names[i][len(start) :].partition("/")
+            kids.add(child)
+            # a folder: past all its names at once
+            i = names.bisect_left(f"{start}{child}0", i + 1) if slash else i + 1
+        return sorted(kids)
 
     def is_file(self, name: str) -> bool:
-        return name in self.files
+        return self.position(name) is not None
+
+    def file_names(self, prefix: str = "") -> Iterator[str]:
+        """The files whose names start with `prefix`, sorted."""
+        return (self.names[i] for i in self.under(prefix))
 
     def validate(self) -> tuple[str | None, list[str]]:
         """BagIt (RFC 8493): (the declared version, every failure): bagit.txt, every manifest
@@ -358,48 +423,60 @@ class ZipBag:
         version = declared.get("BagIt-Version")
         if version is None or declared.get("Tag-File-Character-Encoding") != "UTF-8":
             failures.append("bagit.txt: needs BagIt-Version and Tag-File-Character-Encoding UTF-8")
-        manifests = [n for n in self.files if "/" not in n and n.startswith("manifest-")]
+        manifests = [n for n in self.file_names("manifest-") if "/" not in n]
         if not manifests:
             failures.append("BagIt: no payload manifest (manifest-<algorithm>.txt)")
-        payload = {n for n in self.files if n.startswith("data/")}
-        for name in sorted(manifests) + sorted(
-            n for n in self.files if "/" not in n and n.startswith("tagmanifest-")
-        ):
-            listed = self._check_manifest(name, failures)
+        payload = self.under("data/")
+        for name in manifests + [n for n in self.file_names("tagmanifest-") if "/" not in n]:
+            listed = bytearray(len(payload))  # which payload files the manifest lists
+            self._check_manifest(name, failures, payload, listed)
             if name.startswith("manifest-"):
-                for missing in sorted(payload - listed):
-                    failures.append(f"BagIt: {missing} is not in {name}")
+                for i in payload:
+                    if not listed[i - payload.start]:
+                        failures.append(f"BagIt: {self.names[i]} is not in {name}")
         info = read_tags(self.read("bag-info.txt") or b"")
         oxum = info.get("Payload-Oxum")
         if oxum is not None:
-            octets = sum(self.files[n].file_size for n in payload)
+            octets = sum(self.d.file_size[self._member(i)] for i in payload)
             if oxum != f"{octets}.{len(payload)}":
                 failures.append(
                     f"bag-info.txt: Payload-Oxum {oxum}, the payload is {octets}.{len(payload)}"
                 )
         return version, failures
 
-    def _check_manifest(self, name: str, failures: list[str]) -> set[str]:
+    def _check_manifest(
+        self, name: str, failures: list[str], payload: range, listed: bytearray
+    ) -> None:
         algorithm = name.split("-", 1)[1].removesuffix(".txt")
         if algorithm not in ("sha256", "sha512"):
             failures.append(f"BagIt: {name}: algorithm {algorithm!r} is not supported")
-            return set()
-        listed = set()
-        for n, line in enumerate(
-            (self.read(name) or b"").decode("utf-8", "replace").splitlines(), 1
-        ):
+            return
+        for n, line in enumerate(_lines(self.stream(name)), 1):
             digest, _, path = line.strip().partition(" ")
             path = path.strip().replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
             if not path:
                 failures.append(f"BagIt: {name} line {n}: not '<checksum> <path>'")
                 continue
-            listed.add(path)
-            found = self._digest(algorithm, path)
-            if found is None:
+            at = self.position(path)
+            if at is None:
                 failures.append(f"BagIt: {path} is in {name} but not in the bag")
-            elif found != digest.lower():
+                continue
+            if at in payload:
+                listed[at - payload.start] = 1
+            if self._digest(algorithm, at) != digest.lower():
                 failures.append(f"BagIt: {path}: its {algorithm} differs from {name}")
-        return listed
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """`data.decode("utf-8", "replace").splitlines()` of the chunks joined, a piece at a time."""
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    pending = ""
+    for chunk in chunks:
+        lines = (pending + decode(chunk)).splitlines(keepends=True)
+        pending = lines.pop() if lines else ""  # it may go on (or "\r" be followed by "\n")
+        for line in lines:
+            yield line.splitlines()[0]
+    yield from (pending + decode(b"", final=True)).splitlines()
 
 
 def read_tags(data: bytes) -> dict[str, str]:
@@ -411,30 +488,101 @@ def read_tags(data: bytes) -> dict[str, str]:
     return tags
 
 
-def open_bag(archive: zipfile.ZipFile) -> ZipBag:
-    """The zip's one bag, after checking every entry (UnsafeBundleError if it is not safe)."""
-    infos = archive.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise UnsafeBundleError(f"more than {MAX_ENTRIES:,} zip entries")
-    if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+def open_bag(path: Path) -> ZipBag:
+    """The zip's one bag, after checking every entry (UnsafeBundleError if it is not safe;
+    zipfile.BadZipFile and OSError if it is not a readable zip, as zipfile raises them)."""
+    try:
+        fp, d = open_directory(path, MAX_ENTRIES)
+    except TooManyEntriesError as e:
+        raise UnsafeBundleError(str(e)) from None
+    try:
+        return _open_bag(path, fp, d)
+    except BaseException:
+        fp.close()
+        raise
+
+
+def _open_bag(path: Path, fp: BinaryIO, d: Directory) -> ZipBag:
+    if sum(d.file_size) > MAX_TOTAL_BYTES:
         raise UnsafeBundleError("the zip unpacks to more than 16 GiB")
-    seen: dict[str, str] = {}
-    for info in infos:
-        _check_name(info.filename)
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise UnsafeBundleError(f"zip entry {info.filename!r}: a symbolic link")
-        folded = info.filename.rstrip("/").casefold()
-        if folded in seen:
+    first: tuple[int, str] | None = None  # the first entry (in the zip's order) refused
+    for i in range(len(d)):
+        name = d.full(i)
+        try:
+            _check_name(name)
+            if stat.S_ISLNK(d.external_attr[i] >> 16):
+                raise UnsafeBundleError(f"zip entry {name!r}: a symbolic link")
+        except UnsafeBundleError as e:
+            if first is None or d.order[i] < first[0]:
+                first = (d.order[i], str(e))
+    twice = _duplicate(d)
+    if twice is not None and (first is None or twice[0] < first[0]):
+        first = twice
+    if first is not None:
+        raise UnsafeBundleError(first[1])
+    d.order = d.external_attr = array("L")  # what only these checks needed
+    if d.all_under_top():
+        if d.find("bagit.txt") is None:
             raise UnsafeBundleError(
-                f"zip entry {info.filename!r} appears twice (duplicate name)"
-                if seen[folded] == info.filename
-                else f"zip entries {seen[folded]!r} and {info.filename!r} differ only in case"
+                "the zip holds no bag: bagit.txt at its root or in its one folder"
             )
-        seen[folded] = info.filename
-    names = {i.filename for i in infos if not i.is_dir()}
+        return ZipBag(path, fp, d, d.top)
+    names = {d.full(i) for i in range(len(d)) if not d.is_dir(i)}
     if "bagit.txt" in names:
-        return ZipBag(archive, "", infos)
-    tops = {i.filename.split("/", 1)[0] for i in infos}
+        return ZipBag(path, fp, d, "")
+    tops = {d.full(i).split("/", 1)[0] for i in range(len(d))}
     if len(tops) != 1 or f"{next(iter(tops))}/bagit.txt" not in names:
         raise UnsafeBundleError("the zip holds no bag: bagit.txt at its root or in its one folder")
-    return ZipBag(archive, next(iter(tops)) + "/", infos)
+    return ZipBag(path, fp, d, next(iter(tops)) + "/")
+
+
+def _duplicate(d: Directory) -> tuple[int, str] | None:
+    """The first entry (in the zip's order) whose name another before it has, also ignoring
+    case and a trailing "/", and what to say of it.
+
+    When every name is under the top folder, names already folded are compared with their
+    neighbours in the sorted names (no copy of them is made); only the others (a capital, a
+    trailing "/") are folded and kept. Else every name is folded, as zipfile's names were."""
+    if not d.all_under_top():
+        seen: dict[str, str] = {}
+        for i in sorted(range(len(d)), key=d.order.__getitem__):
+            name = d.full(i)
+            folded = name.rstrip("/").casefold()
+            if folded in seen:
+                return d.order[i], _twice(seen[folded], name)
+            seen[folded] = name
+        return None
+    groups: dict[str, list[int]] = {}  # a folded name: the entries (in the zip's order) with it
+    names, found = d.names, None
+    plain = bytearray(len(names))  # the name is its own folded form
+    before = None
+    for i, name in enumerate(names):
+        key = name.rstrip("/").casefold()
+        if key == name:
+            plain[i] = 1
+            if name == before:
+                groups.setdefault(name, [])
+            before = name
+        else:
+            groups.setdefault(key, []).append(i)
+            before = None
+    for key, members in groups.items():
+        at = names.bisect_left(key)
+        while at < len(names) and names[at] == key:
+            members.append(at)
+            at += 1
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort(key=d.order.__getitem__)
+            first, second = members[0], members[1]
+            if found is None or d.order[second] < found[0]:
+                found = (d.order[second], _twice(d.full(first), d.full(second)))
+    return found
+
+
+def _twice(seen: str, name: str) -> str:
+    return (
+        f"zip entry {name!r} appears twice (duplicate name)"
+        if seen == name
+        else f"zip entries {seen!r} and {name!r} differ only in case"
+    )

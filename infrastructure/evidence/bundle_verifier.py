@@ -128,22 +128,19 @@ def verify_bundle(
     result = BundleVerifyReport()
     result.checks["readable"] = []
     try:
-        archive = zipfile.ZipFile(bundle)
+        bag = open_bag(bundle)
     except (zipfile.BadZipFile, OSError) as e:
         result.failures.append(f"{bundle.name}: not a readable zip ({e})")
         result.checks["readable"].append(result.failures[-1])
         return result
-    with archive:
-        try:
-            bag = open_bag(archive)
-        except UnsafeBundleError as e:
-            result.failures.append(str(e))
-            result.checks["readable"].append(str(e))
-            return result
-        try:
-            _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
-        finally:
-            bag.close()
+    except UnsafeBundleError as e:
+        result.failures.append(str(e))
+        result.checks["readable"].append(str(e))
+        return result
+    try:
+        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
+    finally:
+        bag.close()
     return result
 
 
@@ -196,7 +193,7 @@ class _Verifier:
         self.mapper = InvoiceLedger(
             {"PERSISTENCE_MODULE": "eventsourcing.popo"}, SystemClock()
         ).mapper
-        self.expected_files: set[str] = set()
+        self.expected = bytearray(len(bag))  # by place in the bag: files a bundle holds
         self.check = "bagit"
         self.report_line: int | None = None  # where report.html first differs, if it does
 
@@ -211,11 +208,17 @@ class _Verifier:
 
     def read(self, name: str) -> bytes | None:
         """data/<name>, or None (and a failure) if the bag lacks it."""
-        self.expected_files.add(name)
+        self._expect(name)
         data = self.bag.read(f"data/{name}")
         if data is None:
             self.fail(f"data/{name}: missing")
         return data
+
+    def _expect(self, name: str) -> None:
+        """data/<name> is a file a bundle holds (the files check names any other)."""
+        at = self.bag.position(f"data/{name}")
+        if at is not None:
+            self.expected[at] = 1
 
     # ---- the whole bag ----
 
@@ -309,11 +312,14 @@ class _Verifier:
         raw = self.read(name)
         if raw is None:
             return None
+        text = raw.decode("utf-8", "replace")
+        del raw  # one copy of the note at a time (a large bundle's manifest is MBs)
         try:
-            body, sigs = parse_signed_note(raw.decode("utf-8", "replace"))
+            body, sigs = parse_signed_note(text)
         except NoteFormatError as e:
             self.fail(f"data/{name}: {e}")
             return None
+        del text
         if not any(
             s.key_name == k.name
             and s.key_id == k.key_id
@@ -359,31 +365,30 @@ class _Verifier:
 
     def _streams(
         self, checkpoint: Checkpoint, heads: StreamHeads, manifest: dict[str, Any] | None
-    ) -> list[_Seen]:
+    ) -> _Tally:
         """Every stream checked once, in the report's order (the manifest's), its part of
-        report.html rebuilt and compared as it goes: what is kept of each is a summary.
+        report.html rebuilt and compared as it goes, and its head with the manifest's entry:
+        what is kept of each is a bit (and a line, if it differs).
         Cases come first (an invoice's part names the cases naming it); their failures are
         listed after the invoices', as the bundle orders them."""
         ranked = {}
+        tally = _Tally(manifest)
         for kind in ("invoice", "case"):
             present = [
                 sid
                 for sid in self.bag.children(f"data/{kind}s")
                 if not self.bag.is_file(f"data/{kind}s/{sid}")  # a stray file: unexpected
             ]
-            order = {
-                e["stream_id"]: i for i, e in enumerate(manifest[f"{kind}s"] if manifest else [])
-            }
+            order = tally.order[kind]
             ranked[kind] = sorted(present, key=lambda sid: order.get(sid, 1 << 60))
         failures, found = self.result.failures, self.result.checks[self.check]
         marks = len(failures), len(found)
-        seen: list[_Seen] = []
         cases: list[StreamView] = []
         for sid in ranked["case"]:
             view = self._stream("case", sid, checkpoint, heads)
             if view is not None:
                 cases.append(view)
-                seen.append(_Seen.of(view, "number"))
+                tally.add(view, "number")
         case_failures = failures[marks[0] :], found[marks[1] :]
         del failures[marks[0] :], found[marks[1] :]
         report = None
@@ -391,11 +396,12 @@ class _Verifier:
             report = _ReportCheck(self.bag.stream("data/report.html"))
             report.write(report_head(manifest, checkpoint))
         numbers = case_numbers(cases)
-        invoices: list[_Seen] = []
+        invoices = 0
         for sid in ranked["invoice"]:
             view = self._stream("invoice", sid, checkpoint, heads)
             if view is not None:
-                invoices.append(_Seen.of(view, "invoice_key"))
+                invoices += 1
+                tally.add(view, "invoice_key")
                 if report is not None:
                     report.write(invoice_section(view, numbers.get(sid, ())))
         failures += case_failures[0]
@@ -405,8 +411,8 @@ class _Verifier:
                 report.write(case_section(view))
             report.write(REPORT_TAIL)
             self.report_line = report.finish()
-        self.result.invoices, self.result.cases = len(invoices), len(cases)
-        return invoices + seen
+        self.result.invoices, self.result.cases = invoices, len(cases)
+        return tally
 
     def _stream(
         self, kind: str, sid: str, checkpoint: Checkpoint, heads: StreamHeads
@@ -606,28 +612,25 @@ class _Verifier:
 
     # ---- the manifest's promises ----
 
-    def _against_manifest(self, manifest: dict[str, Any], streams: list[_Seen]) -> None:
+    def _against_manifest(self, manifest: dict[str, Any], streams: _Tally) -> None:
         for kind, label in (("invoice", "invoice_key"), ("case", "number")):
-            listed = {e["stream_id"]: e for e in manifest.get(f"{kind}s", [])}
-            present = {s.stream_id: s for s in streams if s.kind == kind}
-            for sid in sorted(set(listed) - set(present)):
-                self.fail(
-                    f"data/manifest.txt: lists {kind} {sid} ({listed[sid].get(label)}); "
-                    f"the bundle has no data/{kind}s/{sid} (dropped?)"
-                )
-            for sid in sorted(set(present) - set(listed)):
-                self.fail(f"data/{kind}s/{sid}: not in the signed manifest")
-            for sid in sorted(set(present) & set(listed)):
-                s, e = present[sid], listed[sid]
-                said = (e.get(label), e.get("last_version"), e.get("last_position"))
-                if said != s.has:
+            entries, found = manifest.get(f"{kind}s", []), streams.found[kind]
+            for sid, i in sorted(streams.order[kind].items()):
+                if not found[i]:
                     self.fail(
-                        f"data/{kind}s/{sid}: the manifest says {label}, version and position "
-                        f"{said}; the bundle holds {s.has}"
+                        f"data/manifest.txt: lists {kind} {sid} ({entries[i].get(label)}); "
+                        f"the bundle has no data/{kind}s/{sid} (dropped?)"
                     )
+            for sid in sorted(streams.unlisted[kind]):
+                self.fail(f"data/{kind}s/{sid}: not in the signed manifest")
+            for sid, said, has in sorted(streams.differ[kind]):
+                self.fail(
+                    f"data/{kind}s/{sid}: the manifest says {label}, version and position "
+                    f"{said}; the bundle holds {has}"
+                )
 
-    def _attachments(self, manifest: dict[str, Any], streams: list[_Seen]) -> None:
-        cited = {sha for s in streams for sha in s.cited}
+    def _attachments(self, manifest: dict[str, Any], streams: _Tally) -> None:
+        cited = streams.cited
         kept = set(manifest.get("attachments", []))
         declared = kept | set(manifest.get("attachments_not_kept", []))
         present = set(self.bag.children("data/attachments"))
@@ -722,7 +725,7 @@ class _Verifier:
         """Each data/timestamps/<i>.tsr: a granted token over SHA-256 of the checkpoint's body
         whose TSA certificate chains to a CA given (--tsa-ca); at least one if any CA is."""
         names = sorted(
-            (n[5:] for n in self.bag.files if n.startswith("data/timestamps/")),
+            (n[5:] for n in self.bag.file_names("data/timestamps/")),
             key=lambda n: (len(n), n),
         )
         if self.checkpoint_text is None:
@@ -731,7 +734,7 @@ class _Verifier:
         for name in names:
             if not name.endswith(".tsr") or "/" in name.removeprefix("timestamps/"):
                 continue  # not a bundle file: the files check names it
-            self.expected_files.add(name)
+            self._expect(name)
             if not self.anchors.tsa_cas:
                 continue  # kept, not checked: no CA was given to check it against
             try:
@@ -782,7 +785,7 @@ class _Verifier:
     def _report(self) -> None:
         """report.html against the one rebuilt from the sealed events (compared while the
         streams were checked)."""
-        self.expected_files.add("report.html")
+        self._expect("report.html")
         if not self.bag.is_file("data/report.html"):
             self.fail("data/report.html: missing")
         elif self.report_line is not None:
@@ -804,33 +807,48 @@ class _Verifier:
                 self.fail(f"bag-info.txt: {tag} is {info.get(tag)!r}; the manifest says {value!r}")
 
     def _unexpected_files(self) -> None:
-        for name in sorted(self.bag.files):
-            if name.startswith("data/") and name[5:] not in self.expected_files:
-                self.fail(f"{name}: not part of a bundle (unexpected file)")
+        for at in self.bag.under("data/"):
+            if not self.expected[at]:
+                self.fail(f"{self.bag.names[at]}: not part of a bundle (unexpected file)")
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What the manifest and attachment checks need of a stream once it is checked."""
+class _Tally:
+    """What the manifest and attachment checks need of the streams once they are checked:
+    per kind, which of the manifest's entries a stream was found for (by their place in it),
+    the streams it does not list, and those whose head it states otherwise; every attachment
+    the streams cite."""
 
-    kind: str
-    stream_id: str
-    has: tuple[Any, Any, Any]  # (invoice key or case number, last version, last position)
-    cited: frozenset[str]  # the attachments its events cite
+    def __init__(self, manifest: dict[str, Any] | None) -> None:
+        self.entries: dict[str, list[dict[str, Any]]] = {}
+        self.order: dict[str, dict[str, int]] = {}  # a stream id: its (last) place in the list
+        self.found: dict[str, bytearray] = {}
+        self.unlisted: dict[str, list[str]] = {}
+        self.differ: dict[str, list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]] = {}
+        for kind in ("invoice", "case"):
+            entries = manifest[f"{kind}s"] if manifest else []
+            self.entries[kind] = entries
+            self.order[kind] = {e["stream_id"]: i for i, e in enumerate(entries)}
+            self.found[kind] = bytearray(len(entries))
+            self.unlisted[kind], self.differ[kind] = [], []
+        self.cited: set[str] = set()
 
-    @classmethod
-    def of(cls, view: StreamView, label: str) -> _Seen:
+    def add(self, view: StreamView, label: str) -> None:
         last = view.events[-1] if view.events else None
-        return cls(
-            view.kind,
-            view.stream_id,
-            (
-                view.state.get(label),
-                last["version"] if last else None,
-                last["position"] if last else None,
-            ),
-            frozenset(r["sha256"] for r in attachment_refs(view.events)),
+        has = (
+            view.state.get(label),
+            last["version"] if last else None,
+            last["position"] if last else None,
         )
+        self.cited.update(r["sha256"] for r in attachment_refs(view.events))
+        i = self.order[view.kind].get(view.stream_id)
+        if i is None:
+            self.unlisted[view.kind].append(view.stream_id)
+            return
+        self.found[view.kind][i] = 1
+        e = self.entries[view.kind][i]
+        said = (e.get(label), e.get("last_version"), e.get("last_position"))
+        if said != has:
+            self.differ[view.kind].append((view.stream_id, said, has))
 
 
 class _ReportCheck:
