@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import heapq
 import os
 import re
+import shutil
 import stat
 import struct
 import tempfile
@@ -52,8 +54,9 @@ class BagZipWriter:
     The zip is written straight to the file as entries come (one buffered sequential write,
     no seeking back): each entry's CRC and deflated bytes are computed before its local
     header is written, so the bytes are those `zipfile.ZipFile.writestr` writes for the same
-    entries (tests/unit/test_evidence_formats.py holds the two equal). What is kept per entry
-    is only its central-directory record and its manifest line, packed."""
+    entries (tests/unit/test_evidence_formats.py holds the two equal). Each entry's
+    central-directory record and manifest line go to temporary files as it is written (the
+    lines sorted a run at a time, merged at the end), so memory does not grow with them."""
 
     def __init__(self, out: Path, bag_name: str, when: datetime) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,9 +66,10 @@ class BagZipWriter:
         y, mo, d, h, mi, s = when.astimezone(UTC).timetuple()[:6]
         self.dosdate = (y - 1980) << 9 | mo << 5 | d
         self.dostime = h << 11 | mi << 5 | (s // 2)
-        self.central = bytearray()
+        self.central = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close/abort
+        self.central_size = 0
         self.count = 0
-        self.payload: list[bytes] = []  # path + NUL + raw SHA-256, per payload file
+        self.payload = SortedRecords()  # path + NUL + raw SHA-256, per payload file
         self.octets = 0
 
     def _entry(
@@ -116,7 +120,7 @@ class BagZipWriter:
             version = 45
             n = len(central_extra)
             cextra = struct.pack(f"<HH{n}Q", 1, 8 * n, *central_extra)
-        self.central += struct.pack(
+        record = struct.pack(
             "<4s4B4HL2L5H2L",
             b"PK\001\002",
             version,
@@ -138,7 +142,9 @@ class BagZipWriter:
             _REGULAR_FILE,
             offset,
         )
-        self.central += encoded + cextra
+        record += encoded + cextra
+        self.central.write(record)
+        self.central_size += len(record)
         self.count += 1
         self.offset += advance
 
@@ -150,7 +156,7 @@ class BagZipWriter:
         """One payload file, `path` relative to data/."""
         full = f"data/{path}"
         self._write(full, data)
-        self.payload.append(full.encode() + b"\0" + hashlib.sha256(data).digest())
+        self.payload.add(full.encode() + b"\0" + hashlib.sha256(data).digest())
         self.octets += len(data)
 
     def spool(self) -> Spool:
@@ -163,34 +169,39 @@ class BagZipWriter:
         size, crc, digest, csize = spool.finish()
         self._entry(full, size, crc, spool.chunks(), csize)
         spool.close()
-        self.payload.append(full.encode() + b"\0" + digest)
+        self.payload.add(full.encode() + b"\0" + digest)
         self.octets += size
 
     def close(self, bag_info: list[tuple[str, str]]) -> None:
         info = [*bag_info, ("Payload-Oxum", f"{self.octets}.{len(self.payload)}")]
-        self.payload.sort()
-        lines = []
-        for item in self.payload:
+        manifest = self.spool()
+        for item in self.payload.sorted():
             path, _, digest = item.partition(b"\0")
-            lines.append(f"{digest.hex()}  {path.decode()}\n")
-        self.payload = []
+            manifest.write(digest.hex().encode() + b"  " + path + b"\n")
+        self.payload.close()
+        size, crc, manifest_sha, csize = manifest.finish()
         tags = {
             "bagit.txt": BAGIT_TXT,
             "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info).encode(),
-            "manifest-sha256.txt": "".join(lines).encode(),
         }
-        del lines
-        tags["tagmanifest-sha256.txt"] = "".join(
-            f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
+        digests = {name: hashlib.sha256(data).digest() for name, data in tags.items()}
+        digests["manifest-sha256.txt"] = manifest_sha
+        tagmanifest = "".join(
+            f"{digest.hex()}  {name}\n" for name, digest in sorted(digests.items())
         ).encode()
         for name, data in tags.items():
             self._write(name, data)
+        self._entry("manifest-sha256.txt", size, crc, manifest.chunks(), csize)
+        manifest.close()
+        self._write("tagmanifest-sha256.txt", tagmanifest)
         self._end()
         self.fp.close()
 
     def _end(self) -> None:
-        start, count, size = self.offset, self.count, len(self.central)
-        self.fp.write(self.central)
+        start, count, size = self.offset, self.count, self.central_size
+        self.central.seek(0)
+        shutil.copyfileobj(self.central, self.fp, _BUFFER)
+        self.central.close()
         if count > 0xFFFF or start > ZIP64_LIMIT or size > ZIP64_LIMIT:
             self.fp.write(
                 struct.pack(
@@ -203,6 +214,57 @@ class BagZipWriter:
 
     def abort(self) -> None:
         self.fp.close()
+        self.central.close()
+        self.payload.close()
+
+
+class SortedRecords:
+    """Byte strings added in any order and given back sorted, kept meanwhile in a temporary
+    file as sorted runs (merged when read), so memory holds one run, not all of them."""
+
+    RUN = 4096
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close
+        self.run: list[bytes] = []
+        self.runs: list[tuple[int, int]] = []  # (where in the file, how many records)
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, record: bytes) -> None:
+        self.run.append(record)
+        self.count += 1
+        if len(self.run) >= self.RUN:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.run:
+            self.run.sort()
+            self.runs.append((self.file.tell(), len(self.run)))
+            self.file.write(b"".join(struct.pack("<L", len(r)) + r for r in self.run))
+            self.run = []
+
+    def sorted(self) -> Iterator[bytes]:
+        self._spill()
+        self.file.flush()
+        return heapq.merge(*(self._read(at, n) for at, n in self.runs))
+
+    def _read(self, at: int, n: int) -> Iterator[bytes]:
+        fd, buf, i = self.file.fileno(), b"", 0  # what was read of the run, and how far used
+        for _ in range(n):
+            while len(buf) - i < 4 or len(buf) - i < 4 + struct.unpack_from("<L", buf, i)[0]:
+                more = os.pread(fd, 1 << 16, at)
+                if not more:
+                    raise ValueError("a run of records ends early")  # the file is ours
+                buf, i, at = buf[i:] + more, 0, at + len(more)
+            size = struct.unpack_from("<L", buf, i)[0]
+            yield buf[i + 4 : i + 4 + size]
+            i += 4 + size
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class Spool:
