@@ -365,8 +365,10 @@ class ZipBag:
         after = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first name past them all
         return range(lo, self.names.bisect_left(after, lo))
 
-    def read(self, name: str) -> bytes | None:
-        at = self.position(name)
+    def read(self, name: str, at: int | None = -1) -> bytes | None:
+        """The file's bytes (None if the bag has no such file); `at`, its position if known."""
+        if at == -1:
+            at = self.position(name)
         if at is None:
             return None
         data = b"".join(self._chunks(at, whole=True))

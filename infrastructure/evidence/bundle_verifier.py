@@ -208,17 +208,18 @@ class _Verifier:
 
     def read(self, name: str) -> bytes | None:
         """data/<name>, or None (and a failure) if the bag lacks it."""
-        self._expect(name)
-        data = self.bag.read(f"data/{name}")
+        data = self.bag.read(f"data/{name}", self._expect(name))
         if data is None:
             self.fail(f"data/{name}: missing")
         return data
 
-    def _expect(self, name: str) -> None:
-        """data/<name> is a file a bundle holds (the files check names any other)."""
+    def _expect(self, name: str) -> int | None:
+        """data/<name> is a file a bundle holds (the files check names any other); its place
+        in the bag, if it is there."""
         at = self.bag.position(f"data/{name}")
         if at is not None:
             self.expected[at] = 1
+        return at
 
     # ---- the whole bag ----
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import os
 import struct
 import zipfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,52 +30,63 @@ class TooManyEntriesError(ValueError):
 
 
 class SortedNames:
-    """Names in sorted order, front-coded in blocks of 16 (a block is one string: its first
-    name, then for each next name the length it shares with the one before and the rest, the
-    lengths as characters): about 20 bytes a bundle's name instead of a str's 120. Reading
-    goes a block at a time, the last block read kept (a stream's files are neighbours)."""
+    """Names (holding no NUL) in sorted order, front-coded in blocks of 16: a block is one
+    string, for each name the length it shares with the one before (as one character), then
+    the rest of each, NUL-separated: about 20 bytes a bundle's name instead of a str's 120.
+    Reading goes a block at a time, the last few read kept (a stream's files are neighbours)."""
 
     BLOCK = 16
+    KEEP = 8  # blocks kept decoded
 
     def __init__(self, names: Iterable[str]) -> None:
         self.heads: list[str] = []  # each block's first name
         self.blocks: list[str] = []
         self.count = 0
-        block: list[str] = []
+        shared: list[str] = []
+        rests: list[str] = []
         before = ""
         for name in names:
             if self.count % self.BLOCK == 0:
-                if block:
-                    self.blocks.append("".join(block))
+                if rests:
+                    self.blocks.append("".join(shared) + "\0".join(rests))
                 self.heads.append(name)
-                block = []
-                before = ""
-            shared = len(os.path.commonprefix([before, name]))
-            block.append(f"{chr(shared)}{chr(len(name) - shared)}{name[shared:]}")
+                shared, rests, before = [], [], ""
+            if "\0" in name:
+                raise ValueError("a name holds a NUL")  # zip names are cut at one
+            n = _shared(before, name)
+            shared.append(chr(n))
+            rests.append(name[n:])
             before = name
             self.count += 1
-        if block:
-            self.blocks.append("".join(block))
-        self._cached: tuple[int, list[str]] = (-1, [])
+        if rests:
+            self.blocks.append("".join(shared) + "\0".join(rests))
+        self._cached: tuple[int, list[str]] = (-1, [])  # the last block used
+        self._kept: dict[int, list[str]] = {}
 
     def __len__(self) -> int:
         return self.count
 
     def _block(self, b: int) -> list[str]:
-        if self._cached[0] != b:
-            names, text, at, name = [], self.blocks[b], 0, ""
-            while at < len(text):
-                shared, rest = ord(text[at]), ord(text[at + 1])
-                name = name[:shared] + text[at + 2 : at + 2 + rest]
-                names.append(name)
-                at += 2 + rest
-            self._cached = (b, names)
-        return self._cached[1]
+        if self._cached[0] == b:
+            return self._cached[1]
+        names = self._kept.get(b)
+        if names is None:
+            text, k = self.blocks[b], min(self.BLOCK, self.count - b * self.BLOCK)
+            pairs = zip(text[:k], text[k:].split("\0"), strict=True)
+            names = list(accumulate(pairs, _next_name, initial=""))[1:]
+            if len(self._kept) >= self.KEEP:
+                del self._kept[next(iter(self._kept))]  # the oldest
+            self._kept[b] = names
+        self._cached = (b, names)
+        return names
 
     def __getitem__(self, i: int) -> str:
         if not 0 <= i < self.count:
             raise IndexError(i)
-        return self._block(i // self.BLOCK)[i % self.BLOCK]
+        b, names = self._cached
+        if b != i // self.BLOCK:
+            names = self._block(i // self.BLOCK)
+        return names[i % self.BLOCK]
 
     def __iter__(self) -> Iterator[str]:
         for b in range(len(self.blocks)):
@@ -89,6 +100,22 @@ class SortedNames:
         else:
             at = (b - 1) * self.BLOCK + bisect.bisect_left(self._block(b - 1), name)
         return max(at, lo)
+
+
+def _next_name(before: str, pair: tuple[str, str]) -> str:
+    return before[: ord(pair[0])] + pair[1]
+
+
+def _shared(a: str, b: str) -> int:
+    """How many characters `a` and `b` start with in common (compared by halves)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class _Window:
