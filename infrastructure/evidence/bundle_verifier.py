@@ -373,15 +373,25 @@ class _Verifier:
         Cases come first (an invoice's part names the cases naming it); their failures are
         listed after the invoices', as the bundle orders them."""
         ranked = {}
-        tally = _Tally(manifest)
+        tally = _Tally(manifest)  # takes the manifest's lists (a 10,000-invoice one is MBs)
         for kind in ("invoice", "case"):
-            present = [
+            # The folders present (a stray file is unexpected): those the manifest lists in
+            # its order, then the others in theirs.
+            order, bag = tally.order[kind], self.bag
+            ranked[kind] = [
                 sid
-                for sid in self.bag.children(f"data/{kind}s")
-                if not self.bag.is_file(f"data/{kind}s/{sid}")  # a stray file: unexpected
+                for sid, i in order.items()
+                if "/" not in sid
+                and sid
+                and bag.under(f"data/{kind}s/{sid}/")
+                and not bag.is_file(f"data/{kind}s/{sid}")
             ]
-            order = tally.order[kind]
-            ranked[kind] = sorted(present, key=lambda sid: order.get(sid, 1 << 60))
+            ranked[kind].sort(key=order.__getitem__)
+            ranked[kind] += [
+                sid
+                for sid in bag.children(f"data/{kind}s")
+                if sid not in order and not bag.is_file(f"data/{kind}s/{sid}")
+            ]
         failures, found = self.result.failures, self.result.checks[self.check]
         marks = len(failures), len(found)
         cases: list[StreamView] = []
@@ -615,11 +625,11 @@ class _Verifier:
 
     def _against_manifest(self, manifest: dict[str, Any], streams: _Tally) -> None:
         for kind, label in (("invoice", "invoice_key"), ("case", "number")):
-            entries, found = manifest.get(f"{kind}s", []), streams.found[kind]
+            said, found = streams.said[kind], streams.found[kind]
             for sid, i in sorted(streams.order[kind].items()):
                 if not found[i]:
                     self.fail(
-                        f"data/manifest.txt: lists {kind} {sid} ({entries[i].get(label)}); "
+                        f"data/manifest.txt: lists {kind} {sid} ({said[i][0]}); "
                         f"the bundle has no data/{kind}s/{sid} (dropped?)"
                     )
             for sid in sorted(streams.unlisted[kind]):
@@ -820,16 +830,21 @@ class _Tally:
     the streams cite."""
 
     def __init__(self, manifest: dict[str, Any] | None) -> None:
-        self.entries: dict[str, list[dict[str, Any]]] = {}
+        # Each entry as (invoice key or case number, last version, last position): the
+        # manifest's lists are taken out of it (nothing else reads them), for these tuples.
+        self.said: dict[str, list[tuple[Any, Any, Any]]] = {}
         self.order: dict[str, dict[str, int]] = {}  # a stream id: its (last) place in the list
         self.found: dict[str, bytearray] = {}
         self.unlisted: dict[str, list[str]] = {}
         self.differ: dict[str, list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]] = {}
-        for kind in ("invoice", "case"):
-            entries = manifest[f"{kind}s"] if manifest else []
-            self.entries[kind] = entries
+        for kind, label in (("invoice", "invoice_key"), ("case", "number")):
+            entries = manifest.pop(f"{kind}s") if manifest else []
+            self.said[kind] = [
+                (e.get(label), e.get("last_version"), e.get("last_position")) for e in entries
+            ]
             self.order[kind] = {e["stream_id"]: i for i, e in enumerate(entries)}
             self.found[kind] = bytearray(len(entries))
+            del entries
             self.unlisted[kind], self.differ[kind] = [], []
         self.cited: set[str] = set()
 
@@ -846,8 +861,7 @@ class _Tally:
             self.unlisted[view.kind].append(view.stream_id)
             return
         self.found[view.kind][i] = 1
-        e = self.entries[view.kind][i]
-        said = (e.get(label), e.get("last_version"), e.get("last_position"))
+        said = self.said[view.kind][i]
         if said != has:
             self.differ[view.kind].append((view.stream_id, said, has))
 

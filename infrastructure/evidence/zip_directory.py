@@ -94,7 +94,7 @@ class SortedNames:
 
     def bisect_left(self, name: str, lo: int = 0) -> int:
         """Where `name` goes in the names (the first place at or after `lo` not below it)."""
-        b = bisect.bisect_right(self.heads, name)
+        b = bisect.bisect_left(self.heads, name)  # block b-1 starts below it, b not
         if b == 0:
             at = 0
         else:

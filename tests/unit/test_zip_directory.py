@@ -300,6 +300,12 @@ HOSTILE: dict[str, list[tuple[str, bytes] | zipfile.ZipInfo]] = {
     "a bag with its folder entries": [("bag/", b""), ("bag/data/", b""), *BAG],
     "a duplicate": [*BAG, ("bag/data/a.txt", b"other")],
     "a duplicate in capitals": [*BAG, ("bag/DATA/A.txt", b"other")],
+    "copies over many blocks": [*BAG, *[("bag/data/b/c.json", b"x")] * 40, ("bag/DATA/a.TXT", b"")],
+    "capitals over many blocks": [
+        BAG[0],
+        *[(f"bag/data/{i:02}/X", b"") for i in range(40)],
+        *[(f"bag/data/{i:02}/x", b"") for i in range(40, 0, -1)],
+    ],
     "a duplicate of a name with capitals": [*BAG, ("bag/data/readme.txt", b"x")],
     "a folder twice": [*BAG, ("bag/data/b/", b""), ("bag/data/B/", b"")],
     "a file and a folder of one name": [*BAG, ("bag/data/a.txt/", b"")],
