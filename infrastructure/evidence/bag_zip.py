@@ -332,10 +332,10 @@ class ZipBag:
         self.path, self.fp, self.prefix = path, fp, prefix
         self.d = d
         if prefix == d.top and d.all_under_top():
-            files = [i for i in range(len(d)) if d.is_dir(i)]
+            folders = any(d.is_dir(i) for i in range(len(d)))
             self.names = d.names
             self.at: list[int] | None = None
-            if files:  # folder entries: the bag has files only
+            if folders:  # folder entries: the bag has files only
                 self.at = [i for i in range(len(d)) if not d.is_dir(i)]
                 self.names = SortedNames(d.names[i] for i in self.at)
         else:  # a bag at the zip's root: its names are the whole names
@@ -584,7 +584,7 @@ def _open_bag(path: Path, fp: BinaryIO, d: Directory) -> ZipBag:
         first = twice
     if first is not None:
         raise UnsafeBundleError(first[1])
-    d.order = d.external_attr = array("L")  # what only these checks needed
+    d.order = d.external_attr = array("I")  # what only these checks needed
     if d.all_under_top():
         if d.find("bagit.txt") is None:
             raise UnsafeBundleError(

@@ -146,14 +146,14 @@ class Directory:
     concat: int = 0  # bytes before the zip (a member's header is at header_offset + concat)
     names: SortedNames = field(default_factory=lambda: SortedNames(()))
     under: bytearray = field(default_factory=bytearray)
-    order: array[int] = field(default_factory=lambda: array("L"))  # each one's place in the zip
+    order: array[int] = field(default_factory=lambda: array("I"))  # each one's place in the zip
     header_offset: array[int] = field(default_factory=lambda: array("Q"))
     compress_size: array[int] = field(default_factory=lambda: array("Q"))
     file_size: array[int] = field(default_factory=lambda: array("Q"))
-    crc: array[int] = field(default_factory=lambda: array("L"))
+    crc: array[int] = field(default_factory=lambda: array("I"))
     method: array[int] = field(default_factory=lambda: array("H"))
     flags: array[int] = field(default_factory=lambda: array("H"))
-    external_attr: array[int] = field(default_factory=lambda: array("L"))
+    external_attr: array[int] = field(default_factory=lambda: array("I"))
     # The name before zipfile cuts it at a NUL (its `orig_filename`), where that differs.
     original: dict[int, str] = field(default_factory=dict)
 
@@ -248,7 +248,7 @@ _RUN = 8192
 
 def _sorted_run(run: list[tuple[str, int]]) -> tuple[SortedNames, array[int]]:
     run.sort()
-    return SortedNames(n for n, _ in run), array("L", (i for _, i in run))
+    return SortedNames(n for n, _ in run), array("I", (i for _, i in run))
 
 
 def _zip64(extra: bytes, size: int, csize: int, offset: int) -> tuple[int, int, int]:
@@ -281,7 +281,7 @@ def _zip64(extra: bytes, size: int, csize: int, offset: int) -> tuple[int, int, 
 def _sort(d: Directory, runs: list[tuple[SortedNames, array[int]]]) -> None:
     """Every field put in name order (the zip's order breaks ties), `order` keeping each
     one's place in the zip: the sorted runs merged, never all the names as strings at once."""
-    perm = array("L")
+    perm = array("I")
 
     def merged() -> Iterator[str]:
         for name, i in heapq.merge(*(zip(n, p, strict=True) for n, p in runs)):
@@ -293,9 +293,10 @@ def _sort(d: Directory, runs: list[tuple[SortedNames, array[int]]]) -> None:
     d.under = bytearray(d.under[i] for i in perm)
     for key in ("header_offset", "compress_size", "file_size", "crc", "method", "flags"):
         column = getattr(d, key)
+        # 4 bytes a number where every one fits (an 8-byte "Q" only for a zip past 4 GiB)
         small = column.typecode == "Q" and max(column, default=0) < 1 << 32
-        setattr(d, key, array("L" if small else column.typecode, (column[i] for i in perm)))
-    d.external_attr = array("L", (d.external_attr[i] for i in perm))
+        setattr(d, key, array("I" if small else column.typecode, (column[i] for i in perm)))
+    d.external_attr = array("I", (d.external_attr[i] for i in perm))
     d.order = perm
     if d.original:
         place = {i: at for at, i in enumerate(perm) if i in d.original}
