@@ -133,3 +133,47 @@ def test_as_json_bytes_is_as_json_and_canonical_in_one_walk(value: Any) -> None:
     assert data == (expected if isinstance(expected, bytes) else None)
     if data is not None:
         assert bundle_contents.canonical(read) == data
+
+
+json_texts = st.one_of(
+    values.map(lambda v: json.dumps(v, ensure_ascii=False)),  # floats, NaN, Infinity too
+    values.map(lambda v: json.dumps(v, ensure_ascii=True)),  # \\u escapes, surrogate pairs
+    st.sampled_from(
+        [
+            '{"a": 1, "a": 2}',  # a repeated key: the last one
+            '"\\ud800"',  # a lone surrogate
+            str(2**64),
+            str(-(2**63) - 1),
+            "1e400",
+            "1e-400",
+            "1E+2",
+            str(2**63),
+            "9007199254740993",
+            "2.2250738585072011e-308",
+            "1.00000000000000011102230246251565404236316680908203125",  # halfway: even
+            "0.1000000000000000055511151231257827021181583404541015625",
+            "-0",
+            "[" * 2000 + "]" * 2000,  # deeper than either parser goes
+            "\ufeff{}",  # a byte-order mark
+            "[1,]",
+            "",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(json_texts, st.booleans())
+def test_loads_reads_what_json_reads_to_the_same_values_or_fails_as_it_does(
+    text: str, as_bytes: bool
+) -> None:
+    data: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
+
+    def run(f: Any) -> object:
+        try:
+            return ("ok", repr(f(data)))  # repr: NaN equals itself, -0.0 is not 0.0
+        except Exception as e:  # noqa: BLE001 - the refusal is compared
+            return (type(e), str(e))
+
+    assert run(canonical_json.loads) == run(json.loads)
