@@ -94,7 +94,11 @@ class SortedNames:
 
     def bisect_left(self, name: str, lo: int = 0) -> int:
         """Where `name` goes in the names (the first place at or after `lo` not below it)."""
-        b = bisect.bisect_left(self.heads, name)  # block b-1 starts below it, b not
+        c, names = self._cached  # the block last used: a stream's next file is most often in it
+        heads = self.heads
+        if c >= 0 and heads[c] < name and (c + 1 == len(heads) or name <= heads[c + 1]):
+            return max(c * self.BLOCK + bisect.bisect_left(names, name), lo)
+        b = bisect.bisect_left(heads, name)  # block b-1 starts below it, b not
         if b == 0:
             at = 0
         else:
