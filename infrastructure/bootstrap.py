@@ -37,6 +37,7 @@ from domain.remedies.lost_invoice import LostInvoiceCase
 from domain.remedies.reentry_application import ReEntryApplication
 from infrastructure.api_keys import ApiKeyStore
 from infrastructure.clock import SystemClock
+from infrastructure.evidence import fast_json
 from infrastructure.evidence.access_log import AccessLog, AccessLogProjection
 from infrastructure.evidence.anchors import Anchorer, parse_witnesses
 from infrastructure.evidence.checkpoint_signer import CheckpointSigner
@@ -379,6 +380,7 @@ def build_services(settings: Settings | None = None, clock: Clock | None = None)
         raise ValueError(f"FAPIAO_LOG_ORIGIN: {e}") from None
     ledger = InvoiceLedger(settings.eventsourcing_env(), clock or SystemClock())
     ledger.state_encoder = fast_state_encoder(ledger.mapper)
+    fast_json.install()  # canonical JSON (leaves, bundles) by orjson: the same bytes, faster
     if settings.group_commit:
         cast(GroupingRecorder, ledger.recorder).enable_group_commit(
             settings.group_commit_wait_ms / 1000, settings.group_commit_max_size

@@ -9,13 +9,12 @@ holds the two equal."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
 import rfc8785
 
 _SAFE_INTEGER = 2**53 - 1
@@ -37,14 +36,24 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+# A faster writer of plain values, installed by the infrastructure (`use_writer`; this layer
+# names no JSON library but the standard one): for every plain value it writes the encoder's
+# bytes or raises TypeError or ValueError (then the encoder is asked).
+_writer: Callable[[Any], bytes] | None = None
+
+
+def use_writer(writer: Callable[[Any], bytes] | None) -> None:
+    """Write plain values with `writer` (None: the standard library's encoder alone)."""
+    global _writer
+    _writer = writer
+
+
 def _encode(value: Any) -> bytes:
-    """A plain value's bytes: orjson with sorted keys writes the encoder's bytes for them
-    (held equal by the tests); what it refuses (a lone surrogate, nesting past its limit) the
-    encoder is asked, which writes it or raises NotPlainError."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        pass
+    if _writer is not None:
+        try:
+            return _writer(value)
+        except (TypeError, ValueError):
+            pass  # a lone surrogate, nesting past its limit, ...: the encoder decides
     try:
         return _ENCODER.encode(value).encode("utf-8")
     except (UnicodeEncodeError, ValueError, RecursionError) as e:
@@ -153,18 +162,6 @@ def dumps_plain(value: Any) -> bytes:
     return _encode(value)
 
 
-def loads(data: bytes | str) -> Any:
-    """JSON back into plain values, as `json.loads` reads it (and fails, with its message):
-    orjson reads the bytes it can, to the same values; the rest (NaN, lone surrogates, other
-    encodings, text with 19 digits in a row, where orjson would make an integer past 64 bits a
-    float, and str) goes to `json`."""
-    if isinstance(data, bytes) and _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_ZERO):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
+def loads(data: bytes) -> Any:
+    """JSON back into plain values."""
     return json.loads(data)
-
-
-_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # 0-9 -> 0
-_NINETEEN_DIGITS = b"0" * 19

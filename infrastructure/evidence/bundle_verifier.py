@@ -58,6 +58,7 @@ from domain.evidence.checkpoint import (
 )
 from domain.evidence.cosignature import CosignerKey
 from infrastructure.clock import SystemClock
+from infrastructure.evidence import fast_json
 from infrastructure.evidence.bag_zip import UnsafeBundleError, ZipBag, open_bag, read_tags
 from infrastructure.evidence.bundle import README
 from infrastructure.evidence.checkpoint_signer import verify_note_signature
@@ -125,6 +126,7 @@ def verify_bundle(
     """Check a bundle offline; every failure is named (file, and field where there is one).
     With `anchors`, the checkpoint's timestamp tokens and witness cosignatures are checked
     too (tokens against the TSA CAs given, cosignatures against the witness keys given)."""
+    fast_json.install()
     result = BundleVerifyReport()
     result.checks["readable"] = []
     try:
@@ -481,8 +483,8 @@ class _Verifier:
         if raw is None or proof_raw is None:
             return None
         try:
-            entry = canonical_json.loads(raw)
-            proof = canonical_json.loads(proof_raw)
+            entry = fast_json.read(raw)
+            proof = fast_json.read(proof_raw)
             leaf = entry["leaf"]
             state = base64.b64decode(entry["state_base64"], validate=True)
             if set(leaf) != LEAF_FIELDS or set(entry) != {"leaf", "state_base64", "decoded"}:
@@ -568,7 +570,7 @@ class _Verifier:
         if raw is None:
             return
         try:
-            doc = canonical_json.loads(raw)
+            doc = fast_json.read(raw)
             head = doc["head"]
             ok = (
                 doc["tree_size"] == heads.count
@@ -609,7 +611,7 @@ class _Verifier:
         if raw is None or raw == derived_bytes:
             return derived
         try:
-            stated = canonical_json.loads(raw)
+            stated = fast_json.read(raw)
         except ValueError as e:
             self.fail(f"data/{rel}: unreadable ({e})")
             return derived

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from application.evidence import bundle_contents, canonical_json
 from application.invoices.ledger import _jsonable
 from domain.calendar import SHANGHAI
+from infrastructure.evidence import fast_json
 
 
 class Colour(enum.StrEnum):
@@ -23,6 +24,15 @@ class Colour(enum.StrEnum):
 
 class Size(enum.IntEnum):
     BIG = 3
+
+
+@pytest.fixture(autouse=True, scope="module", params=["json", "orjson"])
+def writer(request: pytest.FixtureRequest) -> Any:
+    """Every test with each writer: the standard library's encoder alone, and orjson's
+    (`fast_json.write`, which the bootstrap and the verifier install)."""
+    canonical_json.use_writer(fast_json.write if request.param == "orjson" else None)
+    yield request.param
+    canonical_json.use_writer(None)
 
 
 def _both(value: Any) -> tuple[object, object]:
@@ -165,7 +175,7 @@ json_texts = st.one_of(
 
 @settings(max_examples=2000, deadline=None)
 @given(json_texts, st.booleans())
-def test_loads_reads_what_json_reads_to_the_same_values_or_fails_as_it_does(
+def test_fast_read_reads_what_json_reads_to_the_same_values_or_fails_as_it_does(
     text: str, as_bytes: bool
 ) -> None:
     data: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
@@ -176,4 +186,4 @@ def test_loads_reads_what_json_reads_to_the_same_values_or_fails_as_it_does(
         except Exception as e:  # noqa: BLE001 - the refusal is compared
             return (type(e), str(e))
 
-    assert run(canonical_json.loads) == run(json.loads)
+    assert run(fast_json.read) == run(json.loads)
