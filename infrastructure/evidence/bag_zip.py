@@ -45,10 +45,6 @@ _UTF8_NAME = 0x800
 _REGULAR_FILE = (stat.S_IFREG | 0o644) << 16
 _BUFFER = 1 << 20
 _PIECE = 1 << 18  # what a member read piece by piece gives at a time
-_SMALL = 1 << 16  # members read whole at one read of the file (the usual event or proof)
-_EXTRA_GUESS = 64  # room for a local header's extra field in that read
-_LOCAL = struct.Struct("<H")
-_NAMES = struct.Struct("<2H")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -375,9 +371,7 @@ class ZipBag:
             at = self.position(name)
         if at is None:
             return None
-        data = self._small(at)
-        if data is None:
-            data = b"".join(self._chunks(at, whole=True))
+        data = b"".join(self._chunks(at, whole=True))
         # What was read is hashed once, so validating afterwards reads the zip in one pass.
         self._sha256[32 * at : 32 * at + 32] = hashlib.sha256(data).digest()
         self._hashed[at] = 1
@@ -385,46 +379,6 @@ class ZipBag:
 
     def _member(self, at: int) -> int:
         return at if self.at is None else self.at[at]
-
-    def _small(self, at: int) -> bytes | None:
-        """A small stored or deflated member's bytes from one read of the file, when all is
-        well with it; None for anything else (`_chunks` then reads it, and names what is
-        wrong). The checks are `_chunks`' own: local header, its name, size and CRC-32."""
-        d, i = self.d, self._member(at)
-        method, left, want = d.method[i], d.compress_size[i], d.file_size[i]
-        if (
-            method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-            or d.flags[i] & 0x61
-            or left > _SMALL
-            or want > _SMALL
-        ):
-            return None
-        name = d.full(i)
-        offset = d.header_offset[i] + d.concat
-        buf = os.pread(self.fp.fileno(), 30 + 4 * len(name) + _EXTRA_GUESS + left, offset)
-        if len(buf) < 30 or buf[:4] != b"PK\003\004":
-            return None
-        flags, name_len, extra_len = _LOCAL.unpack_from(buf, 6)[0], *_NAMES.unpack_from(buf, 26)
-        start = 30 + name_len + extra_len
-        if len(buf) < start + left:
-            return None
-        local = buf[30 : 30 + name_len]
-        if local.decode("utf-8" if flags & _UTF8_NAME else "cp437") != d.original.get(i, name):
-            return None
-        raw = buf[start : start + left]
-        if method == zipfile.ZIP_DEFLATED:
-            inflate = zlib.decompressobj(-15)
-            try:
-                data = inflate.decompress(raw, want + 1)
-            except zlib.error:
-                return None
-            if inflate.unconsumed_tail:
-                return None
-        else:
-            data = raw
-        if len(data) != want or zlib.crc32(data) != d.crc[i]:
-            return None
-        return data
 
     def _chunks(self, at: int, whole: bool = False) -> Iterator[bytes]:
         """The member's bytes: stored or deflated members straight from the file (its local
