@@ -156,6 +156,16 @@ def evidence_verify(
             "rotated to, through the statements each outgoing key signed"
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes that check the invoice streams of a large bundle in parallel "
+            "[default: the CPUs this process may use, at most 8]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check a bundle offline (no database): checksums, signatures, proofs, stream heads,
     the signed manifest, every readable file rebuilt from the sealed events, and (with
@@ -167,6 +177,7 @@ def evidence_verify(
     from infrastructure.evidence.bundle_verifier import (
         UNTRUSTED,
         AnchorPolicy,
+        default_workers,
         read_key_file,
         verify_bundle,
     )
@@ -198,7 +209,12 @@ def evidence_verify(
         )
     policy = AnchorPolicy(cas, witnesses, min_witnesses)
     result = verify_bundle(
-        bundle, event_catalog(), keys, _read(known_checkpoint, "--known-checkpoint"), policy
+        bundle,
+        event_catalog(),
+        keys,
+        _read(known_checkpoint, "--known-checkpoint"),
+        policy,
+        workers=workers or default_workers(),
     )
     for name, at in result.timestamps:
         console.print(f"timestamp {name}: TSA time {shown_time(at)}", highlight=False)

@@ -451,6 +451,26 @@ class ZipBag:
         self._sha256[32 * at : 32 * at + 32] = sha.digest()
         self._hashed[at] = 1
 
+    def hashes(self, at: range) -> tuple[bytes, bytes]:
+        """Which of these files were read, and their SHA-256 (zeros where not)."""
+        return bytes(self._hashed[at.start : at.stop]), bytes(
+            self._sha256[32 * at.start : 32 * at.stop]
+        )
+
+    def add_hashes(self, start: int, hashed: bytes, sha256: bytes) -> None:
+        """What another reader of this bag (a forked worker) read from `start` on, as
+        `hashes` gave it: validating reads those files no more."""
+        stop = start + len(hashed)
+        if not any(self._hashed[start:stop]):  # as always: these files were not read here
+            self._hashed[start:stop] = hashed
+            self._sha256[32 * start : 32 * stop] = sha256
+            return
+        for i, read in enumerate(hashed):
+            if read:
+                at = start + i
+                self._sha256[32 * at : 32 * at + 32] = sha256[32 * i : 32 * i + 32]
+                self._hashed[at] = 1
+
     def _digest(self, algorithm: str, at: int) -> str:
         """The file's digest: from its earlier read, else read now."""
         if algorithm == "sha256" and self._hashed[at]:

@@ -13,8 +13,10 @@ import base64
 import binascii
 import hashlib
 import json
+import multiprocessing
 import os
 import zipfile
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,6 +98,7 @@ class BundleVerifyReport:
     timestamps: list[tuple[str, datetime]] = field(default_factory=list)
     witnesses: list[tuple[str, datetime]] = field(default_factory=list)
     earliest: tuple[datetime, str] | None = None
+    workers: int = 1  # the processes that checked the invoice streams
 
     @property
     def key_source(self) -> str:
@@ -122,10 +125,18 @@ def verify_bundle(
     trusted_keys: Sequence[VerifierKey] | None = None,
     known_checkpoint: str | None = None,
     anchors: AnchorPolicy | None = None,
+    workers: int = 1,
 ) -> BundleVerifyReport:
     """Check a bundle offline; every failure is named (file, and field where there is one).
     With `anchors`, the checkpoint's timestamp tokens and witness cosignatures are checked
-    too (tokens against the TSA CAs given, cosignatures against the witness keys given)."""
+    too (tokens against the TSA CAs given, cosignatures against the witness keys given).
+
+    With `workers` > 1, a bundle of PARALLEL_FROM invoices or more has its invoice streams
+    checked by that many forked processes (where the platform forks), a slice at a time, the
+    report the same as one process gives. Fork only from a process with no other threads
+    (the CLI): a server keeps the default, 1."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers: {workers}, expected 1 to {MAX_WORKERS}")
     fast_json.install()
     result = BundleVerifyReport()
     result.checks["readable"] = []
@@ -140,10 +151,26 @@ def verify_bundle(
         result.checks["readable"].append(str(e))
         return result
     try:
-        _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors).run()
+        verifier = _Verifier(bag, catalog, trusted_keys, known_checkpoint, result, anchors)
+        verifier.workers = workers
+        verifier.run()
     finally:
         bag.close()
     return result
+
+
+MAX_WORKERS = 64
+PARALLEL_FROM = 1000  # invoices: below, forking costs more than it saves
+SLICE = 250  # invoice streams a worker checks at a time (and sends back at once)
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (at most 8): the CLI's --workers."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
 
 
 # The checks in the order `verify_bundle` runs them (the console shows them one by one).
@@ -198,6 +225,7 @@ class _Verifier:
         self.decoder = EventDecoder(self.mapper)  # the mapper's events (and its errors), faster
         self.expected = bytearray(len(bag))  # by place in the bag: files a bundle holds
         self.check = "bagit"
+        self.workers = 1
         self.report_line: int | None = None  # where report.html first differs, if it does
 
     def fail(self, text: str) -> None:
@@ -409,15 +437,14 @@ class _Verifier:
         if manifest is not None and self.bag.is_file("data/report.html"):
             report = _ReportCheck(self.bag.stream("data/report.html"))
             report.write(report_head(manifest, checkpoint))
-        numbers = case_numbers(cases)
+        job = _Job(checkpoint, heads, case_numbers(cases), report is not None)
         invoices = 0
-        for sid in ranked["invoice"]:
-            view = self._stream("invoice", sid, checkpoint, heads)
-            if view is not None:
+        for seen in self._invoices(ranked["invoice"], job):
+            if seen is not None:
                 invoices += 1
-                tally.add(view, "invoice_key")
+                tally.seen("invoice", *seen[:3])
                 if report is not None:
-                    report.write(invoice_section(view, numbers.get(sid, ())))
+                    report.write(seen[3])
         failures += case_failures[0]
         found += case_failures[1]
         if report is not None:
@@ -427,6 +454,75 @@ class _Verifier:
             self.report_line = report.finish()
         self.result.invoices, self.result.cases = invoices, len(cases)
         return tally
+
+    def _invoices(self, sids: list[str], job: _Job) -> Iterator[_Seen | None]:
+        """Each invoice stream checked (None for one that could not be read as one), in the
+        order given: here, or by forked workers a slice at a time, in flight at most two
+        slices a worker, their results taken in order."""
+        workers = min(self.workers, -(-len(sids) // SLICE))
+        if (
+            workers < 2
+            or len(sids) < PARALLEL_FROM
+            or "fork" not in multiprocessing.get_all_start_methods()
+        ):
+            yield from self._checked(sids, job)
+            return
+        self.result.workers = workers
+        context = multiprocessing.get_context("fork")
+        # Forked, the workers have this verifier as it is now (the open bag included): the
+        # initializer's arguments are inherited, never pickled.
+        with context.Pool(workers, initializer=_adopt, initargs=(self, job)) as pool:
+            pending: deque[Any] = deque()
+            for start in range(0, len(sids), SLICE):
+                part = sids[start : start + SLICE]
+                pending.append(pool.apply_async(_check_slice, (part,)))
+                if len(pending) > 2 * workers:
+                    yield from self._merge(pending.popleft().get())
+            while pending:
+                yield from self._merge(pending.popleft().get())
+            pool.close()
+            pool.join()
+
+    def _checked(self, sids: list[str], job: _Job) -> Iterator[_Seen | None]:
+        for sid in sids:
+            view = self._stream("invoice", sid, job.checkpoint, job.heads)
+            if view is None:
+                yield None
+                continue
+            has, cited = _Tally.has(view, "invoice_key")
+            section = invoice_section(view, job.numbers.get(sid, ())) if job.sections else ""
+            yield sid, has, cited, section
+
+    def checked_slice(self, sids: list[str], job: _Job) -> _Slice:
+        """In a worker: the slice's streams checked, and what checking them changed here
+        (failures, events counted, files expected and their digests), for `_merge`."""
+        failures, found = self.result.failures, self.result.checks[self.check]
+        marks, events = (len(failures), len(found)), self.result.events
+        seen = list(self._checked(sids, job))
+        added = failures[marks[0] :]
+        del failures[marks[0] :], found[marks[1] :]
+        files = []
+        for sid in sids:
+            at = self.bag.under(f"data/invoices/{sid}/")  # all that checking a stream reads
+            if at:
+                files.append(
+                    (at.start, bytes(self.expected[at.start : at.stop]), *self.bag.hashes(at))
+                )
+        return _Slice(seen, added, self.result.events - events, files)
+
+    def _merge(self, part: _Slice) -> list[_Seen | None]:
+        for text in part.failures:
+            self.fail(text)
+        self.result.events += part.events
+        for start, expected, hashed, sha256 in part.files:
+            stop = start + len(expected)
+            if any(self.expected[start:stop]):
+                expected = bytes(
+                    a | b for a, b in zip(expected, self.expected[start:stop], strict=True)
+                )
+            self.expected[start:stop] = expected
+            self.bag.add_hashes(start, hashed, sha256)
+        return part.seen
 
     def _stream(
         self, kind: str, sid: str, checkpoint: Checkpoint, heads: StreamHeads
@@ -851,22 +947,71 @@ class _Tally:
             self.unlisted[kind], self.differ[kind] = [], []
         self.cited: set[str] = set()
 
-    def add(self, view: StreamView, label: str) -> None:
+    @staticmethod
+    def has(view: StreamView, label: str) -> tuple[tuple[Any, Any, Any], list[str]]:
+        """What the manifest's entry should say of the stream, and the attachments it cites."""
         last = view.events[-1] if view.events else None
         has = (
             view.state.get(label),
             last["version"] if last else None,
             last["position"] if last else None,
         )
-        self.cited.update(r["sha256"] for r in attachment_refs(view.events))
-        i = self.order[view.kind].get(view.stream_id)
+        return has, [r["sha256"] for r in attachment_refs(view.events)]
+
+    def add(self, view: StreamView, label: str) -> None:
+        self.seen(view.kind, view.stream_id, *self.has(view, label))
+
+    def seen(self, kind: str, stream_id: str, has: tuple[Any, Any, Any], cited: list[str]) -> None:
+        self.cited.update(cited)
+        i = self.order[kind].get(stream_id)
         if i is None:
-            self.unlisted[view.kind].append(view.stream_id)
+            self.unlisted[kind].append(stream_id)
             return
-        self.found[view.kind][i] = 1
-        said = self.said[view.kind][i]
+        self.found[kind][i] = 1
+        said = self.said[kind][i]
         if said != has:
-            self.differ[view.kind].append((view.stream_id, said, has))
+            self.differ[kind].append((stream_id, said, has))
+
+
+# An invoice stream checked: its id, what its manifest entry should say, the attachments it
+# cites, its section of report.html ("" when there is no report to compare).
+_Seen = tuple[str, tuple[Any, Any, Any], list[str], str]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What checking any invoice stream needs besides the bag."""
+
+    checkpoint: Checkpoint
+    heads: StreamHeads
+    numbers: dict[str, Any]  # a stream id: the case numbers naming it
+    sections: bool  # rebuild each invoice's section of report.html
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """A worker's slice of invoice streams, checked: each one's `_Seen` (or None), the
+    failures found, the events counted, and per stream folder (its first place in the bag)
+    which files were expected, which read and their SHA-256."""
+
+    seen: list[_Seen | None]
+    failures: list[str]
+    events: int
+    files: list[tuple[int, bytes, bytes, bytes]]
+
+
+_adopted: tuple[_Verifier, _Job] | None = None  # in a forked worker: what it checks for
+
+
+def _adopt(verifier: _Verifier, job: _Job) -> None:
+    global _adopted
+    _adopted = (verifier, job)
+
+
+def _check_slice(sids: list[str]) -> _Slice:
+    assert _adopted is not None, "only in a worker the verifier forked"
+    verifier, job = _adopted
+    return verifier.checked_slice(sids, job)
 
 
 class _ReportCheck:

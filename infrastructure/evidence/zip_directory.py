@@ -111,7 +111,12 @@ def _next_name(before: str, pair: tuple[str, str]) -> str:
 
 
 def _shared(a: str, b: str) -> int:
-    """How many characters `a` and `b` start with in common (compared by halves)."""
+    """How many characters `a` and `b` start with in common: for ASCII, from the highest
+    bit where their bytes differ; else compared by halves."""
+    if a.isascii() and b.isascii():
+        n = min(len(a), len(b))
+        differ = int.from_bytes(a[:n].encode(), "big") ^ int.from_bytes(b[:n].encode(), "big")
+        return n - (differ.bit_length() + 7) // 8
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -206,14 +211,14 @@ def read_directory(fp: BinaryIO, max_entries: int) -> Directory:
         record = window.read(46)
         if len(record) != 46:
             raise zipfile.BadZipFile("Truncated central directory")
-        cd = struct.unpack("<4s4B4HL2L5H2L", record)
+        cd = _CENTRAL.unpack(record)
         if cd[0] != b"PK\001\002":
             raise zipfile.BadZipFile("Bad magic number for central directory")
-        raw = window.read(cd[12])
+        # The name, the extra field and the comment at once (as read one after the other)
+        rest = window.read(cd[12] + cd[13] + cd[14])
         flags = cd[5]
-        original = raw.decode("utf-8" if flags & 0x800 else "cp437")
-        extra = window.read(cd[13])
-        window.read(cd[14])  # the member's comment
+        original = rest[: cd[12]].decode("utf-8" if flags & 0x800 else "cp437")
+        extra = rest[cd[12] : cd[12] + cd[13]]
         extract_version, method, crc, csize, size = cd[3], cd[6], cd[9], cd[10], cd[11]
         if extract_version > MAX_EXTRACT_VERSION:
             raise NotImplementedError(f"zip file version {extract_version / 10:.1f}")
@@ -248,6 +253,7 @@ def read_directory(fp: BinaryIO, max_entries: int) -> Directory:
 
 
 _RUN = 8192
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # a central directory record (zipfile's)
 
 
 def _sorted_run(run: list[tuple[str, int]]) -> tuple[SortedNames, array[int]]:

@@ -843,3 +843,83 @@ def test_a_bundle_read_two_streams_at_a_time_has_the_bytes_of_one_read_at_once(
     number = str(case["number"])
     naming = [s for s in sections if s.startswith("发票") and number in s]
     assert len(naming) == 2 and any(s.startswith("案件") and number in s for s in sections)
+
+
+def test_workers_check_a_bundle_as_one_process_does(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Forked workers check the invoice streams a slice at a time; the report (failures in
+    # their order, every check's list, the counts) is the one a single process gives, on a
+    # sound bundle and on one damaged in streams of several slices.
+    from dataclasses import asdict
+
+    from infrastructure.evidence import bundle_verifier
+
+    ids = [api.issue()["invoice_id"] for _ in range(7)]
+    for ref in ids[::2]:
+        api.post(f"/v1/invoices/{ref}/submissions", {})
+    assert api.post(f"/v1/invoices/{ids[2]}/missing-reports", {}).status_code == 200
+    api.post("/v1/reentry-applications", {"invoices": [ids[2]], "reason": "补录"})
+    bundle = export(api, ids, tmp_path)
+    monkeypatch.setattr(bundle_verifier, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(bundle_verifier, "SLICE", 2)
+
+    def damage(data: Path) -> None:
+        folders = sorted((data / "invoices").iterdir())
+        edit_json(next(folders[1].glob("events/*.json")), _set(["decoded", "actor"], "key:boss"))
+        edit_json(folders[3] / "state.json", _set(["status"], "acknowledged"))
+        event_files(data)[-1].unlink()
+        (folders[5] / "events" / "note.txt").write_text("stray")
+        (folders[6] / "head.json").unlink()
+        (data / "invoices" / "not-a-stream").mkdir()
+        (data / "invoices" / "not-a-stream" / "state.json").write_text("{}")
+
+    damaged = tampered(bundle, tmp_path, damage)
+    for path, sound in ((bundle, True), (damaged, False)):
+        alone = verify(api, path)
+        together = verify(api, path, workers=2)
+        assert (alone.workers, together.workers) == (1, 2)
+        assert asdict(together) | {"workers": 1} == asdict(alone)
+        assert (alone.invoices, alone.cases) == (7, 1)
+        assert bool(alone.failures) is not sound, alone.failures
+    # What the damage is named by, in the order one process names it.
+    assert len(alone.failures) >= 6 and not any(f.startswith("BagIt") for f in alone.failures)
+    assert any('decoded.actor: the file says "key:boss"' in f for f in alone.failures)
+    assert any("not-a-stream: not a stream id" in f for f in alone.failures)
+
+
+def test_workers_raise_what_one_process_raises_on_a_damaged_zip(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infrastructure.evidence import bundle_verifier
+
+    ids = [api.issue()["invoice_id"] for _ in range(5)]
+    bundle = export(api, ids, tmp_path)
+    monkeypatch.setattr(bundle_verifier, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(bundle_verifier, "SLICE", 1)
+    with zipfile.ZipFile(bundle) as z:
+        member = [i for i in z.infolist() if i.filename.endswith("/state.json")][3]
+    raw = bytearray(bundle.read_bytes())
+    # A byte of the member's data changed in place: the directory's CRC-32 no longer holds.
+    at = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra) + 5
+    raw[at] ^= 0xFF
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(bytes(raw))
+    raised = []
+    for workers in (1, 2):
+        with pytest.raises(zipfile.BadZipFile) as e:
+            verify(api, broken, workers=workers)
+        raised.append(str(e.value))
+    assert raised[0] == raised[1] and member.filename in raised[0]
+
+
+def test_the_cli_takes_workers_within_bounds(api: Api, tmp_path: Path) -> None:
+    bundle = export(api, [api.issue()["invoice_id"]], tmp_path)
+    nowhere = "sqlite:////nonexistent/ledger.db"
+    ok = fapiao(nowhere, "evidence", "verify", str(bundle), "--workers", "3")
+    assert ok.returncode == 3 and "OK: 1 invoices" in ok.stdout, ok.stderr  # 3: untrusted
+    for bad in ("0", "65", "many"):
+        refused = fapiao(nowhere, "evidence", "verify", str(bundle), "--workers", bad)
+        assert refused.returncode == 2 and "--workers" in refused.stderr, refused.stderr
+    with pytest.raises(ValueError, match="workers: 0"):
+        verify(api, bundle, workers=0)

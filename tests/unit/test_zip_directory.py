@@ -25,7 +25,12 @@ from infrastructure.evidence.bag_zip import (
     _lines,
     open_bag,
 )
-from infrastructure.evidence.zip_directory import SortedNames, TooManyEntriesError, read_directory
+from infrastructure.evidence.zip_directory import (
+    SortedNames,
+    TooManyEntriesError,
+    _shared,
+    read_directory,
+)
 
 FIELDS = (
     "filename",
@@ -438,6 +443,19 @@ def test_sorted_names_hold_and_find_what_a_sorted_list_does(names: list[str], pr
         if names:
             kept[(k * 7) % len(names)]
         assert kept.bisect_left(name) == bisect.bisect_left(names, name)
+
+
+@settings(max_examples=1000)
+@given(
+    st.text(alphabet="ab/\x7f\x00\u00e9\U0001f600", max_size=40),
+    st.text(alphabet="ab/\x7f\x00\u00e9\U0001f600", max_size=40),
+)
+def test_the_shared_start_of_two_names_is_counted_in_characters(a: str, b: str) -> None:
+    expected = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    assert _shared(a, b) == _shared(b, a) == expected
+    assert _shared(a, a + b) == len(a)
 
 
 _json = st.recursive(
