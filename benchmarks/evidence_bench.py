@@ -24,8 +24,9 @@ in a fresh process of its own (this script with --step), which reports its time 
 it added: measured in one process, memory an earlier step freed is reused and hides growth.
 Wall and CPU seconds are printed (on a shared machine the CPU seconds move less), with the
 machine's load. Verify runs as `fapiao evidence verify` does: the invoice streams of a bundle
-of 1,000 invoices or more are checked by forked workers (one per CPU, at most 8); their CPU
-seconds and the memory each holds privately (smaps_rollup) are counted in.
+of 1,000 invoices or more are checked by as many processes as CPUs (at most 8), the
+verifier's own and forked workers; the workers' CPU seconds and the memory each holds
+privately (smaps_rollup) are counted in.
 
 Usage: python benchmarks/evidence_bench.py [--invoices 10000] [--admin-url ...] [--anchors-only]
        [--quick] [--json] [--exports-only]
@@ -621,7 +622,7 @@ def step(name: str, given: dict[str, Any]) -> dict[str, object]:
         with peak_rss() as mb:
             t, cpu = time.perf_counter(), time.process_time()
             before = os.times()
-            # As `fapiao evidence verify` does: the invoice streams checked by forked workers.
+            # As `fapiao evidence verify` does: the invoice streams checked in parallel.
             result = verify_bundle(out, catalog, keys, workers=default_workers())
             took, took_cpu = time.perf_counter() - t, time.process_time() - cpu
             after = os.times()

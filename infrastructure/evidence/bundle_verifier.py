@@ -132,9 +132,9 @@ def verify_bundle(
     too (tokens against the TSA CAs given, cosignatures against the witness keys given).
 
     With `workers` > 1, a bundle of PARALLEL_FROM invoices or more has its invoice streams
-    checked by that many forked processes (where the platform forks), a slice at a time, the
-    report the same as one process gives. Fork only from a process with no other threads
-    (the CLI): a server keeps the default, 1."""
+    checked by that many processes (this one and forked ones, where the platform forks), a
+    slice at a time, the report the same as one process gives. Fork only from a process
+    with no other threads (the CLI): a server keeps the default, 1."""
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers: {workers}, expected 1 to {MAX_WORKERS}")
     fast_json.install()
@@ -457,9 +457,12 @@ class _Verifier:
 
     def _invoices(self, sids: list[str], job: _Job) -> Iterator[_Seen | None]:
         """Each invoice stream checked (None for one that could not be read as one), in the
-        order given: here, or by forked workers a slice at a time, in flight at most two
-        slices a worker, their results taken in order."""
-        workers = min(self.workers, -(-len(sids) // SLICE))
+        order given: here alone, or a slice at a time by this process and `workers` - 1
+        forked ones (this one takes a little less than a `workers`-th of the slices: it also
+        merges the others' results, in order, and compares the report), at most two slices
+        ahead a process."""
+        slices = [sids[i : i + SLICE] for i in range(0, len(sids), SLICE)]
+        workers = min(self.workers, len(slices))
         if (
             workers < 2
             or len(sids) < PARALLEL_FROM
@@ -471,17 +474,26 @@ class _Verifier:
         context = multiprocessing.get_context("fork")
         # Forked, the workers have this verifier as it is now (the open bag included): the
         # initializer's arguments are inherited, never pickled.
-        with context.Pool(workers, initializer=_adopt, initargs=(self, job)) as pool:
-            pending: deque[Any] = deque()
-            for start in range(0, len(sids), SLICE):
-                part = sids[start : start + SLICE]
-                pending.append(pool.apply_async(_check_slice, (part,)))
+        with context.Pool(workers - 1, initializer=_adopt, initargs=(self, job)) as pool:
+            pending: deque[tuple[list[str], Any]] = deque()  # each with its worker's result
+            # This process takes a little less than its share (it merges the rest too).
+            share = 1 / (workers + 0.25)
+            for k, part in enumerate(slices):  # (None: this process checks it)
+                mine = int((k + 1) * share) > int(k * share)
+                pending.append((part, None if mine else pool.apply_async(_check_slice, (part,))))
                 if len(pending) > 2 * workers:
-                    yield from self._merge(pending.popleft().get())
+                    yield from self._take(*pending.popleft(), job)
             while pending:
-                yield from self._merge(pending.popleft().get())
+                yield from self._take(*pending.popleft(), job)
             pool.close()
             pool.join()
+
+    def _take(self, part: list[str], result: Any, job: _Job) -> Iterator[_Seen | None]:
+        """The slice `part` checked: here (no result), or as its worker checked it."""
+        if result is None:
+            yield from self._checked(part, job)
+        else:
+            yield from self._merge(result.get())
 
     def _checked(self, sids: list[str], job: _Job) -> Iterator[_Seen | None]:
         for sid in sids:
