@@ -207,45 +207,55 @@ def read_directory(fp: BinaryIO, max_entries: int) -> Directory:
     count = 0
     d = Directory("", concat)
     total = 0
+    top = ""
+    # Each column's append, looked up once (the loop runs once a member).
+    add_under, add_offset, add_csize = (
+        d.under.append,
+        d.header_offset.append,
+        d.compress_size.append,
+    )
+    add_size, add_crc, add_method = d.file_size.append, d.crc.append, d.method.append
+    add_flags, add_attr, unpack = d.flags.append, d.external_attr.append, _CENTRAL.unpack
     while total < size_cd:
         record = window.read(46)
         if len(record) != 46:
             raise zipfile.BadZipFile("Truncated central directory")
-        cd = _CENTRAL.unpack(record)
+        cd = unpack(record)
         if cd[0] != b"PK\001\002":
             raise zipfile.BadZipFile("Bad magic number for central directory")
         # The name, the extra field and the comment at once (as read one after the other)
-        rest = window.read(cd[12] + cd[13] + cd[14])
+        name_len, extra_len = cd[12], cd[13]
+        rest = window.read(name_len + extra_len + cd[14])
         flags = cd[5]
-        original = rest[: cd[12]].decode("utf-8" if flags & 0x800 else "cp437")
-        extra = rest[cd[12] : cd[12] + cd[13]]
-        extract_version, method, crc, csize, size = cd[3], cd[6], cd[9], cd[10], cd[11]
-        if extract_version > MAX_EXTRACT_VERSION:
-            raise NotImplementedError(f"zip file version {extract_version / 10:.1f}")
-        size, csize, offset = _zip64(extra, size, csize, cd[18])
+        original = rest[:name_len].decode("utf-8" if flags & 0x800 else "cp437")
+        if cd[3] > MAX_EXTRACT_VERSION:
+            raise NotImplementedError(f"zip file version {cd[3] / 10:.1f}")
+        size, csize, offset = cd[11], cd[10], cd[18]
+        if extra_len:
+            size, csize, offset = _zip64(rest[name_len : name_len + extra_len], size, csize, offset)
         if count >= max_entries:
             raise TooManyEntriesError(f"more than {max_entries:,} zip entries")
-        nul = original.find("\0")
-        name = original if nul < 0 else original[:nul]
-        if nul >= 0:
+        name = original
+        if "\0" in original:
+            name = original[: original.index("\0")]
             d.original[count] = original
         if not count:
-            d.top = name[: name.index("/") + 1] if "/" in name else ""
-        inside = bool(d.top) and name.startswith(d.top)
-        run.append((name[len(d.top) :] if inside else name, count))
+            top = d.top = name[: name.index("/") + 1] if "/" in name else ""
+        inside = bool(top) and name.startswith(top)
+        run.append((name[len(top) :] if inside else name, count))
         count += 1
         if len(run) == _RUN:
             runs.append(_sorted_run(run))
             run = []
-        d.under.append(inside)
-        d.header_offset.append(offset)
-        d.compress_size.append(csize)
-        d.file_size.append(size)
-        d.crc.append(crc)
-        d.method.append(method)
-        d.flags.append(flags)
-        d.external_attr.append(cd[17])
-        total += 46 + cd[12] + cd[13] + cd[14]
+        add_under(inside)
+        add_offset(offset)
+        add_csize(csize)
+        add_size(size)
+        add_crc(cd[9])
+        add_method(cd[6])
+        add_flags(flags)
+        add_attr(cd[17])
+        total += 46 + name_len + extra_len + cd[14]
     runs.append(_sorted_run(run))
     del run
     _sort(d, runs)

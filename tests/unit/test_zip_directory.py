@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import re
 import stat
 import struct
 import zipfile
@@ -23,6 +24,7 @@ from infrastructure.evidence.bag_zip import (
     UnsafeBundleError,
     _check_name,
     _lines,
+    _name_rules,
     open_bag,
 )
 from infrastructure.evidence.zip_directory import (
@@ -443,6 +445,21 @@ def test_sorted_names_hold_and_find_what_a_sorted_list_does(names: list[str], pr
         if names:
             kept[(k * 7) % len(names)]
         assert kept.bisect_left(name) == bisect.bisect_left(names, name)
+
+
+@settings(max_examples=2000)
+@given(st.text(alphabet="a./:\\\x00\x1f\x7f\n\u00e9", max_size=12))
+def test_a_name_of_the_everyday_shape_keeps_every_rule(name: str) -> None:
+    # The short way (_SAFE_NAME) takes only names the rules take: _check_name refuses what
+    # they refuse, with their words, and takes what they take.
+    for candidate in (name, f"bag/{name}", f"{name}/x", f"{name}/"):
+        try:
+            _name_rules(candidate)
+        except UnsafeBundleError as e:
+            with pytest.raises(UnsafeBundleError, match=re.escape(str(e))):
+                _check_name(candidate)
+        else:
+            _check_name(candidate)
 
 
 @settings(max_examples=1000)
