@@ -415,7 +415,11 @@ class ZipBag:
         local = os.pread(fd, name_len, offset + 30)
         flags = struct.unpack("<H", header[6:8])[0]
         original = d.original.get(i, name)
-        if local.decode("utf-8" if flags & _UTF8_NAME else "cp437") != original:
+        # (an ASCII name reads the same either way: no codec table to go through)
+        text = local.decode(
+            "ascii" if local.isascii() else "utf-8" if flags & _UTF8_NAME else "cp437"
+        )
+        if text != original:
             raise zipfile.BadZipFile(
                 f"file name in directory {original!r} and header {local!r} differ"
             )
@@ -495,15 +499,23 @@ class ZipBag:
 
     def children(self, folder: str) -> list[str]:
         """The names directly under `folder` (files and folders), sorted."""
+        folders, files = self.entries(folder)
+        return sorted(folders | files)
+
+    def entries(self, folder: str) -> tuple[set[str], set[str]]:
+        """The folders and the files directly under `folder` (a name may be both)."""
         start = folder.rstrip("/") + "/"
-        names, kids = self.names, set()
+        names, folders, files = self.names, set(), set()
         i, end = self.under(start).start, len(self.names)
         while i < end and names[i].startswith(start):
             child, slash, _ = names[i][len(start) :].partition("/")
-            kids.add(child)
-            # a folder: past all its names at once
-            i = names.bisect_left(f"{start}{child}0", i + 1) if slash else i + 1
-        return sorted(kids)
+            if slash:  # a folder: past all its names at once
+                folders.add(child)
+                i = names.bisect_left(f"{start}{child}0", i + 1)
+            else:
+                files.add(child)
+                i += 1
+        return folders, files
 
     def is_file(self, name: str) -> bool:
         return self.position(name) is not None

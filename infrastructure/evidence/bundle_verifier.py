@@ -408,21 +408,11 @@ class _Verifier:
         for kind in ("invoice", "case"):
             # The folders present (a stray file is unexpected): those the manifest lists in
             # its order, then the others in theirs.
-            order, bag = tally.order[kind], self.bag
-            ranked[kind] = [
-                sid
-                for sid, i in order.items()
-                if "/" not in sid
-                and sid
-                and bag.under(f"data/{kind}s/{sid}/")
-                and not bag.is_file(f"data/{kind}s/{sid}")
-            ]
-            ranked[kind].sort(key=order.__getitem__)
-            ranked[kind] += [
-                sid
-                for sid in bag.children(f"data/{kind}s")
-                if sid not in order and not bag.is_file(f"data/{kind}s/{sid}")
-            ]
+            order = tally.order[kind]
+            folders, files = self.bag.entries(f"data/{kind}s")
+            folders -= files  # a file of that name: unexpected, and not a stream
+            ranked[kind] = sorted(folders.intersection(order), key=order.__getitem__)
+            ranked[kind] += sorted(folders.difference(order))
         failures, found = self.result.failures, self.result.checks[self.check]
         marks = len(failures), len(found)
         cases: list[StreamView] = []
