@@ -126,9 +126,11 @@ def test_two_workers_serve_and_one_process_leads(settings: Settings) -> None:
         if settings.is_postgres:
             conninfo = settings.url.set(drivername="postgresql").render_as_string(False)
             with psycopg.connect(conninfo) as conn:
-                held = conn.execute(
+                held = conn.execute(  # this test's database: others run beside it
                     "SELECT count(*), count(DISTINCT objid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND granted AND classid = %s::oid",
+                    "WHERE locktype = 'advisory' AND granted AND classid = %s::oid "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = "
+                    "current_database())",
                     (LOCK_CLASS,),
                 ).fetchone()
             assert held == (len(projections), len(projections))  # one leader each

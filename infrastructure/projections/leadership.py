@@ -63,7 +63,9 @@ class PostgresLeadership:
             row = conn.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
                 "AND classid = %s::oid AND objid = (hashtext(%s)::bigint & 4294967295)::oid "
-                "AND objsubid = 2",
+                "AND objsubid = 2 "
+                # an advisory lock is this database's: another ledger on the server has its own
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (LOCK_CLASS, f"projection:{projection}"),
             ).fetchone()
         return None if row is None else int(row[0])

@@ -52,7 +52,8 @@ def test_a_runner_that_lost_its_lock_cannot_commit_beside_its_successor(
     with psycopg.connect(url, autocommit=True) as admin:  # its lock connection is cut
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted AND pid <> pg_backend_pid()"
+            "AND granted AND pid <> pg_backend_pid() AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"  # not other tests'
         )
     successor = worker.leadership()
     assert successor.try_acquire()

@@ -310,3 +310,29 @@ def test_raw_projections_dead_letter_what_they_cannot_read(services: Services) -
     history.catch_up()
     assert history.dead_letter_count() == 1
     assert history.position() == history.head()
+
+
+@pytest.mark.postgres
+def test_the_runner_named_is_this_databases_not_another_ledgers_on_the_server(
+    pg_settings: Any,
+) -> None:
+    # Advisory locks belong to a database: a ledger beside this one on the same server holds
+    # its own lock of the same projection, and is not this ledger's runner.
+    from infrastructure.projections.leadership import PostgresLeadership
+    from tests.conftest import RUN_ID, _admin, _pg_url
+
+    here = pg_settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = f"fapiao_t_{RUN_ID}_beside"
+    _admin(f'CREATE DATABASE "{other}"')
+    beside = PostgresLeadership(_pg_url(other), "invoice_status", "ledger_events")
+    ours = PostgresLeadership(here, "invoice_status", "ledger_events")
+    try:
+        assert beside.try_acquire()
+        assert PostgresLeadership.holder_pid(here, "invoice_status") is None
+        assert ours.try_acquire()  # its own database's lock: free, whatever the other holds
+        pid = ours.conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[union-attr, index]
+        assert PostgresLeadership.holder_pid(here, "invoice_status") == pid
+    finally:
+        ours.release()
+        beside.release()
+        _admin(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
