@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -461,29 +462,34 @@ class _Verifier:
             yield from self._checked(sids, job)
             return
         self.result.workers = workers
-        context = multiprocessing.get_context("fork")
         # Forked, the workers have this verifier as it is now (the open bag included): the
-        # initializer's arguments are inherited, never pickled.
-        with context.Pool(workers - 1, initializer=_adopt, initargs=(self, job)) as pool:
-            pending: deque[tuple[list[str], Any]] = deque()  # each with its worker's result
+        # initializer's arguments are inherited, never pickled. A worker that dies (killed,
+        # out of memory) fails the verify (BrokenProcessPool), it does not leave it waiting.
+        with ProcessPoolExecutor(
+            workers - 1,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_adopt,
+            initargs=(self, job),
+        ) as pool:
+            pending: deque[tuple[list[str], Future[_Slice] | None]] = deque()
             # This process takes a little less than its share (it merges the rest too).
             share = 1 / (workers + 0.25)
             for k, part in enumerate(slices):  # (None: this process checks it)
                 mine = int((k + 1) * share) > int(k * share)
-                pending.append((part, None if mine else pool.apply_async(_check_slice, (part,))))
+                pending.append((part, None if mine else pool.submit(_check_slice, part)))
                 if len(pending) > 2 * workers:
                     yield from self._take(*pending.popleft(), job)
             while pending:
                 yield from self._take(*pending.popleft(), job)
-            pool.close()
-            pool.join()
 
-    def _take(self, part: list[str], result: Any, job: _Job) -> Iterator[_Seen | None]:
+    def _take(
+        self, part: list[str], result: Future[_Slice] | None, job: _Job
+    ) -> Iterator[_Seen | None]:
         """The slice `part` checked: here (no result), or as its worker checked it."""
         if result is None:
             yield from self._checked(part, job)
         else:
-            yield from self._merge(result.get())
+            yield from self._merge(result.result())
 
     def _checked(self, sids: list[str], job: _Job) -> Iterator[_Seen | None]:
         for sid in sids:

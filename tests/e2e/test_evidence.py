@@ -913,6 +913,30 @@ def test_workers_raise_what_one_process_raises_on_a_damaged_zip(
     assert raised[0] == raised[1] and member.filename in raised[0]
 
 
+def test_a_worker_that_dies_fails_the_verify_and_leaves_nothing_waiting(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker killed while checking (out of memory, say): the verify raises, it does not
+    # wait forever for the slice that worker held.
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from infrastructure.evidence import bundle_verifier
+
+    bundle = export(api, [api.issue()["invoice_id"] for _ in range(4)], tmp_path)
+    monkeypatch.setattr(bundle_verifier, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(bundle_verifier, "SLICE", 1)
+
+    def killed(self: Any, sids: list[str], job: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGKILL)  # only workers check slices this way
+
+    monkeypatch.setattr(bundle_verifier._Verifier, "checked_slice", killed)
+    with pytest.raises(BrokenProcessPool):
+        verify(api, bundle, workers=2)
+    assert verify(api, bundle).failures == []  # and one process still verifies it
+
+
 def test_the_cli_takes_workers_within_bounds(api: Api, tmp_path: Path) -> None:
     bundle = export(api, [api.issue()["invoice_id"]], tmp_path)
     nowhere = "sqlite:////nonexistent/ledger.db"
