@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
 import hashlib
 import json
 import multiprocessing
@@ -462,6 +463,7 @@ class _Verifier:
             yield from self._checked(sids, job)
             return
         self.result.workers = workers
+        _return_freed_memory()
         # Forked, the workers have this verifier as it is now (the open bag included): the
         # initializer's arguments are inherited, never pickled. A worker that dies (killed,
         # out of memory) fails the verify (BrokenProcessPool), it does not leave it waiting.
@@ -1006,6 +1008,18 @@ class _Slice:
     failures: list[str]
     events: int
     files: list[tuple[int, bytes, bytes, bytes]]
+
+
+def _return_freed_memory() -> None:
+    """What this process freed (the manifest read, the directory's sorting) glibc keeps for
+    reuse: give it back to the system before forking (malloc_trim), or every worker would
+    keep its own copy of those pages once this process reuses them. Where the C library has
+    no malloc_trim (macOS, musl), nothing. At 10k invoices: +35 -> +32.5-34 MB in all."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 _adopted: tuple[_Verifier, _Job] | None = None  # in a forked worker: what it checks for
