@@ -476,17 +476,10 @@ class ZipBag:
 
     def add_hashes(self, start: int, hashed: bytes, sha256: bytes) -> None:
         """What another reader of this bag (a forked worker) read from `start` on, as
-        `hashes` gave it: validating reads those files no more."""
+        `hashes` gave it, for files this one has not read: validating reads them no more."""
         stop = start + len(hashed)
-        if not any(self._hashed[start:stop]):  # as always: these files were not read here
-            self._hashed[start:stop] = hashed
-            self._sha256[32 * start : 32 * stop] = sha256
-            return
-        for i, read in enumerate(hashed):
-            if read:
-                at = start + i
-                self._sha256[32 * at : 32 * at + 32] = sha256[32 * i : 32 * i + 32]
-                self._hashed[at] = 1
+        self._hashed[start:stop] = hashed
+        self._sha256[32 * start : 32 * stop] = sha256
 
     def _digest(self, algorithm: str, at: int) -> str:
         """The file's digest: from its earlier read, else read now."""
@@ -615,14 +608,12 @@ def _open_bag(path: Path, fp: BinaryIO, d: Directory) -> ZipBag:
     if sum(d.file_size) > MAX_TOTAL_BYTES:
         raise UnsafeBundleError("the zip unpacks to more than 16 GiB")
     first: tuple[int, str] | None = None  # the first entry (in the zip's order) refused
-    safe, top, link = _SAFE_NAME.fullmatch, d.top, stat.S_ISLNK
+    top = d.top
     for i, (name, under, attr) in enumerate(zip(d.names, d.under, d.external_attr, strict=True)):
         if under:
             name = top + name
-        if safe(name) and not link(attr >> 16):
-            continue  # the everyday name of a file or a folder
         try:
-            _name_rules(name)
+            _check_name(name)
             if stat.S_ISLNK(attr >> 16):
                 raise UnsafeBundleError(f"zip entry {name!r}: a symbolic link")
         except UnsafeBundleError as e:
